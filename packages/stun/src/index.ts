@@ -1,0 +1,12 @@
+// @natkit/stun: the STUN codec (pure), credentials, client transactions, the binding
+// server and RFC 5780 NAT behaviour discovery.
+export * from './errors.js';
+export * from './codec/constants.js';
+export * from './codec/ip.js';
+export * from './codec/attributes.js';
+export * from './codec/message.js';
+export * from './codec/encode.js';
+export * from './codec/integrity.js';
+export { crc32 } from './codec/crc32.js';
+export * from './credentials/prep.js';
+export * from './credentials/keys.js';

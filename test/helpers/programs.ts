@@ -1,0 +1,72 @@
+// Real programs that nobody here wrote, used as interop peers. The Debian package each
+// comes from is installed by the test set-up (test/setup/global.ts) when it can be.
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export const DEBIAN_PACKAGES: Record<string, string> = {
+  turnserver: 'coturn',
+  turnutils_stunclient: 'coturn',
+  turnutils_natdiscovery: 'coturn',
+  turnutils_uclient: 'coturn',
+  turnutils_peer: 'coturn',
+  stun: 'stun-client',
+  stund: 'stun-server',
+  ip: 'iproute2',
+  nft: 'nftables',
+  chromium: 'chromium',
+};
+
+const SEARCH = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+
+export function which(program: string): string | undefined {
+  for (const dir of SEARCH) {
+    if (!dir) continue;
+    const p = join(dir, program);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/**
+ * The path of a program an interop or lab test needs. Missing: under CI the test fails
+ * (a skipped interop test is a failure there); elsewhere it is skipped with the reason.
+ */
+export function needProgram(ctx: { skip: (note?: string) => void }, program: string): string {
+  const p = which(program);
+  if (p) return p;
+  const msg = `${program} is not installed (Debian package ${DEBIAN_PACKAGES[program] ?? '?'}); the test set-up installs it when run as root with apt-get`;
+  if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
+  ctx.skip(msg);
+  throw new Error('unreachable');
+}
+
+/** Root is needed (network namespaces); same CI rule as needProgram. */
+export function needRoot(ctx: { skip: (note?: string) => void }, why: string): void {
+  if (isRoot()) return;
+  const msg = `${why} needs root`;
+  if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
+  ctx.skip(msg);
+}
+
+export function missingPrograms(): string[] {
+  return Object.keys(DEBIAN_PACKAGES).filter((p) => !which(p));
+}
+
+export function installDebianPackages(programs: string[]): void {
+  const pkgs = [...new Set(programs.map((p) => DEBIAN_PACKAGES[p]!))];
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
+  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
+}
