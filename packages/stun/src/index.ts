@@ -17,3 +17,5 @@ export * from './client/client.js';
 export * from './server/ratelimit.js';
 export * from './server/binding.js';
 export * from './server/server.js';
+export * from './nat/discovery.js';
+export * from './nat/prober.js';

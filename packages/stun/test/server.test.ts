@@ -1,4 +1,3 @@
-import * as dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import {
   decodeMessage,
   verifyFingerprint,
 } from '../src/index.js';
+import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const cert = readFileSync(new URL('tls-cert.pem', fixtures));
@@ -35,22 +35,10 @@ function client(opts: ConstructorParameters<typeof StunClient>[0] = {}): StunCli
   return c;
 }
 
-/** A raw UDP socket for sending hand-made bytes and collecting what comes back. */
-async function rawSocket(address = '127.0.0.1'): Promise<{ sock: dgram.Socket; next: () => Promise<[Buffer, dgram.RemoteInfo]> }> {
-  const sock = dgram.createSocket('udp4');
-  const queue: Array<[Buffer, dgram.RemoteInfo]> = [];
-  const waiters: Array<(v: [Buffer, dgram.RemoteInfo]) => void> = [];
-  sock.on('message', (b, r) => {
-    const w = waiters.shift();
-    if (w) w([b, r]);
-    else queue.push([b, r]);
-  });
-  await new Promise<void>((r) => sock.bind(0, address, () => r()));
-  cleanup.push(() => new Promise((r) => sock.close(() => r())));
-  return {
-    sock,
-    next: () => (queue.length ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r))),
-  };
+async function rawSocket(): Promise<RawUdp> {
+  const r = await openRawUdp();
+  cleanup.push(() => r.close());
+  return r;
 }
 
 describe('stunserver, basic mode', () => {
@@ -105,9 +93,9 @@ describe('stunserver, basic mode', () => {
 
   it('answers an unknown comprehension-required attribute with 420 listing it', async () => {
     const s = await server({ address: '127.0.0.1' });
-    const { sock, next } = await rawSocket();
+    const { send, next } = await rawSocket();
     const req = new MessageBuilder(Method.Binding, MessageClass.Request).addRaw(0x7777, Buffer.from('x')).encode({ fingerprint: true });
-    sock.send(req, s.listening[0]!.port, '127.0.0.1');
+    send(req, s.listening[0]!.port, '127.0.0.1');
     const [res] = await next();
     const m = decodeMessage(res);
     expect(m.cls).toBe(MessageClass.ErrorResponse);
@@ -119,10 +107,10 @@ describe('stunserver, basic mode', () => {
 
   it('answers another method with 400 and ignores indications', async () => {
     const s = await server({ address: '127.0.0.1' });
-    const { sock, next } = await rawSocket();
+    const { send, next } = await rawSocket();
     const port = s.listening[0]!.port;
-    sock.send(new MessageBuilder(Method.Binding, MessageClass.Indication).encode(), port, '127.0.0.1');
-    sock.send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');
+    send(new MessageBuilder(Method.Binding, MessageClass.Indication).encode(), port, '127.0.0.1');
+    send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');
     const [res] = await next();
     const m = decodeMessage(res);
     expect(m.method).toBe(Method.Allocate);
@@ -132,13 +120,13 @@ describe('stunserver, basic mode', () => {
 
   it('drops garbage, truncated and bad-fingerprint packets, counts them, and keeps serving', async () => {
     const s = await server({ address: '127.0.0.1' });
-    const { sock } = await rawSocket();
+    const { send } = await rawSocket();
     const port = s.listening[0]!.port;
     const good = new MessageBuilder(Method.Binding, MessageClass.Request).encode({ fingerprint: true });
     const badFp = Buffer.from(good);
     badFp[badFp.length - 1]! ^= 1;
     const junk = [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.alloc(0), good.subarray(0, 19), Buffer.concat([good, Buffer.from([0])]), badFp, Buffer.alloc(64, 0)];
-    for (const j of junk) sock.send(j, port, '127.0.0.1');
+    for (const j of junk) await send(j, port, '127.0.0.1');
     // A request sent after the junk is answered, so the junk has been seen by then.
     const c = client();
     await c.binding({ address: '127.0.0.1', port });
@@ -151,9 +139,9 @@ describe('stunserver, basic mode', () => {
 
   it('rate-limits error answers per source', async () => {
     const s = await server({ address: '127.0.0.1', errorRate: 1, errorBurst: 3 });
-    const { sock, next } = await rawSocket();
+    const { send, next } = await rawSocket();
     const port = s.listening[0]!.port;
-    for (let i = 0; i < 10; i++) sock.send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');
+    for (let i = 0; i < 10; i++) send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');
     const c = client();
     await c.binding({ address: '127.0.0.1', port });
     for (let i = 0; i < 3; i++) expect(decodeMessage((await next())[0]).get(Attr.ErrorCode)!.code).toBe(400);
@@ -213,24 +201,24 @@ describe('stunserver, RFC 5780 full mode on 127.0.0.1 and 127.0.0.2', () => {
     const port = s.listening[0]!.port;
     const a = await rawSocket();
     const b = await rawSocket();
-    const bPort = (b.sock.address() as { port: number }).port;
+    const bPort = b.port;
     const req = new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.ResponsePort, bPort).encode();
-    a.sock.send(req, port, '127.0.0.1');
+    a.send(req, port, '127.0.0.1');
     const [res] = await b.next();
     const m = decodeMessage(res);
     expect(m.transactionId.equals(decodeMessage(req).transactionId)).toBe(true);
     // The mapped address is that of the socket the request came from.
-    expect(m.get(Attr.XorMappedAddress)!.port).toBe((a.sock.address() as { port: number }).port);
+    expect(m.get(Attr.XorMappedAddress)!.port).toBe(a.port);
 
     const padded = new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.Padding, Buffer.alloc(200)).encode();
-    a.sock.send(padded, port, '127.0.0.1');
+    a.send(padded, port, '127.0.0.1');
     const [pres] = await a.next();
     const pm = decodeMessage(pres);
     expect(pm.get(Attr.Padding)!.length).toBe(1500);
 
     // RFC 5780 section 6.1: PADDING with RESPONSE-PORT is refused with 400.
     const both = new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.ResponsePort, bPort).add(Attr.Padding, Buffer.alloc(8)).encode();
-    a.sock.send(both, port, '127.0.0.1');
+    a.send(both, port, '127.0.0.1');
     const [eres] = await a.next();
     expect(decodeMessage(eres).get(Attr.ErrorCode)!.code).toBe(400);
   });
@@ -238,15 +226,16 @@ describe('stunserver, RFC 5780 full mode on 127.0.0.1 and 127.0.0.2', () => {
   it('answers an RFC 3489 request (no magic cookie) with MAPPED-ADDRESS, SOURCE-ADDRESS and CHANGED-ADDRESS', async () => {
     const s = await server({ address: '127.0.0.1', alternateAddress: '127.0.0.2' });
     const [ap, , , a2p2] = s.listening.filter((l) => l.transport === 'udp');
-    const { sock, next } = await rawSocket();
+    const raw = await rawSocket();
+    const { send, next } = raw;
     const tid = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
     const req = new MessageBuilder(Method.Binding, MessageClass.Request, tid).add(Attr.ChangeRequest, { changeIp: false, changePort: false }).encode();
-    sock.send(req, ap!.port, '127.0.0.1');
+    send(req, ap!.port, '127.0.0.1');
     const [res] = await next();
     const m = decodeMessage(res);
     expect(m.rfc3489).toBe(true);
     expect(m.transactionId.equals(tid)).toBe(true);
-    expect(m.get(Attr.MappedAddress)).toEqual({ family: 'IPv4', address: '127.0.0.1', port: (sock.address() as { port: number }).port });
+    expect(m.get(Attr.MappedAddress)).toEqual({ family: 'IPv4', address: '127.0.0.1', port: raw.port });
     expect(m.has(AttrType.XOR_MAPPED_ADDRESS)).toBe(false);
     expect(m.get(Attr.SourceAddress)).toEqual({ family: 'IPv4', address: ap!.address, port: ap!.port });
     expect(m.get(Attr.ChangedAddress)).toEqual({ family: 'IPv4', address: a2p2!.address, port: a2p2!.port });

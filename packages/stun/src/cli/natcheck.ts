@@ -1,1 +1,90 @@
-console.log('natcheck: not yet');
+import { lookup } from 'node:dns/promises';
+import pkg from '../../package.json' with { type: 'json' };
+import { ipFamily } from '../codec/ip.js';
+import { formatReport } from '../nat/discovery.js';
+import { checkNat } from '../nat/prober.js';
+import { CliError, type OptionSpec, parseArgs, runCli, usage } from './args.js';
+
+const SPECS: OptionSpec[] = [
+  { name: 'json', type: 'boolean', help: 'print the report as JSON' },
+  { name: 'local', type: 'string', value: 'ADDR', env: 'NATCHECK_LOCAL', help: 'local address to send from (default: any)' },
+  {
+    name: 'timeout',
+    type: 'number',
+    value: 'MS',
+    env: 'NATCHECK_TIMEOUT',
+    min: 100,
+    max: 60_000,
+    defaultText: '2750',
+    help: 'how long one probe waits for an answer (4 sends, doubling intervals)',
+  },
+  { name: 'hairpin', type: 'boolean', defaultText: 'on', help: 'test hairpinning (--no-hairpin to skip)' },
+  { name: 'help', type: 'boolean', help: 'show this help' },
+  { name: 'version', type: 'boolean', help: 'print the version' },
+];
+
+const HELP = usage(
+  'natcheck [options] SERVER[:PORT]',
+  'Finds out what NAT you are behind, with the RFC 5780 tests against a STUN server that\n' +
+    'has two addresses (natkit stunserver --alternate, coturn with two -L, stund):\n' +
+    'mapping and filtering behaviour (RFC 4787), hairpinning, port preservation, and the\n' +
+    'classic RFC 3489 name (Open Internet, Full Cone, Restricted Cone, Port Restricted\n' +
+    'Cone, Symmetric, Symmetric UDP Firewall, UDP Blocked). SERVER is an address or a\n' +
+    'host name; PORT defaults to 3478.',
+  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  'Exit status: 0 report printed, 3 no answer from the server (UDP blocked or server\ndown), 2 bad usage, 1 other errors.',
+);
+
+function splitHostPort(text: string): { host: string; port: number } {
+  let host = text;
+  let port = 3478;
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (m) {
+    host = m[1]!;
+    if (m[2]) port = Number(m[2]);
+  } else if (text.indexOf(':') === text.lastIndexOf(':') && text.includes(':')) {
+    const i = text.lastIndexOf(':');
+    host = text.slice(0, i);
+    const p = text.slice(i + 1);
+    if (!/^\d{1,5}$/.test(p)) throw new CliError(`bad port ${JSON.stringify(p)} in ${JSON.stringify(text)}`);
+    port = Number(p);
+  }
+  if (!host) throw new CliError(`no host in ${JSON.stringify(text)}`);
+  if (port < 1 || port > 65535) throw new CliError(`port ${port} is out of range`);
+  return { host, port };
+}
+
+runCli('natcheck', async () => {
+  const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
+  if (v.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (v.version) {
+    process.stdout.write(`natcheck ${pkg.version}\n`);
+    return 0;
+  }
+  if (positional.length === 0) throw new CliError('which STUN server? give SERVER[:PORT]');
+  if (positional.length > 1) throw new CliError(`one server only; unexpected ${JSON.stringify(positional[1])}`);
+  const { host, port } = splitHostPort(positional[0]!);
+  let address = host;
+  if (!ipFamily(host)) {
+    try {
+      address = (await lookup(host)).address;
+    } catch (err) {
+      throw new Error(`cannot resolve ${host}: ${(err as Error).message}`);
+    }
+  }
+  const local = v.local as string | undefined;
+  if (local !== undefined && !ipFamily(local)) throw new CliError(`--local: ${JSON.stringify(local)} is not an IP address`);
+  const timeout = (v.timeout as number | undefined) ?? 2750;
+  // Sends at 0, rto, 3 rto, 7 rto; gives up 4 rto after the last: 11 rto in all.
+  const rto = Math.max(10, Math.round(timeout / 11));
+  const report = await checkNat(
+    { family: ipFamily(address)!, address, port },
+    { bindAddress: local, retransmit: { rto, rc: 4, rm: 4 }, hairpin: v.hairpin as boolean | undefined, software: `natkit natcheck ${pkg.version}` },
+  );
+  if (v.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${formatReport(report)}\n`);
+  return report.udpBlocked ? 3 : 0;
+});

@@ -32,6 +32,7 @@ export interface StunServerOptions extends BindingServiceOptions {
 
 export interface Listening {
   transport: 'udp' | 'tcp' | 'tls';
+  family: Family;
   address: string;
   port: number;
 }
@@ -157,7 +158,7 @@ export class StunServer extends EventEmitter {
   private attachUdp(s: dgram.Socket, index: number): void {
     this.udp[index] = s;
     const a = s.address();
-    this.listening.push({ transport: 'udp', address: canonicalIp(a.address), port: a.port });
+    this.listening.push({ transport: 'udp', family: a.family as Family, address: canonicalIp(a.address), port: a.port });
     const family = a.family as Family;
     const service = this.service;
     const clock = this.clock;
@@ -190,7 +191,7 @@ export class StunServer extends EventEmitter {
     });
     this.servers.push(srv);
     const a = srv.address() as net.AddressInfo;
-    this.listening.push({ transport, address: canonicalIp(a.address), port: a.port });
+    this.listening.push({ transport, family: a.family as Family, address: canonicalIp(a.address), port: a.port });
   }
 
   private onConnection(sock: net.Socket): void {

@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * A small strict command-line parser shared by natkit's binaries: every flag is declared,
+ * unknown flags and bad values are errors that say what is wrong, values can come from
+ * environment variables, and `--help` text is generated from the same declarations.
+ */
+
+export type OptionType = 'string' | 'number' | 'boolean' | 'list';
+
+export interface OptionSpec {
+  name: string;
+  type: OptionType;
+  help: string;
+  /** Environment variable that supplies the value when the flag is absent. */
+  env?: string;
+  /** Placeholder in the help text, e.g. ADDR. */
+  value?: string;
+  /** For numbers: bounds and integer-ness. */
+  min?: number;
+  max?: number;
+  integer?: boolean;
+  /** For strings: allowed values. */
+  choices?: readonly string[];
+  /** Shown in help. */
+  defaultText?: string;
+}
+
+export class CliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export type ParsedValues = Record<string, string | number | boolean | string[] | undefined>;
+
+function convert(spec: OptionSpec, raw: string, from: string): string | number {
+  if (spec.type === 'number') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new CliError(`${from} expects a number, got ${JSON.stringify(raw)}`);
+    if ((spec.integer ?? true) && !Number.isInteger(n)) throw new CliError(`${from} expects a whole number, got ${JSON.stringify(raw)}`);
+    if (spec.min !== undefined && n < spec.min) throw new CliError(`${from} must be at least ${spec.min}, got ${n}`);
+    if (spec.max !== undefined && n > spec.max) throw new CliError(`${from} must be at most ${spec.max}, got ${n}`);
+    return n;
+  }
+  if (spec.choices && !spec.choices.includes(raw)) throw new CliError(`${from} must be one of ${spec.choices.join(', ')}; got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+/**
+ * Parses `argv` (without node and script). Flags: `--name value`, `--name=value`,
+ * `--flag`, `--no-flag` for booleans; list flags repeat. Returns values by flag name and
+ * the positional arguments.
+ */
+export function parseArgs(
+  argv: readonly string[],
+  specs: readonly OptionSpec[],
+  env: NodeJS.ProcessEnv = process.env,
+): { values: ParsedValues; positional: string[] } {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const values: ParsedValues = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positional.push(arg);
+      continue;
+    }
+    if (arg === '-h') {
+      values.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) throw new CliError(`unknown option ${arg} (options are spelled out, e.g. --help)`);
+    const eq = arg.indexOf('=');
+    let name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    let inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    let spec = byName.get(name);
+    if (!spec && name.startsWith('no-') && byName.get(name.slice(3))?.type === 'boolean') {
+      spec = byName.get(name.slice(3));
+      name = name.slice(3);
+      if (inline !== undefined) throw new CliError(`--no-${name} takes no value`);
+      values[name] = false;
+      continue;
+    }
+    if (!spec) {
+      const near = specs.filter((s) => s.name.startsWith(name.slice(0, 3))).map((s) => `--${s.name}`);
+      throw new CliError(`unknown option --${name}${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}`);
+    }
+    if (spec.type === 'boolean') {
+      if (inline === undefined) values[name] = true;
+      else if (inline === 'true' || inline === '1') values[name] = true;
+      else if (inline === 'false' || inline === '0') values[name] = false;
+      else throw new CliError(`--${name} is a switch; use --${name} or --no-${name}`);
+      continue;
+    }
+    if (inline === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new CliError(`--${name} needs a value${spec.value ? ` (${spec.value})` : ''}`);
+      inline = next;
+      i++;
+    }
+    const v = convert(spec, inline, `--${name}`);
+    if (spec.type === 'list') ((values[name] as string[] | undefined) ?? (values[name] = [])).push(String(v));
+    else values[name] = v;
+  }
+  for (const spec of specs) {
+    if (values[spec.name] !== undefined || !spec.env) continue;
+    const raw = env[spec.env];
+    if (raw === undefined || raw === '') continue;
+    if (spec.type === 'boolean') {
+      if (!['1', '0', 'true', 'false', 'yes', 'no'].includes(raw.toLowerCase())) throw new CliError(`${spec.env} must be true or false, got ${JSON.stringify(raw)}`);
+      values[spec.name] = ['1', 'true', 'yes'].includes(raw.toLowerCase());
+    } else if (spec.type === 'list') {
+      values[spec.name] = raw.split(',').map((x) => String(convert(spec, x.trim(), spec.env!)));
+    } else {
+      values[spec.name] = convert(spec, raw, spec.env);
+    }
+  }
+  return { values, positional };
+}
+
+/** The help text. */
+export function usage(synopsis: string, description: string, specs: readonly OptionSpec[], footer = ''): string {
+  const rows = specs.map((s) => {
+    const flag = `--${s.name}${s.type === 'boolean' ? '' : ` ${s.value ?? 'VALUE'}`}${s.type === 'list' ? ' (repeatable)' : ''}`;
+    const extra = [s.defaultText ? `default ${s.defaultText}` : '', s.env ? `env ${s.env}` : ''].filter(Boolean).join('; ');
+    return [flag, s.help + (extra ? ` (${extra})` : '')];
+  });
+  const width = Math.min(34, Math.max(...rows.map(([f]) => f!.length)) + 2);
+  const body = rows.map(([f, h]) => `  ${f!.padEnd(width)}${f!.length >= width ? `\n  ${' '.repeat(width)}` : ''}${h}`).join('\n');
+  return `Usage: ${synopsis}\n\n${description}\n\nOptions:\n${body}\n  ${'--help'.padEnd(width)}show this help\n  ${'--version'.padEnd(width)}print the version${footer ? `\n\n${footer}` : ''}\n`;
+}
+
+/** Reads a file named by a flag, with an error that names the flag. */
+export function readFlagFile(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new CliError(`${flag}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Runs a CLI main function: a CliError prints "NAME: message" and a pointer to --help and
+ * exits 2; any other error prints "NAME: message" and exits 1.
+ */
+export function runCli(program: string, main: () => Promise<number | void>): void {
+  main().then(
+    (code) => {
+      if (typeof code === 'number') process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof CliError) {
+        process.stderr.write(`${program}: ${err.message}\nTry '${program} --help' for the options.\n`);
+        process.exitCode = 2;
+      } else {
+        process.stderr.write(`${program}: ${(err as Error)?.message ?? String(err)}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
