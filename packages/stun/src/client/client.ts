@@ -164,6 +164,7 @@ export class StunClient {
   private readonly registry: AttributeRegistry;
   private readonly pending = new Map<string, Pending>();
   private readonly sockets = new Map<Family, dgram.Socket>();
+  private readonly opening = new Map<Family, Promise<dgram.Socket>>();
   private readonly ownSockets = new Set<dgram.Socket>();
   private readonly streams = new Map<string, StreamConn>();
   private readonly auth = new Map<string, AuthState>();
@@ -192,25 +193,41 @@ export class StunClient {
     return { family: a.family as Family, address: a.address, port: a.port };
   }
 
-  private async udpSocket(family: Family): Promise<dgram.Socket> {
+  private udpSocket(family: Family): Promise<dgram.Socket> {
     const have = this.sockets.get(family);
-    if (have) return have;
-    if (this.closed) throw new StunTransactionError('CLOSED', 'the client is closed');
+    if (have) return Promise.resolve(have);
+    if (this.closed) return Promise.reject(new StunTransactionError('CLOSED', 'the client is closed'));
+    // Concurrent first requests share one socket: remember the bind in progress.
+    let opening = this.opening.get(family);
+    if (opening) return opening;
     const s = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4' });
-    this.sockets.set(family, s);
     this.ownSockets.add(s);
     s.on('message', this.onSocketMessage);
     s.on('error', () => {
       // Errors on an unconnected UDP socket concern one send; sends report their own.
     });
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
+    opening = new Promise<dgram.Socket>((resolve, reject) => {
+      const onError = (err: Error) => {
+        this.opening.delete(family);
+        this.ownSockets.delete(s);
+        s.close();
+        reject(err);
+      };
+      s.once('error', onError);
       s.bind({ address: this.opts.bindAddress ?? (family === 'IPv6' ? '::' : '0.0.0.0'), port: this.opts.bindPort ?? 0 }, () => {
-        s.off('error', reject);
-        resolve();
+        s.off('error', onError);
+        this.opening.delete(family);
+        if (this.closed) {
+          s.close();
+          reject(new StunTransactionError('CLOSED', 'the client is closed'));
+          return;
+        }
+        this.sockets.set(family, s);
+        resolve(s);
       });
     });
-    return s;
+    this.opening.set(family, opening);
+    return opening;
   }
 
   /** Sends a request and resolves with the success response; see RequestOptions. */
@@ -445,8 +462,13 @@ export class StunClient {
         this.udpSocket(family).then(
           (s) => {
             if (p.timer.finished) return;
-            const a = s.address();
-            local = { family: a.family as Family, address: a.address, port: a.port };
+            try {
+              const a = s.address();
+              local = { family: a.family as Family, address: a.address, port: a.port };
+            } catch (err) {
+              fail(new StunTransactionError('SOCKET_ERROR', `the UDP socket is not usable: ${(err as Error).message}`, { cause: err }));
+              return;
+            }
             send = () =>
               s.send(bytes, port, address, (err) => {
                 if (err) fail(new StunTransactionError('SOCKET_ERROR', `send to ${address}:${port} failed: ${err.message}`, { cause: err }));
@@ -548,6 +570,8 @@ export class StunClient {
     if (this.closed) return;
     this.closed = true;
     for (const p of [...this.pending.values()]) p.reject(new StunTransactionError('CLOSED', 'the client was closed'));
+    // A socket still binding closes itself when the bind completes (it sees `closed`).
+    await Promise.allSettled([...this.opening.values()]);
     const waits: Promise<void>[] = [];
     for (const s of this.sockets.values()) {
       s.off('message', this.onSocketMessage);
