@@ -54,7 +54,9 @@ export class AttributeRegistry {
 // ---------------------------------------------------------------------------------------
 // Building blocks
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the value (the default would strip it, so a
+// USERNAME starting with one would decode to a different string than was sent).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * A UTF-8 text attribute. RFC 8489 bounds these by characters (fewer than 128) and says
@@ -127,7 +129,7 @@ function u64Attribute(type: number, name: string): AttributeDef<bigint> {
     lengths: { min: 8, max: 8 },
     decode: (v) => v.readBigUInt64BE(0),
     size(value) {
-      if (value < 0n || value > 0xffffffffffffffffn) throw new StunEncodeError('BAD_VALUE', `${name} must be a 64-bit unsigned integer`);
+      if (typeof value !== 'bigint' || value < 0n || value > 0xffffffffffffffffn) throw new StunEncodeError('BAD_VALUE', `${name} must be a 64-bit unsigned integer`);
       return 8;
     },
     write(value, out, at) {
@@ -236,7 +238,7 @@ const ErrorCodeAttr: AttributeDef<ErrorCodeValue> = {
       throw new StunEncodeError('BAD_VALUE', `ERROR-CODE ${value.code} is outside 300-699`);
     }
     const n = Buffer.byteLength(value.reason, 'utf8');
-    if (n > 509) throw new StunEncodeError('VALUE_TOO_LONG', 'ERROR-CODE reason must be fewer than 128 characters (509 bytes)');
+    if (n > 509 || [...value.reason].length >= 128) throw new StunEncodeError('VALUE_TOO_LONG', 'ERROR-CODE reason must be fewer than 128 characters (509 bytes)');
     return 4 + n;
   },
   write(value, out, at) {
@@ -257,7 +259,12 @@ const UnknownAttributesAttr: AttributeDef<number[]> = {
     for (let i = 0; i + 1 < v.length; i += 2) out.push(v.readUInt16BE(i));
     return out;
   },
-  size: (value) => value.length * 2,
+  size(value) {
+    for (const t of value) {
+      if (!Number.isInteger(t) || t < 0 || t > 0xffff) throw new StunEncodeError('BAD_VALUE', `UNKNOWN-ATTRIBUTES: ${t} is not a 16-bit attribute type`);
+    }
+    return value.length * 2;
+  },
   write(value, out, at) {
     for (let i = 0; i < value.length; i++) out.writeUInt16BE(value[i]!, at + 2 * i);
   },
@@ -278,6 +285,10 @@ function readAlgorithm(v: Buffer, pos: number, offset: number, type: number): [P
 }
 
 function algorithmSize(a: PasswordAlgorithmValue): number {
+  if (!Number.isInteger(a.algorithm) || a.algorithm < 0 || a.algorithm > 0xffff) {
+    throw new StunEncodeError('BAD_VALUE', `password algorithm ${a.algorithm} is not a 16-bit number`);
+  }
+  if (a.parameters.length > 0xffff) throw new StunEncodeError('VALUE_TOO_LONG', 'password algorithm parameters are longer than 65535 bytes');
   return 4 + ((a.parameters.length + 3) & ~3);
 }
 

@@ -58,7 +58,8 @@ export class MessageBuilder {
     if (transactionId.length !== 12 && transactionId.length !== 16) {
       throw new StunEncodeError('BAD_TRANSACTION_ID', `a transaction id is 12 bytes (16 for RFC 3489), not ${transactionId.length}`);
     }
-    if (method < 0 || method > 0xfff) throw new StunEncodeError('BAD_VALUE', `method 0x${method.toString(16)} does not fit 12 bits`);
+    if (!Number.isInteger(method) || method < 0 || method > 0xfff) throw new StunEncodeError('BAD_VALUE', `method 0x${method.toString(16)} does not fit 12 bits`);
+    if (cls !== 0 && cls !== 1 && cls !== 2 && cls !== 3) throw new StunEncodeError('BAD_VALUE', `message class ${cls} is not 0-3`);
     this.method = method;
     this.cls = cls;
     this.transactionId = transactionId;
@@ -74,6 +75,7 @@ export class MessageBuilder {
 
   /** Adds an attribute from raw value bytes (for types without a definition). */
   addRaw(type: number, value: Uint8Array): this {
+    if (!Number.isInteger(type) || type < 0 || type > 0xffff) throw new StunEncodeError('BAD_VALUE', `attribute type ${type} is not 16 bits`);
     if (value.length > 0xffff) throw new StunEncodeError('VALUE_TOO_LONG', `attribute 0x${type.toString(16)} is longer than 65535 bytes`);
     this.entries.push({ def: undefined, type, value, size: value.length });
     this.bodyLength += 4 + ((value.length + 3) & ~3);

@@ -110,14 +110,26 @@ export class StunMessage {
   get<T>(def: AttributeDef<T>): T | undefined {
     const a = this.find(def.type);
     if (!a) return undefined;
-    return def.decode(this.value(a), this.raw, a.offset);
+    return this.decodeWith(def, a);
   }
 
   /** Every value of an attribute type, in order (TURN repeats XOR-PEER-ADDRESS). */
   getAll<T>(def: AttributeDef<T>): T[] {
     const out: T[] = [];
-    for (const a of this.attributes) if (a.type === def.type) out.push(def.decode(this.value(a), this.raw, a.offset));
+    for (const a of this.attributes) if (a.type === def.type) out.push(this.decodeWith(def, a));
     return out;
+  }
+
+  /**
+   * `decodeMessage` checked value lengths only against the registry's definitions; a
+   * definition from elsewhere (another registry) gets its length checked here, so that
+   * its `decode` never reads past the value.
+   */
+  private decodeWith<T>(def: AttributeDef<T>, a: RawAttribute): T {
+    if (this.registry.get(a.type) !== def && !lengthFits(def, a.length)) {
+      throw new StunDecodeError('BAD_ATTRIBUTE_LENGTH', `${def.name} cannot be ${a.length} bytes long`, a.offset - 4, a.type);
+    }
+    return def.decode(this.value(a), this.raw, a.offset);
   }
 
   /** Decodes every attribute the registry knows; throws the first StunDecodeError. */
@@ -147,6 +159,12 @@ export class StunMessage {
     const names = this.attributes.map((a) => this.registry.name(a.type));
     return `${methodName(this.method)} ${className(this.cls)} tid=${this.transactionId.toString('hex')} [${names.join(', ')}]`;
   }
+}
+
+/** True if a value of `length` bytes is allowed for the attribute definition. */
+function lengthFits(def: AttributeDef<unknown>, length: number): boolean {
+  const l = def.lengths;
+  return !l || (length >= l.min && length <= l.max && (l.multipleOf === undefined || length % l.multipleOf === 0));
 }
 
 /**
@@ -219,8 +237,7 @@ export function decodeMessage(buf: Buffer, options: DecodeOptions = {}): StunMes
     }
     const def = registry.get(type);
     if (def) {
-      const l = def.lengths;
-      if (l && (alen < l.min || alen > l.max || (l.multipleOf !== undefined && alen % l.multipleOf !== 0))) {
+      if (!lengthFits(def, alen)) {
         throw new StunDecodeError('BAD_ATTRIBUTE_LENGTH', `${def.name} cannot be ${alen} bytes long`, tlvStart, type);
       }
     } else if (isComprehensionRequired(type)) {

@@ -132,13 +132,17 @@ export class NonceFactory {
   }
 
   check(nonce: string, client: string, nowMs: number): 'ok' | 'stale' | 'bad' {
-    const prefixLen = NONCE_COOKIE.length + 4;
-    if (!nonce.startsWith(NONCE_COOKIE) || nonce.length !== prefixLen + 22) return 'bad';
-    const body = Buffer.from(nonce.slice(prefixLen), 'base64url');
-    if (body.length !== 16) return 'bad';
+    // The cookie with this factory's features, exactly (base64 decoding would also take
+    // the URL-safe alphabet for the feature set).
+    const prefix = makeNonceCookie(this.features, '');
+    if (!nonce.startsWith(prefix) || nonce.length !== prefix.length + 22) return 'bad';
+    const text = nonce.slice(prefix.length);
+    const body = Buffer.from(text, 'base64url');
+    // Only the encoding make() writes: the decoder skips stray characters and ignores the
+    // last character's 4 unused bits, so other strings would decode to the same body.
+    if (body.length !== 16 || body.toString('base64url') !== text) return 'bad';
     const expiry = body.readUInt32BE(0);
     if (!timingSafeEqual(this.tag(expiry, client), body.subarray(4))) return 'bad';
-    if (nonceFeatures(nonce) !== this.features) return 'bad';
     return expiry * 1000 <= nowMs ? 'stale' : 'ok';
   }
 }
