@@ -19,3 +19,4 @@ export * from './server/binding.js';
 export * from './server/server.js';
 export * from './nat/discovery.js';
 export * from './nat/prober.js';
+export * as cli from './cli/shared.js';

@@ -1,0 +1,1 @@
+console.log('relayserver: not yet');

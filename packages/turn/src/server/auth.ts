@@ -1,0 +1,211 @@
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  Attr,
+  ErrorCode,
+  type MessageBuilder,
+  NonceFactory,
+  PasswordAlgorithm,
+  type PasswordAlgorithmValue,
+  type Preparation,
+  SecurityFeature,
+  type StunMessage,
+  checkIntegrity,
+  longTermKey,
+  offeredAlgorithms,
+  sameAlgorithms,
+  userhash,
+} from '@natkit/stun';
+
+/**
+ * Long-term credentials for the relay (RFC 8489 section 9.2): static users (from a users
+ * file or flags) and the TURN REST API shared secret (username `expiry:user`, password =
+ * base64(HMAC-SHA1(secret, username))). Keys are derived per algorithm (MD5 or SHA-256);
+ * every compare is constant-time; nonces are stateless and expire (438).
+ */
+
+export interface UserEntry {
+  /** The password, or undefined when only a precomputed MD5 key is known. */
+  password?: string;
+  /** coturn-style precomputed key, MD5(user:realm:password); works for MD5 only. */
+  md5Key?: Buffer;
+}
+
+export class UsersFileError extends Error {}
+
+/**
+ * Parses a users file: one `user:password` per line (coturn's format), or `user:0xKEY`
+ * with KEY the hex MD5 key. `#` starts a comment; blank lines are ignored. The first
+ * colon separates user from password, so passwords may contain colons.
+ */
+export function parseUsers(text: string, source = 'users file'): Map<string, UserEntry> {
+  const users = new Map<string, UserEntry>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new UsersFileError(`${source} line ${i + 1}: expected user:password`);
+    const user = line.slice(0, colon);
+    const secret = line.slice(colon + 1);
+    if (secret === '') throw new UsersFileError(`${source} line ${i + 1}: empty password for ${user}`);
+    if (/^0x[0-9a-fA-F]{32}$/.test(secret)) users.set(user, { md5Key: Buffer.from(secret.slice(2), 'hex') });
+    else users.set(user, { password: secret });
+  });
+  return users;
+}
+
+export function readUsersFile(path: string): Map<string, UserEntry> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsersFileError(`cannot read users file ${path}: ${(err as Error).message}`);
+  }
+  return parseUsers(text, path);
+}
+
+/** The TURN REST API password for a username (draft-uberti-behave-turn-rest-00). */
+export function restPassword(secret: string, username: string): string {
+  return createHmac('sha1', secret).update(username).digest('base64');
+}
+
+/** The username's expiry (Unix seconds) in `expiry:user` form, or undefined. */
+export function restExpiry(username: string, separator = ':'): number | undefined {
+  const i = username.indexOf(separator);
+  const head = i >= 0 ? username.slice(0, i) : username;
+  return /^\d{1,12}$/.test(head) ? Number(head) : undefined;
+}
+
+export interface AuthOptions {
+  realm: string;
+  users?: Map<string, UserEntry>;
+  /** REST API shared secrets; several may be valid at once (rotation). */
+  secrets?: readonly string[];
+  restSeparator?: string;
+  nonceLifetimeMs?: number;
+  /** Set the username-anonymity bit in nonces (clients must then send USERHASH). */
+  requireUserhash?: boolean;
+  preparation?: Preparation;
+  nonceSecret?: Buffer;
+}
+
+export type AuthResult =
+  | { ok: true; username: string; key: Buffer; integrity: 'sha1' | 'sha256' }
+  | { ok: false; code: number; reason: string; challenge: boolean };
+
+export class CredentialStore {
+  readonly realm: string;
+  private users: Map<string, UserEntry>;
+  private secrets: readonly string[];
+  private byHash = new Map<string, string>();
+  private readonly separator: string;
+  private readonly nonces: NonceFactory;
+  private readonly prep: Preparation;
+  readonly offered: PasswordAlgorithmValue[] = offeredAlgorithms();
+
+  constructor(options: AuthOptions) {
+    this.realm = options.realm;
+    this.separator = options.restSeparator ?? ':';
+    this.prep = options.preparation ?? 'opaque';
+    this.users = new Map();
+    this.secrets = [];
+    const features = SecurityFeature.PasswordAlgorithms | (options.requireUserhash ? SecurityFeature.UsernameAnonymity : 0);
+    this.nonces = new NonceFactory({ lifetimeMs: options.nonceLifetimeMs ?? 10 * 60_000, features, secret: options.nonceSecret });
+    this.reload(options.users ?? new Map(), options.secrets ?? []);
+  }
+
+  /** Replaces users and secrets (SIGHUP); allocations made with old credentials live on. */
+  reload(users: Map<string, UserEntry>, secrets: readonly string[]): void {
+    this.users = users;
+    this.secrets = [...secrets];
+    this.byHash = new Map();
+    for (const u of users.keys()) this.byHash.set(userhash(u, this.realm, this.prep).toString('hex'), u);
+  }
+
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  /** A fresh nonce for a client (bound to its address string). */
+  nonce(client: string, nowMs: number): string {
+    return this.nonces.make(client, nowMs);
+  }
+
+  /** Adds REALM, NONCE and PASSWORD-ALGORITHMS to a 401 or 438 answer. */
+  challenge(b: MessageBuilder, client: string, nowMs: number): void {
+    b.add(Attr.Realm, this.realm).add(Attr.Nonce, this.nonce(client, nowMs)).add(Attr.PasswordAlgorithms, this.offered);
+  }
+
+  /** Candidate keys for a username under an algorithm (several with rotated secrets). */
+  private keys(username: string, algorithm: number, nowMs: number): Buffer[] | 'expired' | undefined {
+    const u = this.users.get(username);
+    if (u) {
+      if (u.password !== undefined) return [longTermKey(username, this.realm, u.password, algorithm, this.prep)];
+      if (u.md5Key && algorithm === PasswordAlgorithm.MD5) return [u.md5Key];
+      return undefined;
+    }
+    if (this.secrets.length === 0) return undefined;
+    const expiry = restExpiry(username, this.separator);
+    if (expiry === undefined) return undefined;
+    if (expiry * 1000 <= nowMs) return 'expired';
+    return this.secrets.map((s) => longTermKey(username, this.realm, restPassword(s, username), algorithm, this.prep));
+  }
+
+  /**
+   * RFC 8489 section 9.2.4 for one request from `client` at `nowMs`. On failure the
+   * result says which error to answer and whether to add a challenge (REALM, NONCE).
+   */
+  authenticate(msg: StunMessage, client: string, nowMs: number): AuthResult {
+    const hasMi = msg.integrityAt >= 0 || msg.integritySha256At >= 0;
+    if (!hasMi) return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials required', challenge: true };
+    let username: string | undefined;
+    let realm: string | undefined;
+    let nonce: string | undefined;
+    let hash: Buffer | undefined;
+    let algorithms: PasswordAlgorithmValue[] | undefined;
+    let algorithm: PasswordAlgorithmValue | undefined;
+    try {
+      username = msg.get(Attr.Username);
+      hash = msg.get(Attr.Userhash);
+      realm = msg.get(Attr.Realm);
+      nonce = msg.get(Attr.Nonce);
+      algorithms = msg.get(Attr.PasswordAlgorithms);
+      algorithm = msg.get(Attr.PasswordAlgorithm);
+    } catch {
+      return { ok: false, code: ErrorCode.BadRequest, reason: 'malformed credential attribute', challenge: false };
+    }
+    if ((username === undefined && hash === undefined) || realm === undefined || nonce === undefined) {
+      return { ok: false, code: ErrorCode.BadRequest, reason: 'USERNAME or USERHASH, REALM and NONCE are required with MESSAGE-INTEGRITY', challenge: false };
+    }
+    const n = this.nonces.check(nonce, client, nowMs);
+    if (n !== 'ok') return { ok: false, code: ErrorCode.StaleNonce, reason: n === 'stale' ? 'nonce expired' : 'unknown nonce', challenge: true };
+    if (realm !== this.realm) return { ok: false, code: ErrorCode.Unauthorized, reason: 'wrong realm', challenge: true };
+    // RFC 8489 section 9.2.4: with the password-algorithms bit in our nonce, a request
+    // that names an algorithm must echo our list exactly and pick from it; one that names
+    // neither is taken as MD5.
+    let alg: number = PasswordAlgorithm.MD5;
+    if (algorithms !== undefined || algorithm !== undefined) {
+      if (!algorithms || !algorithm || !sameAlgorithms(algorithms, this.offered) || !this.offered.some((a) => a.algorithm === algorithm!.algorithm)) {
+        return { ok: false, code: ErrorCode.BadRequest, reason: 'PASSWORD-ALGORITHMS does not match what the server offered', challenge: false };
+      }
+      alg = algorithm.algorithm;
+    }
+    if (username === undefined) {
+      username = this.byHash.get(hash!.toString('hex'));
+      if (username === undefined) return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true };
+    }
+    const keys = this.keys(username, alg, nowMs);
+    if (keys === 'expired') return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials expired', challenge: true };
+    if (!keys) {
+      // Spend the time of a key check anyway, so unknown users do not answer faster.
+      checkIntegrity(msg, longTermKey('-', this.realm, '-', alg));
+      return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true };
+    }
+    for (const key of keys) {
+      const r = checkIntegrity(msg, key);
+      if (r === 'sha1' || r === 'sha256') return { ok: true, username, key, integrity: r };
+    }
+    return { ok: false, code: ErrorCode.Unauthorized, reason: 'wrong credentials', challenge: true };
+  }
+}
+

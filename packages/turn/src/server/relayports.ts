@@ -1,0 +1,133 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import * as dgram from 'node:dgram';
+import type { Family } from '@natkit/stun';
+import type { RelaySocket } from './allocation.js';
+
+/**
+ * Relayed transport addresses: UDP sockets bound to a relay IP on a port from the
+ * configured range, chosen at random (RFC 8656 section 7.2 wants them hard to guess),
+ * with even ports and reservations (EVEN-PORT with R, RESERVATION-TOKEN, section 7.2).
+ */
+
+export interface Reservation {
+  token: string;
+  relay: RelaySocket;
+  expiresAt: number;
+}
+
+export class RelayPorts {
+  readonly min: number;
+  readonly max: number;
+  readonly addresses: Partial<Record<Family, string>>;
+  private readonly used = new Set<string>();
+  private readonly reservations = new Map<string, Reservation>();
+  /** How long a reserved port is kept for its token (RFC 8656 suggests about 30 s). */
+  readonly reservationMs: number;
+
+  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number }) {
+    this.min = options.min ?? 49152;
+    this.max = options.max ?? 65535;
+    if (this.min < 1 || this.max > 65535 || this.min > this.max) throw new Error(`bad relay port range ${this.min}-${this.max}`);
+    this.addresses = options.addresses;
+    this.reservationMs = options.reservationMs ?? 30_000;
+  }
+
+  private bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
+    const address = this.addresses[family]!;
+    const key = `${family}:${port}`;
+    if (this.used.has(key)) return Promise.resolve(undefined);
+    this.used.add(key);
+    return new Promise((resolve) => {
+      const socket = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4' });
+      socket.once('error', () => {
+        this.used.delete(key);
+        socket.close();
+        resolve(undefined);
+      });
+      socket.bind({ address, port, exclusive: true }, () => {
+        socket.removeAllListeners('error');
+        resolve({ family, address, port, socket });
+      });
+    });
+  }
+
+  /** A relay socket on a random free port (even, if asked); undefined when none is free. */
+  async allocate(family: Family, even = false, attempts = 32): Promise<RelaySocket | undefined> {
+    if (!this.addresses[family]) return undefined;
+    for (let i = 0; i < attempts; i++) {
+      let port = randomInt(this.min, this.max + 1);
+      if (even && port % 2 === 1) port = port === this.max ? port - 1 : port + 1;
+      if (even && port < this.min) continue;
+      const r = await this.bindOne(family, port);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  /**
+   * EVEN-PORT with R set: an even port for now and the next (odd) one held under a
+   * token. Both or neither.
+   */
+  async allocatePair(family: Family, now: number, attempts = 32): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
+    for (let i = 0; i < attempts; i++) {
+      let port = randomInt(this.min, this.max);
+      if (port % 2 === 1) port--;
+      if (port < this.min || port + 1 > this.max) continue;
+      const a = await this.bindOne(family, port);
+      if (!a) continue;
+      const b = await this.bindOne(family, port + 1);
+      if (!b) {
+        this.release(a);
+        continue;
+      }
+      const token = randomBytes(8);
+      this.reservations.set(token.toString('hex'), { token: token.toString('hex'), relay: b, expiresAt: now + this.reservationMs });
+      return { relay: a, token };
+    }
+    return undefined;
+  }
+
+  /** Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. */
+  redeem(token: Buffer, now: number): RelaySocket | undefined {
+    const key = token.toString('hex');
+    const r = this.reservations.get(key);
+    if (!r) return undefined;
+    this.reservations.delete(key);
+    if (r.expiresAt <= now) {
+      this.release(r.relay);
+      return undefined;
+    }
+    return r.relay;
+  }
+
+  /** Releases reservations that were not redeemed in time. */
+  sweep(now: number): void {
+    for (const [k, r] of this.reservations) {
+      if (r.expiresAt > now) continue;
+      this.reservations.delete(k);
+      this.release(r.relay);
+    }
+  }
+
+  get reservedCount(): number {
+    return this.reservations.size;
+  }
+
+  get inUse(): number {
+    return this.used.size;
+  }
+
+  release(relay: RelaySocket): void {
+    this.used.delete(`${relay.family}:${relay.port}`);
+    try {
+      relay.socket.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  close(): void {
+    for (const r of this.reservations.values()) this.release(r.relay);
+    this.reservations.clear();
+  }
+}
