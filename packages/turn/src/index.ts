@@ -7,3 +7,5 @@ export * from './server/allocation.js';
 export * from './server/relayports.js';
 export * from './server/metrics.js';
 export * from './server/server.js';
+export * from './client/schedule.js';
+export * from './client/client.js';

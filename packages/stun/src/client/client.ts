@@ -369,6 +369,26 @@ export class StunClient {
   }
 
   /**
+   * Sends bytes that need no answer (an indication, TURN ChannelData) to a server over
+   * the transport the client uses for it (the same UDP socket, or the same connection).
+   */
+  async send(server: ServerSpec, data: Buffer): Promise<void> {
+    const transport = server.transport ?? 'udp';
+    const port = server.port ?? defaultPort(transport);
+    const family = ipFamily(server.address);
+    if (!family) throw new StunTransactionError('SOCKET_ERROR', `not an IP address: ${server.address}`);
+    if (transport === 'udp') {
+      const s = await this.udpSocket(family);
+      await new Promise<void>((resolve, reject) =>
+        s.send(data, port, server.address, (err) => (err ? reject(new StunTransactionError('SOCKET_ERROR', `send failed: ${err.message}`, { cause: err })) : resolve())),
+      );
+      return;
+    }
+    const conn = this.stream({ ...server, transport, port, address: canonicalIp(server.address) });
+    conn.socket.write(data);
+  }
+
+  /**
    * One transaction: sends `bytes` (a request with transaction id `tid`) and resolves with
    * the first matching response, success or error. Over UDP it retransmits; over TCP/TLS
    * it waits Ti. With `verifyKey`, responses other than 401/438 must carry integrity

@@ -1,0 +1,430 @@
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  Attr,
+  AttrType,
+  ManualClock,
+  MessageBuilder,
+  MessageClass,
+  Method,
+  StunClient,
+  decodeMessage,
+  longTermKey,
+  type TransportAddress,
+} from '@natkit/stun';
+import { TRANSPORT_UDP, TurnAttr, TurnClient, TurnServer, type TurnServerOptions, parseUsers, restPassword } from '../src/index.js';
+import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
+
+const fixtures = new URL('../../../test/fixtures/', import.meta.url);
+const cert = readFileSync(new URL('tls-cert.pem', fixtures));
+const key = readFileSync(new URL('tls-key.pem', fixtures));
+
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+function track<T extends { close(): Promise<void> }>(x: T): T {
+  cleanup.push(() => x.close());
+  return x;
+}
+
+const USERS = parseUsers('alice:wonderland\nbob:builder\n');
+
+async function relay(opts: TurnServerOptions = {}): Promise<TurnServer> {
+  return track(
+    await TurnServer.start({
+      listen: ['127.0.0.1'],
+      port: 0,
+      users: USERS,
+      // On loopback the peers are on 127.0.0.1, which the default policy refuses.
+      allowPeers: ['127.0.0.0/8'],
+      relayPortMin: 40000,
+      relayPortMax: 44999,
+      ...opts,
+    }),
+  );
+}
+
+function udpPort(s: TurnServer): number {
+  return s.listening.find((l) => l.transport === 'udp')!.port;
+}
+
+async function peer(address = '127.0.0.1'): Promise<RawUdp & { addr: TransportAddress }> {
+  const p = await openRawUdp(address);
+  cleanup.push(() => p.close());
+  return Object.assign(p, { addr: { family: 'IPv4' as const, address, port: p.port } });
+}
+
+async function client(s: TurnServer, extra: Partial<ConstructorParameters<typeof TurnClient>[0]> = {}): Promise<TurnClient> {
+  const transport = extra.server?.transport ?? 'udp';
+  const l = s.listening.find((x) => x.transport === transport)!;
+  return track(
+    await TurnClient.allocate({
+      username: 'alice',
+      password: 'wonderland',
+      ...extra,
+      server: { address: '127.0.0.1', port: l.port, ...extra.server },
+    }),
+  );
+}
+
+function nextData(c: TurnClient): Promise<[Buffer, TransportAddress]> {
+  return new Promise((r) => c.once('data', (d, p) => r([Buffer.from(d), p])));
+}
+
+/** A raw authenticated request over a StunClient (for error cases the TurnClient never makes). */
+function stun(s: TurnServer, user = 'alice', password = 'wonderland', socketClient?: StunClient): StunClient {
+  return socketClient ?? track(new StunClient({ credentials: { username: user, password }, retransmit: { rto: 100, rc: 3, rm: 2 } }));
+}
+async function expectError(p: Promise<unknown>, code: number): Promise<void> {
+  await expect(p).rejects.toMatchObject({ errorCode: code });
+}
+
+describe('relayserver: allocations and relaying', () => {
+  for (const transport of ['udp', 'tcp', 'tls'] as const) {
+    it(`allocates over ${transport} and relays both ways by Send/Data indications and by ChannelData`, async () => {
+      const s = await relay({ tls: { cert, key, port: 0 } });
+      const p = await peer();
+      const c = await client(s, { server: { address: '127.0.0.1', transport, servername: 'natkit.test', tls: { ca: cert } } });
+      expect(c.relayed).toHaveLength(1);
+      expect(c.relayed[0]!.address).toBe('127.0.0.1');
+      expect(c.relayed[0]!.port).toBeGreaterThanOrEqual(40000);
+      expect(c.relayed[0]!.port).toBeLessThanOrEqual(44999);
+      expect(c.mapped!.address).toBe('127.0.0.1');
+      expect(c.lifetime).toBe(600);
+      await c.createPermission(p.addr);
+
+      // Client to peer by Send indication; the peer sees the relayed address as source.
+      await c.send(p.addr, Buffer.from('hello peer'));
+      const [got, from] = await p.next();
+      expect(got.toString()).toBe('hello peer');
+      expect(from.port).toBe(c.relayed[0]!.port);
+
+      // Peer to client by Data indication.
+      const d1 = nextData(c);
+      await p.send(Buffer.from('hello client'), c.relayed[0]!.port, '127.0.0.1');
+      expect((await d1)[0].toString()).toBe('hello client');
+      expect((await d1)[1]).toEqual(p.addr);
+
+      // With a channel, both directions use ChannelData; odd lengths test stream padding.
+      const ch = await c.bindChannel(p.addr);
+      expect(ch).toBeGreaterThanOrEqual(0x4000);
+      expect(ch).toBeLessThanOrEqual(0x4fff);
+      await c.send(p.addr, Buffer.from('abc'));
+      expect((await p.next())[0].toString()).toBe('abc');
+      const d2 = nextData(c);
+      await p.send(Buffer.from('defgh'), c.relayed[0]!.port, '127.0.0.1');
+      expect((await d2)[0].toString()).toBe('defgh');
+
+      const a = s.allAllocations()[0]!;
+      expect(a.counters).toEqual({ toPeerPackets: 2, toPeerBytes: 13, toClientPackets: 2, toClientBytes: 17 });
+      expect(a.client.transport).toBe(transport);
+    });
+  }
+
+  it('drops peer data without a permission and client data to peers without one', async () => {
+    const s = await relay();
+    const p = await peer();
+    const q = await peer('127.0.0.2'); // permissions are per IP, so q needs another address
+    const c = await client(s);
+    await c.createPermission(p.addr);
+    // q has no permission: its datagram to the relayed address is dropped.
+    await q.send(Buffer.from('intruder'), c.relayed[0]!.port, '127.0.0.1');
+    // The client's Send to q is dropped too.
+    await c.send(q.addr, Buffer.from('to q'));
+    // p is let through; once its data arrives, q's has been seen and dropped.
+    const d = nextData(c);
+    await p.send(Buffer.from('friend'), c.relayed[0]!.port, '127.0.0.1');
+    expect((await d)[0].toString()).toBe('friend');
+    await c.send(p.addr, Buffer.from('sync'));
+    expect((await p.next())[0].toString()).toBe('sync');
+    expect(s.dropped('no_permission')).toBe(2);
+    expect(q.queued).toBe(0);
+  });
+
+  it('answers a retransmitted Allocate with the same answer and another one with 437', async () => {
+    const s = await relay();
+    const raw = await openRawUdp();
+    cleanup.push(() => raw.close());
+    const port = udpPort(s);
+    // Get a nonce, then sign one Allocate by hand and send the very same bytes twice.
+    await raw.send(new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode(), port, '127.0.0.1');
+    const challenge = decodeMessage((await raw.next())[0]);
+    expect(challenge.get(Attr.ErrorCode)!.code).toBe(401);
+    const realm = challenge.get(Attr.Realm)!;
+    const signed = (tid?: Buffer) =>
+      new MessageBuilder(Method.Allocate, MessageClass.Request, tid)
+        .add(TurnAttr.RequestedTransport, TRANSPORT_UDP)
+        .add(Attr.Username, 'alice')
+        .add(Attr.Realm, realm)
+        .add(Attr.Nonce, challenge.get(Attr.Nonce)!)
+        .encode({ integrity: { key: longTermKey('alice', realm, 'wonderland') }, fingerprint: true });
+    const req = signed();
+    await raw.send(req, port, '127.0.0.1');
+    const first = (await raw.next())[0];
+    await raw.send(req, port, '127.0.0.1');
+    const again = (await raw.next())[0];
+    expect(decodeMessage(first).cls).toBe(MessageClass.SuccessResponse);
+    expect(again.equals(first)).toBe(true);
+    expect(s.allocationCount).toBe(1);
+    // A new transaction on the same 5-tuple is a mismatch.
+    await raw.send(signed(), port, '127.0.0.1');
+    expect(decodeMessage((await raw.next())[0]).get(Attr.ErrorCode)!.code).toBe(437);
+  });
+
+  it('refreshes, and deletes the allocation on LIFETIME 0', async () => {
+    const s = await relay();
+    const c = await client(s);
+    expect(await c.refresh(1200)).toBe(1200);
+    expect(await c.refresh(99999)).toBe(3600); // capped at the maximum
+    expect(await c.refresh(30)).toBe(600); // never below the default
+    expect(s.allocationCount).toBe(1);
+    await c.refresh(0);
+    expect(s.allocationCount).toBe(0);
+    await expectError(c.refresh(600), 437);
+  });
+
+  it('gives an even port with EVEN-PORT, and the next port for the RESERVATION-TOKEN', async () => {
+    const s = await relay();
+    const a = stun(s);
+    const r1 = (
+      await a.request(
+        { address: '127.0.0.1', port: udpPort(s) },
+        { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(TurnAttr.EvenPort, { reserve: true }) },
+      )
+    ).message;
+    const port1 = r1.get(TurnAttr.XorRelayedAddress)!.port;
+    expect(port1 % 2).toBe(0);
+    const token = r1.get(TurnAttr.ReservationToken)!;
+    expect(token).toHaveLength(8);
+    const b = stun(s);
+    const r2 = (
+      await b.request(
+        { address: '127.0.0.1', port: udpPort(s) },
+        { method: Method.Allocate, attributes: (x) => x.add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(TurnAttr.ReservationToken, token) },
+      )
+    ).message;
+    expect(r2.get(TurnAttr.XorRelayedAddress)!.port).toBe(port1 + 1);
+    // A token works once.
+    const c = stun(s);
+    await expectError(
+      c.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (x) => x.add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(TurnAttr.ReservationToken, token) }),
+      508,
+    );
+  });
+});
+
+describe('relayserver: error codes', () => {
+  const alloc = (c: StunClient, s: TurnServer, add: (b: MessageBuilder) => void) =>
+    c.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: add });
+
+  it('400 without REQUESTED-TRANSPORT, 442 for TCP, 420 for DONT-FRAGMENT', async () => {
+    const s = await relay();
+    await expectError(alloc(stun(s), s, () => {}), 400);
+    await expectError(alloc(stun(s), s, (b) => b.add(TurnAttr.RequestedTransport, 6)), 442);
+    const e = await alloc(stun(s), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(TurnAttr.DontFragment, true)).catch((x) => x);
+    expect(e.errorCode).toBe(420);
+  });
+
+  it('401 without credentials and with a wrong password; 438 for a stale nonce', async () => {
+    const clock = new ManualClock(1_000_000);
+    const s = await relay({ clock, nonceLifetimeMs: 60_000 });
+    const anon = track(new StunClient({ retransmit: { rto: 100, rc: 3, rm: 2 } }));
+    await expectError(alloc(anon, s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP)), 401);
+    await expect(alloc(stun(s, 'alice', 'nope'), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP))).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    await expect(alloc(stun(s, 'mallory', 'x'), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP))).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    // A stale nonce: the client retries with the new one by itself, so watch the wire.
+    const sc = stun(s);
+    await alloc(sc, s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP));
+    clock.advance(61_000);
+    const before = s.metrics.render();
+    const r = await sc.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Refresh, attributes: (b) => b.add(TurnAttr.Lifetime, 600) });
+    expect(r.message.get(TurnAttr.Lifetime)).toBe(600);
+    expect(before).not.toMatch(/code="438"/);
+    expect(s.metrics.render()).toMatch(/natkit_turn_error_responses_total\{code="438"\} 1/);
+  });
+
+  it('403 for a peer the policy refuses, 443 for a peer of another family', async () => {
+    const s = await relay({ allowPeers: [] });
+    const c = await client(s);
+    await expectError(c.createPermission({ family: 'IPv4', address: '127.0.0.1', port: 1 }), 403);
+    await expectError(c.createPermission({ family: 'IPv4', address: '10.1.2.3', port: 1 }), 403);
+    await expectError(c.bindChannel({ family: 'IPv4', address: '192.168.1.1', port: 1 }), 403);
+    await expectError(c.createPermission({ family: 'IPv6', address: '2001:db8::1', port: 1 }), 443);
+    await c.createPermission({ family: 'IPv4', address: '198.51.100.7', port: 1 });
+  });
+
+  it('440 for an IPv6 relay the server does not have', async () => {
+    const s = await relay();
+    await expectError(alloc(stun(s), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(TurnAttr.RequestedAddressFamily, 'IPv6')), 440);
+  });
+
+  it('441 when another user touches an allocation on the same 5-tuple', async () => {
+    const s = await relay();
+    const a = stun(s);
+    await alloc(a, s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP));
+    // Bob on Alice's socket: a second client sharing the first one's UDP socket.
+    const sock = (a as unknown as { sockets: Map<string, import('node:dgram').Socket> }).sockets.get('IPv4')!;
+    const bob = track(new StunClient({ socket: sock, credentials: { username: 'bob', password: 'builder' }, retransmit: { rto: 100, rc: 3, rm: 2 } }));
+    await expectError(bob.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Refresh }), 441);
+  });
+
+  it('486 past the per-user quota, 508 past the total', async () => {
+    const s = await relay({ userQuota: 2, totalQuota: 3 });
+    const add = (b: MessageBuilder) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
+    await alloc(stun(s), s, add);
+    await alloc(stun(s), s, add);
+    await expectError(alloc(stun(s), s, add), 486);
+    await alloc(stun(s, 'bob', 'builder'), s, add);
+    await expectError(alloc(stun(s, 'bob', 'builder'), s, add), 508);
+  });
+
+  it('400 for a channel number out of range or bound to another peer', async () => {
+    const s = await relay();
+    const c = await client(s);
+    const p = { family: 'IPv4' as const, address: '127.0.0.1', port: 5000 };
+    const q = { family: 'IPv4' as const, address: '127.0.0.1', port: 5001 };
+    const sc = (c as unknown as { stun: StunClient }).stun;
+    const bind = (n: number, peerAddr: TransportAddress) =>
+      sc.request(c.server, { method: Method.ChannelBind, attributes: (b) => b.add(TurnAttr.ChannelNumber, n).add(TurnAttr.XorPeerAddress, peerAddr) });
+    await expectError(bind(0x3fff, p), 400);
+    await expectError(bind(0x5000, p), 400);
+    await bind(0x4000, p);
+    await expectError(bind(0x4000, q), 400); // number taken by p
+    await expectError(bind(0x4001, p), 400); // p already on 0x4000
+    await bind(0x4000, p); // refreshing the same binding is fine
+  });
+});
+
+describe('relayserver: credentials', () => {
+  it('accepts TURN REST API credentials and refuses expired ones', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const s = await relay({ secrets: ['rest-secret'], clock });
+    const expiry = Math.floor(clock.now() / 1000) + 3600;
+    const user = `${expiry}:carol`;
+    const c = track(await TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: user, password: restPassword('rest-secret', user), clock }));
+    expect(c.relayed).toHaveLength(1);
+    const old = `${expiry - 7200}:carol`;
+    await expect(
+      TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: old, password: restPassword('rest-secret', old), clock }),
+    ).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+  });
+
+  it('uses SHA-256 keys and MESSAGE-INTEGRITY-SHA256 with RFC 8489 clients, SHA-1 with RFC 5389 ones', async () => {
+    const s = await relay();
+    const modern = stun(s);
+    const r = await modern.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP) });
+    expect(r.message.has(AttrType.MESSAGE_INTEGRITY_SHA256)).toBe(true);
+    const old = track(new StunClient({ credentials: { username: 'alice', password: 'wonderland', integrity: 'sha1' } }));
+    const r2 = await old.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP) });
+    expect(r2.message.has(AttrType.MESSAGE_INTEGRITY)).toBe(true);
+  });
+
+  it('sends USERHASH when the server requires it, and accepts it', async () => {
+    const s = await relay({ requireUserhash: true });
+    const c = await client(s);
+    expect(c.relayed).toHaveLength(1);
+  });
+
+  it('keeps allocations across a credentials reload, lets new users in, and stops removed ones refreshing', async () => {
+    const s = await relay();
+    const alice = await client(s);
+    const bob = await client(s, { username: 'bob', password: 'builder' });
+    s.reloadCredentials(parseUsers('alice:wonderland\ndave:pw'), []);
+    const dave = await client(s, { username: 'dave', password: 'pw' });
+    expect(dave.relayed).toHaveLength(1);
+    expect(s.allocationCount).toBe(3);
+    expect(await alice.refresh(600)).toBe(600);
+    // Bob was removed: his allocation is not dropped by the reload, and still relays
+    // until its lifetime ends, but he can no longer refresh it.
+    const p = await peer();
+    await bob.createPermission(p.addr).catch(() => {});
+    await expect(bob.refresh(600)).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    expect(s.allAllocations().map((a) => a.username).sort()).toEqual(['alice', 'bob', 'dave']);
+  });
+});
+
+describe('relayserver: lifetimes with an injected clock', () => {
+  it('the client refreshes at half the granted lifetime; without refreshes the server expires it', async () => {
+    const clock = new ManualClock(0);
+    const s = await relay({ clock });
+    const c = await client(s, { clock });
+    const a = s.allAllocations()[0]!;
+    expect(a.expiresAt).toBe(600_000);
+    const refreshed = new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (a.expiresAt > 600_000) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 5);
+    });
+    clock.advance(300_000); // half of 600 s: the client's refresh timer fires
+    await refreshed;
+    expect(a.expiresAt).toBe(900_000);
+    // Stop the client's timers without deleting the allocation, then let it run out.
+    (c as unknown as { schedule: { clear(): void } }).schedule.clear();
+    clock.advance(600_000);
+    s.sweep();
+    expect(s.allocationCount).toBe(0);
+  });
+
+  it('permissions last 300 s and channels 600 s unless refreshed', async () => {
+    const clock = new ManualClock(0);
+    const s = await relay({ clock });
+    const c = await client(s, { lifetime: 3600 });
+    const p = await peer();
+    await c.createPermission(p.addr);
+    const a = s.allAllocations()[0]!;
+    expect(a.permitted('127.0.0.1', 299_999)).toBe(true);
+    expect(a.permitted('127.0.0.1', 300_000)).toBe(false);
+    await c.bindChannel(p.addr);
+    clock.advance(600_000);
+    s.sweep();
+    expect(a.channels.size).toBe(0);
+    expect(a.permissions.size).toBe(0);
+  });
+});
+
+describe('relayserver: hostile input', () => {
+  it('drops garbage and truncated packets, counts them by reason, and keeps serving', async () => {
+    const s = await relay();
+    const raw = await openRawUdp();
+    cleanup.push(() => raw.close());
+    const port = udpPort(s);
+    const junk = [
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+      Buffer.from([0x40, 0x00, 0x00, 0x10, 1, 2]), // ChannelData without an allocation
+      Buffer.from([0x00, 0x03, 0x00, 0x08]), // a STUN header cut short
+      new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode().subarray(0, 22),
+      Buffer.alloc(0),
+    ];
+    for (const j of junk) await raw.send(j, port, '127.0.0.1');
+    const c = await client(s);
+    expect(c.relayed).toHaveLength(1);
+    // 'G' (0x47) has the ChannelData bits (01), so the HTTP text is ChannelData to the relay.
+    expect(s.dropped('no_allocation')).toBe(2);
+    expect(s.dropped('not_stun')).toBe(2);
+    expect(s.dropped('malformed')).toBe(1);
+  });
+
+  it('rate-limits error answers to unauthenticated requests', async () => {
+    const s = await relay({ errorRate: 1 });
+    const raw = await openRawUdp();
+    cleanup.push(() => raw.close());
+    const req = () => new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode();
+    for (let i = 0; i < 50; i++) await raw.send(req(), udpPort(s), '127.0.0.1');
+    // A Binding request is answered (not an error), so once it is back all 50 were handled.
+    await raw.send(new MessageBuilder(Method.Binding, MessageClass.Request).encode(), udpPort(s), '127.0.0.1');
+    let answers = 0;
+    for (;;) {
+      const [b] = await raw.next();
+      const m = decodeMessage(b);
+      if (m.method === Method.Binding) break;
+      expect(m.get(Attr.ErrorCode)!.code).toBe(401);
+      answers++;
+    }
+    expect(answers).toBe(20); // the burst
+    expect(s.dropped('rate_limited')).toBe(30);
+  });
+});
