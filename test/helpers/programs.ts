@@ -17,7 +17,9 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   chromium: 'chromium',
 };
 
-const SEARCH = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+// The Debian programs live in the system directories. PATH under npx/vitest starts with
+// node_modules/.bin, which holds the npm package `stun`'s own `stun` binary: never look there.
+const SEARCH = [...(process.env.PATH ?? '').split(delimiter).filter((d) => !d.includes('node_modules')), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 export function which(program: string): string | undefined {
   for (const dir of SEARCH) {
