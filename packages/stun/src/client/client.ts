@@ -1,7 +1,7 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { Attr, type AttributeRegistry, type PasswordAlgorithmValue, stunRegistry } from '../codec/attributes.js';
+import { Attr, type AttributeRegistry, type PasswordAlgorithmValue, softwareText, stunRegistry } from '../codec/attributes.js';
 import { ErrorCode, MessageClass, Method, PasswordAlgorithm, methodName } from '../codec/constants.js';
 import { MessageBuilder } from '../codec/encode.js';
 import { checkIntegrity, verifyFingerprint } from '../codec/integrity.js';
@@ -171,6 +171,7 @@ export class StunClient {
   private readonly onSocketMessage = (buf: Buffer, rinfo: dgram.RemoteInfo) =>
     this.onData(buf, { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port }, 'udp', undefined);
   private closed = false;
+  private readonly software: string | undefined;
   /** Datagrams and frames that were not STUN or failed to decode. */
   dropped = 0;
 
@@ -178,6 +179,7 @@ export class StunClient {
     this.opts = options;
     this.clock = options.clock ?? realClock;
     this.registry = options.registry ?? stunRegistry;
+    this.software = options.software === false ? undefined : softwareText(options.software ?? 'natkit');
     if (options.socket) {
       const s = options.socket;
       const fam = (s.address().family as Family) ?? 'IPv4';
@@ -244,7 +246,7 @@ export class StunClient {
       if (options.signal?.aborted) throw new StunTransactionError('ABORTED', 'the request was aborted');
       const b = new MessageBuilder(method, MessageClass.Request);
       options.attributes?.(b);
-      if (this.opts.software !== false) b.add(Attr.Software, this.opts.software ?? 'natkit');
+      if (this.software) b.add(Attr.Software, this.software);
       const key = serverKey(target);
       let integrity: { key: Buffer; algorithm: 'sha1' | 'sha256' | 'both' } | undefined;
       if (creds?.kind === 'short-term') {

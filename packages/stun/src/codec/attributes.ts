@@ -425,6 +425,17 @@ export const Attr = {
   IceControlling: u64Attribute(AttrType.ICE_CONTROLLING, 'ICE-CONTROLLING'),
 } as const;
 
+/**
+ * A SOFTWARE value padded with spaces to a multiple of 4 bytes. RFC 8489 pads attributes
+ * itself, but RFC 3489 peers do not know that: Vovida's stund refuses a SERVER-NAME
+ * (0x8022) whose length is not a multiple of 4, and node-stun skips an attribute by its
+ * unpadded length and loses its place. Trailing spaces keep the text the same to a reader.
+ */
+export function softwareText(text: string): string {
+  const n = Buffer.byteLength(text, 'utf8');
+  return n % 4 === 0 ? text : text + ' '.repeat(4 - (n % 4));
+}
+
 /** The attributes of RFC 8489, RFC 5780, RFC 3489 and ICE. */
 export const stunRegistry = new AttributeRegistry(Object.values(Attr));
 

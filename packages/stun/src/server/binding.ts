@@ -1,4 +1,4 @@
-import { Attr, type AttributeRegistry, stunRegistry } from '../codec/attributes.js';
+import { Attr, type AttributeRegistry, softwareText, stunRegistry } from '../codec/attributes.js';
 import { AttrType, ERROR_REASONS, ErrorCode, FINGERPRINT_XOR, HEADER_LENGTH, MAGIC_COOKIE, MessageClass, Method } from '../codec/constants.js';
 import { crc32 } from '../codec/crc32.js';
 import { MessageBuilder } from '../codec/encode.js';
@@ -101,7 +101,7 @@ export class BindingService {
     this.registry = options.registry ?? stunRegistry;
     this.limiter = new RateLimiter({ ratePerSecond: options.errorRate ?? 10, burst: options.errorBurst ?? 20 });
     this.paddingLength = options.paddingLength ?? 1500;
-    this.software = options.software === false ? Buffer.alloc(0) : tlv(AttrType.SOFTWARE, Buffer.from(options.software ?? 'natkit', 'utf8'));
+    this.software = options.software === false ? Buffer.alloc(0) : tlv(AttrType.SOFTWARE, Buffer.from(softwareText(options.software ?? 'natkit'), 'utf8'));
     this.extras = [];
     this.extras3489 = [];
     const n = this.full ? 4 : 1;

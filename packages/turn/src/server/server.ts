@@ -21,6 +21,7 @@ import {
   formatAddress,
   ipFamily,
   realClock,
+  softwareText,
   verifyFingerprint,
 } from '@natkit/stun';
 import { TRANSPORT_UDP, TurnAttr, turnServerRegistry } from '../codec/attributes.js';
@@ -173,7 +174,7 @@ export class TurnServer extends EventEmitter {
       nonceLifetimeMs: opts.nonceLifetimeMs,
     });
     this.limiter = new RateLimiter({ ratePerSecond: opts.errorRate ?? 10, burst: Math.max(20, (opts.errorRate ?? 10) * 2) });
-    this.software = opts.software === false ? undefined : (opts.software ?? 'natkit');
+    this.software = opts.software === false ? undefined : softwareText(opts.software ?? 'natkit');
     this.binding = new BindingService([undefined], { software: opts.software, errorRate: 0 });
     const m = this.metrics;
     this.drops = Object.fromEntries(
