@@ -35,7 +35,11 @@ export class CliError extends Error {
 
 export type ParsedValues = Record<string, string | number | boolean | string[] | undefined>;
 
-function convert(spec: OptionSpec, raw: string, from: string): string | number {
+/**
+ * Converts and checks one raw value for `spec` (numbers, bounds, choices). `from` names
+ * where the value came from in error messages: `--port`, `STUNSERVER_PORT`, `file line 3: port`.
+ */
+export function convertValue(spec: OptionSpec, raw: string, from: string): string | number {
   if (spec.type === 'number') {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n)) throw new CliError(`${from} expects a number, got ${JSON.stringify(raw)}`);
@@ -104,24 +108,51 @@ export function parseArgs(
       inline = next;
       i++;
     }
-    const v = convert(spec, inline, `--${name}`);
+    const v = convertValue(spec, inline, `--${name}`);
     if (spec.type === 'list') ((values[name] as string[] | undefined) ?? (values[name] = [])).push(String(v));
     else values[name] = v;
   }
+  Object.assign(values, envValues(specs.filter((s) => values[s.name] === undefined), env));
+  return { values, positional };
+}
+
+/**
+ * The values the environment variables of `specs` give (booleans as 1/0/true/false/yes/no,
+ * lists comma-separated), checked as flags are.
+ */
+export function envValues(specs: readonly OptionSpec[], env: NodeJS.ProcessEnv = process.env): ParsedValues {
+  const values: ParsedValues = {};
   for (const spec of specs) {
-    if (values[spec.name] !== undefined || !spec.env) continue;
+    if (!spec.env) continue;
     const raw = env[spec.env];
     if (raw === undefined || raw === '') continue;
     if (spec.type === 'boolean') {
       if (!['1', '0', 'true', 'false', 'yes', 'no'].includes(raw.toLowerCase())) throw new CliError(`${spec.env} must be true or false, got ${JSON.stringify(raw)}`);
       values[spec.name] = ['1', 'true', 'yes'].includes(raw.toLowerCase());
     } else if (spec.type === 'list') {
-      values[spec.name] = raw.split(',').map((x) => String(convert(spec, x.trim(), spec.env!)));
+      values[spec.name] = raw.split(',').map((x) => String(convertValue(spec, x.trim(), spec.env!)));
     } else {
-      values[spec.name] = convert(spec, raw, spec.env);
+      values[spec.name] = convertValue(spec, raw, spec.env);
     }
   }
-  return { values, positional };
+  return values;
+}
+
+/**
+ * Layers of values, highest precedence first (e.g. flags, environment, config file): each
+ * name takes its value from the first layer that has one, except the names in `append`,
+ * whose lists are joined across all layers (lowest layer first).
+ */
+export function mergeValues(layers: readonly ParsedValues[], append: readonly string[] = []): ParsedValues {
+  const out: ParsedValues = {};
+  for (const layer of layers) {
+    for (const [name, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      if (append.includes(name)) out[name] = [...(v as string[]), ...((out[name] as string[] | undefined) ?? [])];
+      else if (out[name] === undefined) out[name] = v;
+    }
+  }
+  return out;
 }
 
 /** The help text. */
