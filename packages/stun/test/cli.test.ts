@@ -24,6 +24,7 @@ describe('stunserver CLI', () => {
     [['--no-udp', '--no-tcp'], {}, /nothing to serve/],
     [['--log-format', 'xml'], {}, /--log-format must be one of text, json/],
     [['extra'], {}, /unexpected argument "extra"/],
+    [['--software', 'x', '--no-software'], {}, /--software and --no-software contradict/],
     [[], { STUNSERVER_PORT: 'twelve' }, /STUNSERVER_PORT expects a number/],
   ];
   for (const [args, env, message] of bad) {

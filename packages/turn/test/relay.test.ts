@@ -299,7 +299,7 @@ describe('relayserver: error codes', () => {
 describe('relayserver: credentials', () => {
   it('accepts TURN REST API credentials and refuses expired ones', async () => {
     const clock = new ManualClock(1_700_000_000_000);
-    const s = await relay({ secrets: ['rest-secret'], clock });
+    const s = await relay({ secrets: ['rest-secret'], clock, wallClock: () => clock.now() });
     const expiry = Math.floor(clock.now() / 1000) + 3600;
     const user = `${expiry}:carol`;
     const c = track(await TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: user, password: restPassword('rest-secret', user), clock }));
@@ -307,6 +307,18 @@ describe('relayserver: credentials', () => {
     const old = `${expiry - 7200}:carol`;
     await expect(
       TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: old, password: restPassword('rest-secret', old), clock }),
+    ).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+  });
+
+  it('judges REST expiry by the wall clock even with the default (monotonic) server clock', async () => {
+    const s = await relay({ secrets: ['rest-secret'] });
+    const now = Math.floor(Date.now() / 1000);
+    const ok = `${now + 600}:erin`;
+    const c = track(await TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: ok, password: restPassword('rest-secret', ok) }));
+    expect(c.relayed).toHaveLength(1);
+    const late = `${now - 1}:erin`;
+    await expect(
+      TurnClient.allocate({ server: { address: '127.0.0.1', port: udpPort(s) }, username: late, password: restPassword('rest-secret', late) }),
     ).rejects.toMatchObject({ code: 'AUTH_FAILED' });
   });
 

@@ -14,7 +14,8 @@ const SPECS: OptionSpec[] = [
   { name: 'tls-cert', type: 'string', value: 'FILE', env: 'STUNSERVER_TLS_CERT', help: 'PEM certificate: serve TLS too' },
   { name: 'tls-key', type: 'string', value: 'FILE', env: 'STUNSERVER_TLS_KEY', help: 'PEM private key for --tls-cert' },
   { name: 'tls-port', type: 'number', value: 'PORT', env: 'STUNSERVER_TLS_PORT', min: 0, max: 65535, defaultText: '5349', help: 'TLS port' },
-  { name: 'software', type: 'string', value: 'TEXT', env: 'STUNSERVER_SOFTWARE', defaultText: `natkit ${pkg.version}`, help: 'SOFTWARE attribute in answers (--no-software for none)' },
+  { name: 'software', type: 'string', value: 'TEXT', env: 'STUNSERVER_SOFTWARE', defaultText: `natkit ${pkg.version}`, help: 'SOFTWARE attribute in answers' },
+  { name: 'no-software', type: 'boolean', env: 'STUNSERVER_NO_SOFTWARE', help: 'send no SOFTWARE attribute' },
   { name: 'error-rate', type: 'number', value: 'N', env: 'STUNSERVER_ERROR_RATE', min: 0, defaultText: '10', help: 'error answers per second to one source IP (0: no limit)' },
   { name: 'max-connections', type: 'number', value: 'N', env: 'STUNSERVER_MAX_CONNECTIONS', min: 1, defaultText: '1024', help: 'TCP/TLS connections at once' },
   { name: 'stats-interval', type: 'number', value: 'SECONDS', env: 'STUNSERVER_STATS_INTERVAL', min: 0, defaultText: '0 (off)', help: 'log counters every SECONDS' },
@@ -44,6 +45,7 @@ runCli('stunserver', async () => {
     return 0;
   }
   if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (v['no-software'] && v.software !== undefined) throw new CliError('--software and --no-software contradict each other');
   const listen = (v.listen as string | undefined) ?? '0.0.0.0';
   if (!ipFamily(listen)) throw new CliError(`--listen: ${JSON.stringify(listen)} is not an IP address`);
   const alternate = v.alternate as string | undefined;
@@ -63,7 +65,7 @@ runCli('stunserver', async () => {
     udp: v.udp as boolean | undefined,
     tcp: v.tcp as boolean | undefined,
     tls,
-    software: v.software === false ? false : ((v.software as string | undefined) ?? `natkit ${pkg.version}`),
+    software: v['no-software'] ? false : ((v.software as string | undefined) ?? `natkit ${pkg.version}`),
     errorRate: v['error-rate'] as number | undefined,
     maxConnections: v['max-connections'] as number | undefined,
   }).catch((err: NodeJS.ErrnoException) => {

@@ -1,10 +1,8 @@
-import * as dgram from 'node:dgram';
 import type * as http from 'node:http';
 import { createSecureContext } from 'node:tls';
-import { performance } from 'node:perf_hooks';
-import { type Clock, type Family, cli, realClock } from '@natkit/stun';
+import { type Family, cli } from '@natkit/stun';
 import { serveMetrics } from '../server/metrics.js';
-import { TurnServer } from '../server/server.js';
+import { TurnServer, TurnServerError } from '../server/server.js';
 import {
   type Credentials,
   HELP,
@@ -33,33 +31,6 @@ function loadTls(s: NonNullable<Settings['tls']>): { cert: Buffer; key: Buffer; 
   }
   return { cert, key, port: s.port };
 }
-
-/** Binds a UDP socket on each relay address, so an address this host does not have fails now, not at the first Allocate. */
-async function probeRelayAddresses(addresses: Partial<Record<Family, string>>): Promise<void> {
-  for (const [family, address] of Object.entries(addresses) as Array<[Family, string]>) {
-    await new Promise<void>((resolve, reject) => {
-      const s = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
-      s.once('error', (err: NodeJS.ErrnoException) => {
-        s.close();
-        const hint = err.code === 'EADDRNOTAVAIL' ? ' (it is not an address of this host; check --relay-ip and --listen)' : '';
-        reject(new Error(`cannot bind relay address ${address}: ${err.message}${hint}`));
-      });
-      s.bind({ address, port: 0, exclusive: true }, () => s.close(() => resolve()));
-    });
-  }
-}
-
-/**
- * The server's clock: monotonic (performance.now(), immune to wall-clock steps) but counted
- * from the Unix time the process started. The credential store compares REST usernames'
- * expiry (Unix seconds) with `clock.now()`; with the default realClock (milliseconds since
- * process start) no REST credential would ever count as expired.
- */
-const unixMonotonicClock: Clock = {
-  now: () => performance.timeOrigin + performance.now(),
-  setTimeout: realClock.setTimeout,
-  clearTimeout: realClock.clearTimeout,
-};
 
 function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -102,7 +73,6 @@ cli.runCli(PROGRAM, async () => {
     );
   }
 
-  await probeRelayAddresses(s.relayAddresses);
   const server = await TurnServer.start({
     listen: s.listen,
     port: s.port,
@@ -129,9 +99,10 @@ cli.runCli(PROGRAM, async () => {
     maxLifetime: s.maxLifetime,
     errorRate: s.errorRate,
     software: s.software,
-    clock: unixMonotonicClock,
     log: (level, msg, fields) => log[level](msg, fields),
   }).catch((err: NodeJS.ErrnoException) => {
+    // The server names relay-address problems itself; listening errors get a hint here.
+    if (err instanceof TurnServerError) throw new Error(`${err.message}${/relay address/.test(err.message) ? '; check --relay-ip and --listen' : ''}`);
     const hint = err.code === 'EADDRINUSE' ? ' (another server is using the port; pick one with --port or --tls-port)' : err.code === 'EADDRNOTAVAIL' ? ' (not an address of this host; check --listen)' : '';
     throw new Error(`cannot listen: ${err.message}${hint}`);
   });

@@ -87,6 +87,11 @@ export interface AuthOptions {
   requireUserhash?: boolean;
   preparation?: Preparation;
   nonceSecret?: Buffer;
+  /**
+   * Unix time in ms, for REST usernames' expiry (default Date.now). Nonces use the
+   * monotonic time passed to authenticate(); expiries are wall-clock by definition.
+   */
+  wallClock?: () => number;
 }
 
 export type AuthResult =
@@ -101,12 +106,14 @@ export class CredentialStore {
   private readonly separator: string;
   private readonly nonces: NonceFactory;
   private readonly prep: Preparation;
+  private readonly wallClock: () => number;
   readonly offered: PasswordAlgorithmValue[] = offeredAlgorithms();
 
   constructor(options: AuthOptions) {
     this.realm = options.realm;
     this.separator = options.restSeparator ?? ':';
     this.prep = options.preparation ?? 'opaque';
+    this.wallClock = options.wallClock ?? Date.now;
     this.users = new Map();
     this.secrets = [];
     const features = SecurityFeature.PasswordAlgorithms | (options.requireUserhash ? SecurityFeature.UsernameAnonymity : 0);
@@ -137,7 +144,7 @@ export class CredentialStore {
   }
 
   /** Candidate keys for a username under an algorithm (several with rotated secrets). */
-  private keys(username: string, algorithm: number, nowMs: number): Buffer[] | 'expired' | undefined {
+  private keys(username: string, algorithm: number): Buffer[] | 'expired' | undefined {
     const u = this.users.get(username);
     if (u) {
       if (u.password !== undefined) return [longTermKey(username, this.realm, u.password, algorithm, this.prep)];
@@ -147,7 +154,7 @@ export class CredentialStore {
     if (this.secrets.length === 0) return undefined;
     const expiry = restExpiry(username, this.separator);
     if (expiry === undefined) return undefined;
-    if (expiry * 1000 <= nowMs) return 'expired';
+    if (expiry * 1000 <= this.wallClock()) return 'expired';
     return this.secrets.map((s) => longTermKey(username, this.realm, restPassword(s, username), algorithm, this.prep));
   }
 
@@ -194,7 +201,7 @@ export class CredentialStore {
       username = this.byHash.get(hash!.toString('hex'));
       if (username === undefined) return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true };
     }
-    const keys = this.keys(username, alg, nowMs);
+    const keys = this.keys(username, alg);
     if (keys === 'expired') return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials expired', challenge: true };
     if (!keys) {
       // Spend the time of a key check anyway, so unknown users do not answer faster.

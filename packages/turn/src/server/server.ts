@@ -75,6 +75,8 @@ export interface TurnServerOptions {
   maxConnections?: number;
   idleTimeoutMs?: number;
   clock?: Clock;
+  /** Unix time in ms for REST credential expiry (default Date.now). */
+  wallClock?: () => number;
   /** Structured log events. */
   log?: (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -146,7 +148,7 @@ export class TurnServer extends EventEmitter {
   private sweepTimer: unknown;
   private closed = false;
   private draining = false;
-  private drainWaiters: Array<() => void> = [];
+  private drainWaiters: Array<(left: number) => void> = [];
   private readonly drops: Record<DropReason, { inc: (n?: number) => void; get: () => number }>;
   private readonly c: {
     allocationsTotal: { inc: (n?: number) => void; get: () => number };
@@ -172,6 +174,7 @@ export class TurnServer extends EventEmitter {
       restSeparator: opts.restSeparator,
       requireUserhash: opts.requireUserhash,
       nonceLifetimeMs: opts.nonceLifetimeMs,
+      wallClock: opts.wallClock,
     });
     this.limiter = new RateLimiter({ ratePerSecond: opts.errorRate ?? 10, burst: Math.max(20, (opts.errorRate ?? 10) * 2) });
     this.software = opts.software === false ? undefined : softwareText(opts.software ?? 'natkit');
@@ -251,6 +254,19 @@ export class TurnServer extends EventEmitter {
     }
     for (const [f, a] of Object.entries(relayAddresses)) {
       if (ipFamily(a) !== f) throw new TurnServerError(`relay address ${a} is not ${f}`);
+    }
+    // Bind each relay address once now, so an address this host does not have fails at
+    // start and not as a 508 at the first Allocate.
+    for (const [family, address] of Object.entries(relayAddresses) as Array<[Family, string]>) {
+      await new Promise<void>((resolve, reject) => {
+        const s = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
+        s.once('error', (err: NodeJS.ErrnoException) => {
+          s.close();
+          const hint = err.code === 'EADDRNOTAVAIL' ? ' (it is not an address of this host)' : '';
+          reject(new TurnServerError(`cannot bind relay address ${address}: ${err.message}${hint}`));
+        });
+        s.bind({ address, port: 0, exclusive: true }, () => s.close(() => resolve()));
+      });
     }
     const relays = new RelayPorts({ min: options.relayPortMin, max: options.relayPortMax, addresses: relayAddresses });
     const own = [...listen, ...Object.values(relayAddresses), ...Object.values(options.externalAddresses ?? {})].filter(
@@ -935,7 +951,7 @@ export class TurnServer extends EventEmitter {
     for (const c of this.conns) if (c.allocation === alloc) c.allocation = undefined;
     for (const r of Object.values(alloc.relays)) this.relays.release(r!);
     this.log('info', 'allocation deleted', { id: alloc.id, user: alloc.username, why, ...alloc.counters });
-    if (this.draining && this.allocations.size === 0) for (const w of this.drainWaiters.splice(0)) w();
+    if (this.draining && this.allocations.size === 0) for (const w of this.drainWaiters.splice(0)) w(0);
   }
 
   private scheduleSweep(): void {
@@ -976,9 +992,9 @@ export class TurnServer extends EventEmitter {
     if (this.allocations.size === 0) return Promise.resolve(0);
     return new Promise((resolve) => {
       const timer = this.clock.setTimeout(() => resolve(this.allocations.size), timeoutMs);
-      this.drainWaiters.push(() => {
+      this.drainWaiters.push((left) => {
         this.clock.clearTimeout(timer);
-        resolve(0);
+        resolve(left);
       });
     });
   }
@@ -987,6 +1003,8 @@ export class TurnServer extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.clock.clearTimeout(this.sweepTimer);
+    // A drain still waiting ends now, with the number of allocations the close cuts.
+    for (const w of this.drainWaiters.splice(0)) w(this.allocations.size);
     for (const a of [...this.allocations.values()]) this.deleteAllocation(a, 'server closing');
     this.relays.close();
     const waits: Promise<void>[] = [];
