@@ -42,7 +42,7 @@ export interface NatProber {
   /** One Binding transaction; undefined when no answer came (timeout). */
   probe(req: ProbeRequest): Promise<ProbeAnswer | undefined>;
   /**
-   * RFC 5780 section 4.5: sends a request from a second socket to `mapped` (the primary
+   * RFC 5780 section 3.4: sends a request from a second socket to `mapped` (the primary
    * socket's mapped address) and reports whether the primary socket received it.
    */
   hairpin(mapped: TransportAddress): Promise<boolean>;
@@ -107,7 +107,7 @@ export interface DiscoverOptions {
  *  - section 4.4 filtering, from a socket that has sent nothing to A2 or P2 yet (so no
  *    earlier packet opened the filter): test II asks for change IP and port, test III for
  *    change port only;
- *  - section 4.5 hairpinning, and port preservation (RFC 4787 section 4.1).
+ *  - section 3.4 hairpinning, and port preservation (RFC 4787 section 4.1).
  */
 export async function discoverNat(prober: NatProber, server: TransportAddress, options: DiscoverOptions = {}): Promise<NatReport> {
   const tests: TestRecord[] = [];

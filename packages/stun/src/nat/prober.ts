@@ -83,7 +83,7 @@ export class UdpProber implements NatProber {
         ...common,
         socket: a,
         onUnmatched: (data) => {
-          // A hairpinned request arrives here (RFC 5780 section 4.5).
+          // A hairpinned request arrives here (RFC 5780 section 3.4).
           try {
             const m = decodeMessage(data);
             if (m.cls === MessageClass.Request) p.hairpinWaiters.get(m.transactionId.toString('hex'))?.();

@@ -784,22 +784,33 @@ export class TurnServer extends EventEmitter {
   // ------------------------------------------------------------------------------------
   // Refresh (section 7.3), CreatePermission (9.2), ChannelBind (12.2), Send (10.2)
 
-  private onRefresh(ctx: Ctx): void {
+  /**
+   * The common start of Refresh, CreatePermission and ChannelBind: authenticate, find the
+   * 5-tuple's allocation (437) made by the same user (441). `s` signs error answers.
+   */
+  private existing(ctx: Ctx): { alloc: Allocation; sig: { key: Buffer | undefined; integrity: 'sha1' | 'sha256' }; s: Auth | undefined } | undefined {
     const auth = this.authenticate(ctx);
-    if (!auth) return;
+    if (!auth) return undefined;
     const alloc = this.allocationFor(ctx, auth);
-    if (!alloc) return;
+    if (!alloc) return undefined;
     const sig = this.signed(auth);
+    return { alloc, sig, s: sig.key ? auth : undefined };
+  }
+
+  private onRefresh(ctx: Ctx): void {
+    const e = this.existing(ctx);
+    if (!e) return;
+    const { alloc, sig, s } = e;
     let lifetime: number | undefined;
     let fam: Family | undefined;
     try {
       lifetime = ctx.msg.get(TurnAttr.Lifetime);
       fam = ctx.msg.get(TurnAttr.RequestedAddressFamily);
     } catch (err) {
-      return this.reject(ctx, ErrorCode.BadRequest, sig.key ? auth : undefined, (err as Error).message);
+      return this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
     }
     // RFC 8656 section 7.3: a family the allocation does not have is a mismatch (443).
-    if (fam && !alloc.relays[fam]) return this.reject(ctx, ErrorCode.PeerAddressFamilyMismatch, sig.key ? auth : undefined, `the allocation has no ${fam} address`);
+    if (fam && !alloc.relays[fam]) return this.reject(ctx, ErrorCode.PeerAddressFamilyMismatch, s, `the allocation has no ${fam} address`);
     if (lifetime === 0) {
       this.deleteAllocation(alloc, 'refreshed with lifetime 0');
       this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity, (b) => b.add(TurnAttr.Lifetime, 0));
@@ -826,12 +837,9 @@ export class TurnServer extends EventEmitter {
   }
 
   private onCreatePermission(ctx: Ctx): void {
-    const auth = this.authenticate(ctx);
-    if (!auth) return;
-    const alloc = this.allocationFor(ctx, auth);
-    if (!alloc) return;
-    const sig = this.signed(auth);
-    const s = sig.key ? auth : undefined;
+    const e = this.existing(ctx);
+    if (!e) return;
+    const { alloc, sig, s } = e;
     let peers: TransportAddress[];
     try {
       peers = ctx.msg.getAll(TurnAttr.XorPeerAddress);
@@ -850,12 +858,9 @@ export class TurnServer extends EventEmitter {
   }
 
   private onChannelBind(ctx: Ctx): void {
-    const auth = this.authenticate(ctx);
-    if (!auth) return;
-    const alloc = this.allocationFor(ctx, auth);
-    if (!alloc) return;
-    const sig = this.signed(auth);
-    const s = sig.key ? auth : undefined;
+    const e = this.existing(ctx);
+    if (!e) return;
+    const { alloc, sig, s } = e;
     let number: number | undefined;
     let peer: TransportAddress | undefined;
     try {
@@ -1014,6 +1019,8 @@ export class TurnServer extends EventEmitter {
     await Promise.all(waits);
   }
 }
+
+type Auth = { key: Buffer; integrity: 'sha1' | 'sha256' };
 
 interface Ctx {
   msg: StunMessage;
