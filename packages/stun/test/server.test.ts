@@ -242,6 +242,17 @@ describe('stunserver, RFC 5780 full mode on 127.0.0.1 and 127.0.0.2', () => {
     expect(m.get(Attr.ChangedAddress)).toEqual({ family: 'IPv4', address: a2p2!.address, port: a2p2!.port });
   });
 
+  it('answers RESPONSE-PORT 0 with 400 and ignores a source port of 0 (it cannot be sent to)', async () => {
+    const s = await server({ address: '127.0.0.1', alternateAddress: '127.0.0.2' });
+    const raw = await rawSocket();
+    raw.send(new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.ResponsePort, 0).encode(), s.listening[0]!.port, '127.0.0.1');
+    const [res] = await raw.next();
+    expect(decodeMessage(res).get(Attr.ErrorCode)!.code).toBe(400);
+    const req = new MessageBuilder(Method.Binding, MessageClass.Request).encode();
+    expect(s.service.handleDatagram(req, { family: 'IPv4', address: '127.0.0.1', port: 0 }, 0, 0)).toBeUndefined();
+    expect(s.stats.dropped.malformed).toBe(1);
+  });
+
   it('refuses a wildcard or mismatched alternate address', async () => {
     await expect(StunServer.start({ port: 0, address: '0.0.0.0', alternateAddress: '127.0.0.2' })).rejects.toThrow(/specific/);
     await expect(StunServer.start({ port: 0, address: '127.0.0.1', alternateAddress: '::1' })).rejects.toThrow(/family/);

@@ -145,6 +145,11 @@ export class BindingService {
 
   private handle(buf: Buffer, from: TransportAddress, via: number, nowMs: number, stream: boolean): BindingReply | undefined {
     this.stats.received++;
+    // Port 0 is not a place anything can be sent to (a spoofed source): nothing to answer.
+    if (from.port === 0) {
+      this.stats.dropped.malformed++;
+      return undefined;
+    }
     if (buf.length < HEADER_LENGTH || (buf[0]! & 0xc0) !== 0) {
       this.stats.dropped.notStun++;
       return undefined;
@@ -194,6 +199,9 @@ export class BindingService {
       // (RFC 5780 section 6.1: answer 420 so the client knows).
       if (wantsChange && (stream || !this.full)) {
         return this.error(msg, from, via, nowMs, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.CHANGE_REQUEST]);
+      }
+      if (responsePort === 0) {
+        return this.error(msg, from, via, nowMs, ErrorCode.BadRequest, 'RESPONSE-PORT 0', withFingerprint);
       }
       if (responsePort !== undefined && stream) {
         return this.error(msg, from, via, nowMs, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.RESPONSE_PORT]);

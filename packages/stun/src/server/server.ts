@@ -98,6 +98,18 @@ export class StunServer extends EventEmitter {
   }
 
   static async start(options: StunServerOptions = {}): Promise<StunServer> {
+    // With port 0 the kernel picks the UDP port and TCP must get the same one, which some
+    // other program may hold: try again with another.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await StunServer.startOnce(options);
+      } catch (err) {
+        if (options.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(options: StunServerOptions): Promise<StunServer> {
     const address = canonicalIp(options.address ?? '0.0.0.0');
     const family = ipFamily(address)!;
     const alt = options.alternateAddress === undefined ? undefined : canonicalIp(options.alternateAddress);

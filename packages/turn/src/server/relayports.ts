@@ -13,6 +13,8 @@ export interface Reservation {
   token: string;
   relay: RelaySocket;
   expiresAt: number;
+  /** Who asked for it: reservations count against that user's quota until redeemed. */
+  owner: string;
 }
 
 export class RelayPorts {
@@ -68,7 +70,7 @@ export class RelayPorts {
    * EVEN-PORT with R set: an even port for now and the next (odd) one held under a
    * token. Both or neither.
    */
-  async allocatePair(family: Family, now: number, attempts = 32): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
+  async allocatePair(family: Family, now: number, owner = '', attempts = 32): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
     for (let i = 0; i < attempts; i++) {
       let port = randomInt(this.min, this.max);
       if (port % 2 === 1) port--;
@@ -81,7 +83,7 @@ export class RelayPorts {
         continue;
       }
       const token = randomBytes(8);
-      this.reservations.set(token.toString('hex'), { token: token.toString('hex'), relay: b, expiresAt: now + this.reservationMs });
+      this.reservations.set(token.toString('hex'), { token: token.toString('hex'), relay: b, expiresAt: now + this.reservationMs, owner });
       return { relay: a, token };
     }
     return undefined;
@@ -111,6 +113,18 @@ export class RelayPorts {
 
   get reservedCount(): number {
     return this.reservations.size;
+  }
+
+  /** The owner of a live reservation, or undefined. */
+  ownerOf(token: Buffer): string | undefined {
+    return this.reservations.get(token.toString('hex'))?.owner;
+  }
+
+  /** Reservations held for one user. */
+  reservedBy(owner: string): number {
+    let n = 0;
+    for (const r of this.reservations.values()) if (r.owner === owner) n++;
+    return n;
   }
 
   get inUse(): number {

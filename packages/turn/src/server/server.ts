@@ -1,6 +1,7 @@
 import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as tls from 'node:tls';
 import {
   Attr,
@@ -145,6 +146,10 @@ export class TurnServer extends EventEmitter {
   private readonly binding: BindingService;
   private readonly software: string | undefined;
   private nextId = 1;
+  /** One callback for every relayed send (made once, not per packet): counts failures. */
+  private readonly onRelaySent = (err: Error | null) => {
+    if (err) this.drops.send_failed.inc();
+  };
   private sweepTimer: unknown;
   private closed = false;
   private draining = false;
@@ -178,7 +183,7 @@ export class TurnServer extends EventEmitter {
     });
     this.limiter = new RateLimiter({ ratePerSecond: opts.errorRate ?? 10, burst: Math.max(20, (opts.errorRate ?? 10) * 2) });
     this.software = opts.software === false ? undefined : softwareText(opts.software ?? 'natkit');
-    this.binding = new BindingService([undefined], { software: opts.software, errorRate: 0 });
+    this.binding = new BindingService([undefined], { software: opts.software, errorRate: opts.errorRate ?? 10, errorBurst: Math.max(20, (opts.errorRate ?? 10) * 2) });
     const m = this.metrics;
     this.drops = Object.fromEntries(
       DROP_REASONS.map((r) => [r, m.counter('natkit_turn_dropped_total', 'Packets dropped, by reason', { reason: r })]),
@@ -240,6 +245,18 @@ export class TurnServer extends EventEmitter {
   }
 
   static async start(options: TurnServerOptions = {}): Promise<TurnServer> {
+    // With port 0 the kernel picks the UDP port and TCP must get the same one, which some
+    // other program may hold: try again with another.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await TurnServer.startOnce(options);
+      } catch (err) {
+        if ((options.port ?? 3478) !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(options: TurnServerOptions): Promise<TurnServer> {
     const listen = (options.listen ?? ['0.0.0.0']).map((a) => {
       if (!ipFamily(a)) throw new TurnServerError(`listen address ${JSON.stringify(a)} is not an IP address`);
       return canonicalIp(a);
@@ -269,8 +286,11 @@ export class TurnServer extends EventEmitter {
       });
     }
     const relays = new RelayPorts({ min: options.relayPortMin, max: options.relayPortMax, addresses: relayAddresses });
-    const own = [...listen, ...Object.values(relayAddresses), ...Object.values(options.externalAddresses ?? {})].filter(
-      (a) => a !== '0.0.0.0' && a !== '::',
+    // The server's own addresses: what it listens and relays on, what it advertises, and
+    // every address of this host's interfaces (a wildcard listen means all of them).
+    const interfaces = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.split('%')[0]!));
+    const own = [...listen, ...Object.values(relayAddresses), ...Object.values(options.externalAddresses ?? {}), ...interfaces].filter(
+      (a) => a !== '0.0.0.0' && a !== '::' && ipFamily(a) !== undefined,
     );
     let policy: PeerPolicy;
     try {
@@ -382,6 +402,11 @@ export class TurnServer extends EventEmitter {
   // The client-to-server direction
 
   private onUdp(l: UdpListener, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+    // A source port of 0 cannot be answered (Node's send throws on it): spoofed, drop it.
+    if (rinfo.port === 0) {
+      this.drops.malformed.inc();
+      return;
+    }
     // RFC 8656 section 12.4 / RFC 7983: first byte 64-79 is ChannelData. The per-packet path.
     if ((buf[0]! & 0xc0) === 0x40 && buf.length >= 4) {
       const alloc = l.allocs.get(rinfo.address)?.get(rinfo.port);
@@ -402,6 +427,11 @@ export class TurnServer extends EventEmitter {
       this.drops.malformed.inc();
       return;
     }
+    // A stream frame can carry more than a UDP datagram can (65535 > 65507).
+    if (len > MAX_UDP_PAYLOAD) {
+      this.drops.oversized.inc();
+      return;
+    }
     const ch = alloc.channels.get(buf.readUInt16BE(0));
     const now = this.clock.now();
     if (!ch || ch.expiresAt <= now || alloc.expiresAt <= now) {
@@ -417,7 +447,7 @@ export class TurnServer extends EventEmitter {
       this.drops.no_allocation.inc();
       return;
     }
-    relay.socket.send(buf.subarray(4, 4 + len), ch.peer.port, ch.peer.address);
+    relay.socket.send(buf.subarray(4, 4 + len), ch.peer.port, ch.peer.address, this.onRelaySent);
     alloc.counters.toPeerPackets++;
     alloc.counters.toPeerBytes += len;
     this.c.toPeerPackets.inc();
@@ -655,11 +685,16 @@ export class TurnServer extends EventEmitter {
       return this.reject(ctx, ErrorCode.AddressFamilyNotSupported, s, `no ${family} relay address`);
     }
     // Quotas.
+    // Quotas; a reserved port (EVEN-PORT with R) counts as an allocation until redeemed.
+    this.relays.sweep(ctx.now);
     const userCount = this.perUser.get(auth.username) ?? 0;
-    if (this.opts.auth !== false && userCount >= (this.opts.userQuota ?? 10)) {
+    // Redeeming one's own reservation turns it into this allocation: do not count it twice.
+    const redeeming = token && this.relays.ownerOf(token) !== undefined ? 1 : 0;
+    const ownRedeem = redeeming && this.relays.ownerOf(token!) === auth.username ? 1 : 0;
+    if (this.opts.auth !== false && userCount + this.relays.reservedBy(auth.username) - ownRedeem >= (this.opts.userQuota ?? 10)) {
       return this.reject(ctx, ErrorCode.AllocationQuotaReached, s, `at most ${this.opts.userQuota ?? 10} allocations per user`);
     }
-    if (this.allocations.size + this.pending.size >= (this.opts.totalQuota ?? 1000)) {
+    if (this.allocations.size + this.pending.size + this.relays.reservedCount - redeeming >= (this.opts.totalQuota ?? 1000)) {
       return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'the server is full');
     }
     this.pending.set(key, tid);
@@ -672,7 +707,7 @@ export class TurnServer extends EventEmitter {
         if (!r) return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'unknown or expired RESERVATION-TOKEN');
         relays[r.family] = r;
       } else if (even?.reserve) {
-        const pair = await this.relays.allocatePair(family, ctx.now);
+        const pair = await this.relays.allocatePair(family, ctx.now, auth.username);
         if (!pair) return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'no even port pair free');
         relays[family] = pair.relay;
         reservation = pair.token;
@@ -871,6 +906,7 @@ export class TurnServer extends EventEmitter {
     }
     if (number === undefined || peer === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
     if (!isValidChannel(number)) return this.reject(ctx, ErrorCode.BadRequest, s, `channel 0x${number.toString(16)} is outside 0x4000-0x4FFF`);
+    if (peer.port === 0) return this.reject(ctx, ErrorCode.BadRequest, s, 'peer port 0');
     if (!this.peerAllowed(ctx, alloc, peer, s)) return;
     alloc.sweep(ctx.now);
     // RFC 8656 section 12.2: a number bound to another peer, or a peer bound to another
@@ -908,7 +944,7 @@ export class TurnServer extends EventEmitter {
     }
     // RFC 8656 section 10.2: without XOR-PEER-ADDRESS and DATA, or without a permission,
     // the indication is discarded.
-    if (!peer || !data) {
+    if (!peer || !data || peer.port === 0) {
       this.drops.malformed.inc();
       return;
     }
@@ -929,7 +965,7 @@ export class TurnServer extends EventEmitter {
       this.drops.no_allocation.inc();
       return;
     }
-    relay.socket.send(data, peer.port, peer.address);
+    relay.socket.send(data, peer.port, peer.address, this.onRelaySent);
     alloc.counters.toPeerPackets++;
     alloc.counters.toPeerBytes += data.length;
     this.c.toPeerPackets.inc();
