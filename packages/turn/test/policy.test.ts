@@ -251,12 +251,21 @@ describe('PeerPolicy defaults', () => {
     );
   });
 
+  it('denies deprecated site-local fec0::/10 and the IPv4-translated ::ffff:0:a.b.c.d form', () => {
+    expect(policy.check('fec0::1')).toEqual({ allowed: false, reason: 'fec0::/10 is denied by default' });
+    expect(policy.allowed('feff:ffff::1')).toBe(false);
+    expect(embeddedIPv4(ipToBytes('::ffff:0:10.1.2.3'))).toEqual(new Uint8Array([10, 1, 2, 3]));
+    expect(policy.allowed('::ffff:0:10.1.2.3')).toBe(false);
+    expect(policy.allowed('::ffff:0:198.51.100.7')).toBe(true);
+  });
+
   it('agrees with a model for random IPv6 addresses that carry no IPv4 address (property)', () => {
     const inV6 = (b: Uint8Array) =>
       b.every((x) => x === 0) ||
       (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) ||
       (b[0]! & 0xfe) === 0xfc ||
       (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) ||
+      (b[0] === 0xfe && (b[1]! & 0xc0) === 0xc0) || // fec0::/10 site-local
       b[0] === 0xff ||
       (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && b[4] === 0 && b[5] === 1);
     fc.assert(

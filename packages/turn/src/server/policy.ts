@@ -62,11 +62,13 @@ export const DEFAULT_DENIED_V6 = [
   'fe80::/10', // link-local
   'ff00::/8', // multicast
   '64:ff9b:1::/48', // local-use NAT64 (RFC 8215): translates into private networks
+  'fec0::/10', // site-local (deprecated by RFC 3879, still routed inside some networks)
 ];
 
 /**
  * The IPv4 address an IPv6 address stands for, if it is one of the forms that carry one:
- * IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d (deprecated), NAT64 well-known
+ * IPv4-mapped ::ffff:a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d, IPv4-compatible ::a.b.c.d
+ * (deprecated), NAT64 well-known
  * prefix 64:ff9b::/96 (RFC 6052), 6to4 2002:AABB:CCDD::/48 (RFC 3056).
  */
 export function embeddedIPv4(b: Uint8Array): Uint8Array | undefined {
@@ -76,6 +78,8 @@ export function embeddedIPv4(b: Uint8Array): Uint8Array | undefined {
     return true;
   };
   if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) return b.subarray(12, 16);
+  // IPv4-translated ::ffff:0:a.b.c.d (RFC 2765 SIIT).
+  if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && b[10] === 0 && b[11] === 0) return b.subarray(12, 16);
   if (zero(0, 12) && !(b[12] === 0 && b[13] === 0 && b[14] === 0 && (b[15] === 0 || b[15] === 1))) return b.subarray(12, 16);
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return b.subarray(12, 16);
   if (b[0] === 0x20 && b[1] === 0x02) return b.subarray(2, 6);
