@@ -251,6 +251,13 @@ describe('PeerPolicy defaults', () => {
     );
   });
 
+  it('applies an operator range written in IPv4-mapped form to the plain IPv4 addresses too', () => {
+    const p = new PeerPolicy({ deny: ['::ffff:198.51.100.0/120'] });
+    expect(p.allowed('198.51.100.7')).toBe(false);
+    expect(p.allowed('::ffff:198.51.100.7')).toBe(false);
+    expect(p.allowed('198.51.101.7')).toBe(true);
+  });
+
   it('denies deprecated site-local fec0::/10 and the IPv4-translated ::ffff:0:a.b.c.d form', () => {
     expect(policy.check('fec0::1')).toEqual({ allowed: false, reason: 'fec0::/10 is denied by default' });
     expect(policy.allowed('feff:ffff::1')).toBe(false);

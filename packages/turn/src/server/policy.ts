@@ -86,6 +86,20 @@ export function embeddedIPv4(b: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
+/**
+ * An operator's range written in an IPv6 form that carries IPv4 (e.g. ::ffff:10.0.0.0/104)
+ * also applies to the plain IPv4 range, as every address is checked in both forms.
+ */
+function withIPv4Forms(list: Cidr[]): Cidr[] {
+  const out = [...list];
+  for (const c of list) {
+    if (!c.v6 || c.prefix < 96) continue;
+    const v4 = embeddedIPv4(c.bytes);
+    if (v4) out.push({ text: c.text, v6: false, bytes: new Uint8Array(v4), prefix: c.prefix - 96 });
+  }
+  return out;
+}
+
 export interface PolicyDecision {
   allowed: boolean;
   /** Why: the rule that matched. */
@@ -99,8 +113,8 @@ export class PeerPolicy {
   private readonly own = new Set<string>();
 
   constructor(options: { allow?: readonly string[]; deny?: readonly string[]; ownAddresses?: readonly string[]; defaults?: boolean } = {}) {
-    this.allow = (options.allow ?? []).map(parseCidr);
-    this.deny = (options.deny ?? []).map(parseCidr);
+    this.allow = withIPv4Forms((options.allow ?? []).map(parseCidr));
+    this.deny = withIPv4Forms((options.deny ?? []).map(parseCidr));
     this.defaults = options.defaults === false ? [] : [...DEFAULT_DENIED_V4, ...DEFAULT_DENIED_V6].map(parseCidr);
     for (const a of options.ownAddresses ?? []) this.addOwnAddress(a);
   }
