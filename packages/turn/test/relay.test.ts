@@ -420,6 +420,26 @@ describe('relayserver: hostile input', () => {
     expect(s.dropped('malformed')).toBe(1);
   });
 
+  it('closes TCP connections past the per-IP limit and keeps the others', async () => {
+    const s = await relay({ maxConnectionsPerIp: 2 });
+    const tcp = s.listening.find((l) => l.transport === 'tcp')!.port;
+    const { connect } = await import('node:net');
+    const open = () =>
+      new Promise<import('node:net').Socket>((resolve) => {
+        const c = connect(tcp, '127.0.0.1', () => resolve(c));
+        c.on('error', () => {});
+      });
+    const a = await open();
+    const b = await open();
+    const c = await open();
+    await new Promise<void>((r) => c.once('close', () => r()));
+    expect(a.destroyed || b.destroyed).toBe(false);
+    expect(s.dropped('rate_limited')).toBe(1);
+    a.destroy();
+    b.destroy();
+    await Promise.all([a, b].map((x) => new Promise<void>((r) => (x.closed ? r() : x.once('close', () => r())))));
+  });
+
   it('rate-limits error answers to unauthenticated requests', async () => {
     const s = await relay({ errorRate: 1 });
     const raw = await openRawUdp();

@@ -63,6 +63,7 @@ const TABLE: Spec[] = [
   { name: 'total-quota', type: 'number', value: 'N', min: 1, defaultText: '1000', help: 'allocations in all (508 past it)' },
   { name: 'max-permissions', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'permissions per allocation' },
   { name: 'max-channels', type: 'number', value: 'N', min: 1, max: 4096, defaultText: '64', help: 'channel bindings per allocation' },
+  { name: 'max-connections-per-ip', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'TCP/TLS connections from one IP address at once' },
   { name: 'default-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '600', help: 'allocation lifetime when the client asks for none (and the least granted)' },
   { name: 'max-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '3600', help: 'longest allocation lifetime granted' },
   { name: 'error-rate', type: 'number', value: 'N', min: 0, defaultText: '10', help: 'unauthenticated error answers per second to one source IP (0: no limit)' },
@@ -336,6 +337,7 @@ export interface Settings {
   totalQuota: number;
   maxPermissions: number;
   maxChannels: number;
+  maxConnectionsPerIp: number;
   defaultLifetime: number;
   maxLifetime: number;
   errorRate: number;
@@ -449,6 +451,7 @@ export function resolveSettings(v: ParsedValues): Settings {
     totalQuota: (v['total-quota'] as number | undefined) ?? 1000,
     maxPermissions: (v['max-permissions'] as number | undefined) ?? 64,
     maxChannels: (v['max-channels'] as number | undefined) ?? 64,
+    maxConnectionsPerIp: (v['max-connections-per-ip'] as number | undefined) ?? 64,
     defaultLifetime,
     maxLifetime,
     errorRate: (v['error-rate'] as number | undefined) ?? 10,

@@ -95,6 +95,7 @@ cli.runCli(PROGRAM, async () => {
     totalQuota: s.totalQuota,
     maxPermissions: s.maxPermissions,
     maxChannels: s.maxChannels,
+    maxConnectionsPerIp: s.maxConnectionsPerIp,
     defaultLifetime: s.defaultLifetime,
     maxLifetime: s.maxLifetime,
     errorRate: s.errorRate,

@@ -74,6 +74,8 @@ export interface TurnServerOptions {
   software?: string | false;
   nonceLifetimeMs?: number;
   maxConnections?: number;
+  /** TCP/TLS connections from one IP address at once (default 64); more are closed. */
+  maxConnectionsPerIp?: number;
   idleTimeoutMs?: number;
   clock?: Clock;
   /** Unix time in ms for REST credential expiry (default Date.now). */
@@ -139,6 +141,7 @@ export class TurnServer extends EventEmitter {
   private readonly udp: UdpListener[] = [];
   private readonly streamServers: net.Server[] = [];
   private readonly conns = new Set<StreamConn>();
+  private readonly connsPerIp = new Map<string, number>();
   /** Every allocation by its 5-tuple key. */
   private readonly allocations = new Map<string, Allocation>();
   private readonly pending = new Map<string, string>();
@@ -360,6 +363,14 @@ export class TurnServer extends EventEmitter {
       sock.destroy();
       return;
     }
+    const ip = canonicalIp(sock.remoteAddress ?? '0.0.0.0');
+    const already = this.connsPerIp.get(ip) ?? 0;
+    if (already >= (this.opts.maxConnectionsPerIp ?? 64)) {
+      this.drops.rate_limited.inc();
+      sock.destroy();
+      return;
+    }
+    this.connsPerIp.set(ip, already + 1);
     sock.setNoDelay(true);
     const conn: StreamConn = {
       socket: sock,
@@ -393,6 +404,9 @@ export class TurnServer extends EventEmitter {
     sock.on('error', () => sock.destroy());
     sock.on('close', () => {
       this.conns.delete(conn);
+      const n = (this.connsPerIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.connsPerIp.delete(ip);
+      else this.connsPerIp.set(ip, n);
       // RFC 8656 section 3.? (TCP): the allocation lives as long as its connection.
       if (conn.allocation) this.deleteAllocation(conn.allocation, 'connection closed');
     });
