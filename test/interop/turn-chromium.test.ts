@@ -36,11 +36,14 @@ const CHROMIUM_ARGS = [
 let browser: Browser | undefined;
 let relay: NatkitRelay | undefined;
 afterEach(async () => {
-  await browser?.close();
-  browser = undefined;
-  await relay?.close();
-  relay = undefined;
-  await killAll();
+  try {
+    await browser?.close();
+  } finally {
+    browser = undefined;
+    await relay?.close();
+    relay = undefined;
+    await killAll();
+  }
 });
 
 /** What the page reports back. */

@@ -26,8 +26,11 @@ import { startWeriftClient, weriftPayload } from '../helpers/interop-turn-werift
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
+  // Everything is closed even when one close fails, and child processes are killed last.
+  const errors: unknown[] = [];
+  while (cleanup.length) await cleanup.pop()!().catch((err: unknown) => errors.push(err));
   await killAll();
+  if (errors.length) throw errors[0];
 });
 function later<T extends { close(): Promise<unknown> }>(x: T): T {
   cleanup.push(() => x.close());
