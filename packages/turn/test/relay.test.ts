@@ -420,6 +420,29 @@ describe('relayserver: hostile input', () => {
     expect(s.dropped('malformed')).toBe(1);
   });
 
+  it('does not rate-limit challenges over TCP, where the source is proven and nothing is retransmitted', async () => {
+    const s = await relay({ errorRate: 1 });
+    const tcp = s.listening.find((l) => l.transport === 'tcp')!.port;
+    const { connect } = await import('node:net');
+    const sock = connect(tcp, '127.0.0.1');
+    const { StreamFramer } = await import('@natkit/stun');
+    const framer = new StreamFramer();
+    let answers = 0;
+    const all = new Promise<void>((resolve) =>
+      sock.on('data', (d) =>
+        framer.push(d, (f) => {
+          expect(decodeMessage(f).get(Attr.ErrorCode)!.code).toBe(401);
+          if (++answers === 40) resolve();
+        }),
+      ),
+    );
+    for (let i = 0; i < 40; i++) sock.write(new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode());
+    await all;
+    expect(s.dropped('rate_limited')).toBe(0);
+    sock.destroy();
+    await new Promise<void>((r) => (sock.closed ? r() : sock.once('close', () => r())));
+  });
+
   it('closes TCP connections past the per-IP limit and keeps the others', async () => {
     const s = await relay({ maxConnectionsPerIp: 2 });
     const tcp = s.listening.find((l) => l.transport === 'tcp')!.port;

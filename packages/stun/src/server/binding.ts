@@ -173,11 +173,11 @@ export class BindingService {
       return undefined;
     }
     if (msg.method !== Method.Binding) {
-      return this.error(msg, from, via, nowMs, ErrorCode.BadRequest, 'only Binding is served here', withFingerprint);
+      return this.error(msg, from, via, nowMs, stream, ErrorCode.BadRequest, 'only Binding is served here', withFingerprint);
     }
     // RFC 8489 section 6.3.1: unknown comprehension-required attributes get 420 listing them.
     if (msg.unknownRequired.length > 0) {
-      return this.error(msg, from, via, nowMs, ErrorCode.UnknownAttribute, undefined, withFingerprint, msg.unknownRequired);
+      return this.error(msg, from, via, nowMs, stream, ErrorCode.UnknownAttribute, undefined, withFingerprint, msg.unknownRequired);
     }
     let sendVia = via;
     let toPort = from.port;
@@ -192,23 +192,23 @@ export class BindingService {
         change = msg.get(Attr.ChangeRequest);
         responsePort = msg.get(Attr.ResponsePort);
       } catch {
-        return this.error(msg, from, via, nowMs, ErrorCode.BadRequest, 'malformed attribute', withFingerprint);
+        return this.error(msg, from, via, nowMs, stream, ErrorCode.BadRequest, 'malformed attribute', withFingerprint);
       }
       const wantsChange = change !== undefined && (change.changeIp || change.changePort);
       // Behaviour discovery is defined for UDP only; on one address it cannot be served
       // (RFC 5780 section 6.1: answer 420 so the client knows).
       if (wantsChange && (stream || !this.full)) {
-        return this.error(msg, from, via, nowMs, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.CHANGE_REQUEST]);
+        return this.error(msg, from, via, nowMs, stream, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.CHANGE_REQUEST]);
       }
       if (responsePort === 0) {
-        return this.error(msg, from, via, nowMs, ErrorCode.BadRequest, 'RESPONSE-PORT 0', withFingerprint);
+        return this.error(msg, from, via, nowMs, stream, ErrorCode.BadRequest, 'RESPONSE-PORT 0', withFingerprint);
       }
       if (responsePort !== undefined && stream) {
-        return this.error(msg, from, via, nowMs, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.RESPONSE_PORT]);
+        return this.error(msg, from, via, nowMs, stream, ErrorCode.UnknownAttribute, undefined, withFingerprint, [AttrType.RESPONSE_PORT]);
       }
       // RFC 5780 section 6.1: PADDING together with RESPONSE-PORT is refused with 400.
       if (hasPadding && responsePort !== undefined) {
-        return this.error(msg, from, via, nowMs, ErrorCode.BadRequest, 'PADDING with RESPONSE-PORT', withFingerprint);
+        return this.error(msg, from, via, nowMs, stream, ErrorCode.BadRequest, 'PADDING with RESPONSE-PORT', withFingerprint);
       }
       if (change?.changeIp) sendVia ^= 2;
       if (change?.changePort) sendVia ^= 1;
@@ -278,12 +278,14 @@ export class BindingService {
     from: TransportAddress,
     via: number,
     nowMs: number,
+    stream: boolean,
     code: number,
     reason: string | undefined,
     withFingerprint: boolean,
     unknown?: readonly number[],
   ): BindingReply | undefined {
-    if (!this.limiter.take(from.address, nowMs)) {
+    // Only datagram answers can be reflected at a spoofed source; a stream's source is real.
+    if (!stream && !this.limiter.take(from.address, nowMs)) {
       this.stats.dropped.rateLimited++;
       return undefined;
     }

@@ -524,10 +524,16 @@ export class TurnServer extends EventEmitter {
       return;
     }
     if (msg.method === Method.Binding) {
-      // The STUN Binding service answers on the TURN ports too (RFC 8656 section 2.?).
+      // The STUN Binding service answers on the TURN ports too (TURN extends STUN; ICE
+      // agents send their server-reflexive Binding requests to the TURN server).
       this.count('binding');
-      const reply = this.binding.handleStream(buf, path.remote, now);
-      if (reply) path.send(reply);
+      if (udp) {
+        const reply = this.binding.handleDatagram(buf, path.remote, 0, now);
+        if (reply) udp.l.socket.send(reply.data, reply.port, reply.address);
+      } else {
+        const reply = this.binding.handleStream(buf, path.remote, now);
+        if (reply) path.send(reply);
+      }
       return;
     }
     const ctx = { msg, path, conn, udp, now, fingerprint: msg.fingerprintAt >= 0 };
@@ -583,7 +589,11 @@ export class TurnServer extends EventEmitter {
    * rate-limited per source (unauthenticated error answers must not be a reflector).
    */
   private reject(ctx: Ctx, code: number, auth?: { key: Buffer; integrity: 'sha1' | 'sha256' }, reason?: string, add?: (b: MessageBuilder) => void): void {
-    if (!auth && !this.limiter.take(ctx.path.remote.address, ctx.now)) {
+    // Over UDP an unauthenticated error answer could be reflected at a spoofed source, so
+    // they are rate-limited per source. Over TCP/TLS the handshake proved the source, and a
+    // client never retransmits there (RFC 8489 section 6.2.2): a dropped 401 would stall it
+    // for the whole transaction timeout, so streams are not limited (connections per IP are).
+    if (!auth && !ctx.path.stream && !this.limiter.take(ctx.path.remote.address, ctx.now)) {
       this.drops.rate_limited.inc();
       return;
     }
