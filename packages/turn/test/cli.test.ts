@@ -95,7 +95,7 @@ describe('relayserver flags', () => {
     const documented = [
       'config', 'listen', 'port', 'no-udp', 'no-tcp', 'tls-cert', 'tls-key', 'tls-port', 'relay-ip', 'external-ip', 'min-port', 'max-port',
       'realm', 'user', 'users-file', 'auth-secret', 'auth-secret-file', 'rest-separator', 'userhash', 'no-auth', 'allow-peer', 'deny-peer',
-      'user-quota', 'total-quota', 'max-permissions', 'max-channels', 'max-connections-per-ip', 'default-lifetime', 'max-lifetime', 'error-rate', 'metrics',
+      'user-quota', 'total-quota', 'max-permissions', 'max-channels', 'legacy-channels', 'max-connections-per-ip', 'default-lifetime', 'max-lifetime', 'error-rate', 'metrics',
       'drain-timeout', 'log-format', 'log-level', 'software', 'no-software', 'help', 'version',
     ];
     expect(OPTIONS.map((o) => o.name).sort()).toEqual([...documented].sort());

@@ -294,6 +294,17 @@ describe('relayserver: error codes', () => {
     await expectError(bind(0x4001, p), 400); // p already on 0x4000
     await bind(0x4000, p); // refreshing the same binding is fine
   });
+
+  it('accepts RFC 5766 channel numbers up to 0x7FFF only when legacyChannels is set', async () => {
+    const s = await relay({ legacyChannels: true });
+    const c = await client(s);
+    const sc = (c as unknown as { stun: StunClient }).stun;
+    const bind = (n: number, port: number) =>
+      sc.request(c.server, { method: Method.ChannelBind, attributes: (b) => b.add(TurnAttr.ChannelNumber, n).add(TurnAttr.XorPeerAddress, { family: 'IPv4', address: '127.0.0.1', port }) });
+    await bind(0x5d0f, 5000);
+    await bind(0x7fff, 5001);
+    await expectError(bind(0x8000, 5002), 400);
+  });
 });
 
 describe('relayserver: credentials', () => {

@@ -63,6 +63,7 @@ const TABLE: Spec[] = [
   { name: 'total-quota', type: 'number', value: 'N', min: 1, defaultText: '1000', help: 'allocations in all (508 past it)' },
   { name: 'max-permissions', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'permissions per allocation' },
   { name: 'max-channels', type: 'number', value: 'N', min: 1, max: 4096, defaultText: '64', help: 'channel bindings per allocation' },
+  { name: 'legacy-channels', type: 'boolean', help: 'accept RFC 5766 channel numbers 0x4000-0x7FFF (coturn clients use them); RFC 8656 allows 0x4000-0x4FFF' },
   { name: 'max-connections-per-ip', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'TCP/TLS connections from one IP address at once' },
   { name: 'default-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '600', help: 'allocation lifetime when the client asks for none (and the least granted)' },
   { name: 'max-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '3600', help: 'longest allocation lifetime granted' },
@@ -338,6 +339,7 @@ export interface Settings {
   maxPermissions: number;
   maxChannels: number;
   maxConnectionsPerIp: number;
+  legacyChannels: boolean;
   defaultLifetime: number;
   maxLifetime: number;
   errorRate: number;
@@ -452,6 +454,7 @@ export function resolveSettings(v: ParsedValues): Settings {
     maxPermissions: (v['max-permissions'] as number | undefined) ?? 64,
     maxChannels: (v['max-channels'] as number | undefined) ?? 64,
     maxConnectionsPerIp: (v['max-connections-per-ip'] as number | undefined) ?? 64,
+    legacyChannels: (v['legacy-channels'] as boolean | undefined) ?? false,
     defaultLifetime,
     maxLifetime,
     errorRate: (v['error-rate'] as number | undefined) ?? 10,

@@ -96,6 +96,7 @@ cli.runCli(PROGRAM, async () => {
     maxPermissions: s.maxPermissions,
     maxChannels: s.maxChannels,
     maxConnectionsPerIp: s.maxConnectionsPerIp,
+    legacyChannels: s.legacyChannels,
     defaultLifetime: s.defaultLifetime,
     maxLifetime: s.maxLifetime,
     errorRate: s.errorRate,

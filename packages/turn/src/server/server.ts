@@ -26,7 +26,7 @@ import {
   verifyFingerprint,
 } from '@natkit/stun';
 import { TRANSPORT_UDP, TurnAttr, turnServerRegistry } from '../codec/attributes.js';
-import { isValidChannel } from '../codec/channeldata.js';
+import { MAX_CHANNEL, MIN_CHANNEL } from '../codec/channeldata.js';
 import { Allocation, type ClientPath, type RelaySocket } from './allocation.js';
 import { CredentialStore, type UserEntry } from './auth.js';
 import { Metrics } from './metrics.js';
@@ -66,6 +66,11 @@ export interface TurnServerOptions {
   totalQuota?: number;
   maxPermissions?: number;
   maxChannels?: number;
+  /**
+   * Accept channel numbers 0x4000-0x7FFF as RFC 5766 did (coturn's own client still picks
+   * them). Off by default: RFC 8656 section 12 narrowed the range to 0x4000-0x4FFF.
+   */
+  legacyChannels?: boolean;
   /** RFC 8656 section 7.2: default 600 s, and at most 3600 s. */
   defaultLifetime?: number;
   maxLifetime?: number;
@@ -929,7 +934,12 @@ export class TurnServer extends EventEmitter {
       return this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
     }
     if (number === undefined || peer === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
-    if (!isValidChannel(number)) return this.reject(ctx, ErrorCode.BadRequest, s, `channel 0x${number.toString(16)} is outside 0x4000-0x4FFF`);
+    // RFC 8656 section 12.2: a number outside 0x4000-0x4FFF (RFC 5766's 0x7FFF when
+    // legacyChannels is set) is refused with 400.
+    const maxChannel = this.opts.legacyChannels ? 0x7fff : MAX_CHANNEL;
+    if (number < MIN_CHANNEL || number > maxChannel) {
+      return this.reject(ctx, ErrorCode.BadRequest, s, `channel 0x${number.toString(16)} is outside 0x4000-0x${maxChannel.toString(16).toUpperCase()}`);
+    }
     if (peer.port === 0) return this.reject(ctx, ErrorCode.BadRequest, s, 'peer port 0');
     if (!this.peerAllowed(ctx, alloc, peer, s)) return;
     alloc.sweep(ctx.now);
