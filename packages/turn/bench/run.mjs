@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+// Runs the @natkit/turn benchmarks and prints a summary table with the exact commands used.
+//
+//   node bench/run.mjs [--quick] [--skip-channeldata] [--skip-uclient] [--skip-memory]
+//
+// (`pnpm bench` in packages/turn; the root `pnpm bench` builds first.) Benchmarks are
+// scripts, not tests: nothing here fails on a number; it exits non-zero only if a
+// benchmark itself breaks. Each runs in its own process and prints its full report:
+//
+//   channeldata.mjs  natkit vs coturn -m 1 under bench/turnload.c (closed-loop ChannelData,
+//                    C echo peer), with a no-TURN C forwarder as the ceiling of the setup
+//   uclient.mjs      natkit vs coturn -m 1 under coturn's turnutils_uclient + turnutils_peer
+//   memory.mjs       RSS per 1,000 idle allocations (1,000 and 5,000), natkit and coturn
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const tmp = mkdtempSync(join(os.tmpdir(), 'natkit-turn-bench-run-'));
+
+function run(script) {
+  return new Promise((resolve) => {
+    const f = join(tmp, `${script}.json`);
+    const child = spawn(process.execPath, [join(here, script), ...(QUICK ? ['--quick'] : []), '--json', f], { stdio: 'inherit' });
+    child.once('exit', (code, signal) => {
+      if (code !== 0) return resolve({ error: `${script} exited with ${code ?? signal}` });
+      try {
+        resolve({ data: JSON.parse(readFileSync(f, 'utf8')) });
+      } catch (e) {
+        resolve({ error: `${script} wrote no result: ${e.message}` });
+      }
+    });
+  });
+}
+
+const t0 = Date.now();
+const failures = [];
+const got = {};
+for (const [key, script] of [['channeldata', 'channeldata.mjs'], ['uclient', 'uclient.mjs'], ['memory', 'memory.mjs']]) {
+  if (args.includes(`--skip-${key}`)) continue;
+  console.log(`\n=== ${key} benchmark (bench/${script}${QUICK ? ' --quick' : ''}) ===\n`);
+  const r = await run(script);
+  if (r.error) failures.push(r.error);
+  else got[key] = r.data;
+}
+rmSync(tmp, { recursive: true, force: true });
+
+// ---------------------------------------------------------------------------------------
+
+const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
+const fx = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const out = [];
+out.push('');
+out.push(`=== @natkit/turn benchmark summary${QUICK ? ' (--quick: short smoke run, numbers are rough)' : ''} ===`);
+out.push(`machine: ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; coturn's default relay threads = number of CPUs = ${os.availableParallelism()} here (turnserver --help: "The default thread number is the number of CPUs")`);
+const cmds = new Map();
+const cmd = (label, c) => c && !cmds.has(label) && cmds.set(label, c);
+
+const cd = got.channeldata;
+if (cd) {
+  out.push('');
+  out.push(
+    `1a. ChannelData relaying, closed loop (bench/turnload.c): ${cd.window} in flight over ${cd.allocs} allocations, ${cd.len}-byte payloads, C echo peer; ` +
+      `medians over ${cd.rounds} rounds of ${cd.durationMs} ms` + (cd.pin.server ? `; relay on CPU ${cd.pin.server}, load on CPU ${cd.pin.load}` : `; not pinned (${cd.pin.reason})`),
+  );
+  out.push(`  ${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'p50 us'.padStart(8)}${'p99 us'.padStart(8)}${'lost'.padStart(6)}${'relay cpu'.padStart(10)}${'cpu us/pkt'.padStart(11)}${'load cores'.padStart(11)}`);
+  for (const s of Object.values(cd.summary)) {
+    if (s.unavailable || !s.rounds) {
+      out.push(`  ${s.id.padEnd(16)}NOT AVAILABLE: ${(s.unavailable ?? s.errors.join('; ')).slice(0, 200)}`);
+      continue;
+    }
+    out.push(
+      `  ${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${f0(s.p50).padStart(8)}${f0(s.p99).padStart(8)}${String(s.lost).padStart(6)}${fx(s.serverCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(11)}` +
+        `${fx(s.loadgenCpu + s.peerCpu).padStart(11)}`,
+    );
+    cmd(`1a ${s.id} relay`, s.commands?.relay);
+    cmd(`1a ${s.id === 'forward' ? 'forward' : 'relays'} load`, s.commands?.load);
+    cmd('1a peer', s.commands?.peer);
+  }
+  if (cd.ratio) {
+    out.push(
+      `  natkit/coturn-1thread: relayed pkt/s ${cd.ratio.pps.toFixed(2)}x (per-round median ${cd.ratio.ppsPairedMedian.toFixed(2)}x), CPU per packet ${cd.ratio.cpuPerPkt.toFixed(2)}x, ` +
+        `p50 latency ${cd.ratio.p50.toFixed(2)}x, p99 ${cd.ratio.p99.toFixed(2)}x`,
+    );
+  }
+  if (cd.verdict) {
+    out.push(
+      `  load generator: the no-TURN C forwarder reaches ${f0(cd.verdict.ceilingPps)} pkt/s = ${cd.verdict.margin.toFixed(2)}x the fastest relay (${cd.verdict.fastest}): ` +
+        (cd.verdict.notTheLimit ? 'turnload + echo are not the limit' : 'MAY BE THE LIMIT (margin < 1.2x)') + `; CPU-bound relays: ${cd.verdict.saturated.join(', ') || 'none'}`,
+    );
+  }
+  for (const s of Object.values(cd.summary)) {
+    if (s.countersAgree !== null && s.countersAgree !== undefined) out.push(`  ${s.id}: relay's own counters (${s.counters[0]?.source}) ${s.countersAgree ? 'match' : 'DO NOT MATCH'} turnload's sent/echoed packets in every round`);
+  }
+}
+
+const uc = got.uclient;
+if (uc?.unavailable) out.push('', `1b. uclient: NOT AVAILABLE: ${uc.unavailable}`);
+else if (uc) {
+  out.push('');
+  out.push(
+    `1b. turnutils_uclient load: ${uc.clients} clients x ${uc.messages} messages of ${uc.len} bytes, one per ${uc.intervalMs} ms each (offered ${f0(uc.offeredPps)} relayed pkt/s), ` +
+      `channels, turnutils_peer echo; medians over ${uc.rounds} rounds, rate while all clients send`,
+  );
+  out.push(`  ${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'offered'.padStart(10)}${'loss %'.padStart(8)}${'RTT ms'.padStart(8)}${'relay cpu'.padStart(10)}${'cpu us/pkt'.padStart(11)}${'uclient+peer'.padStart(13)}`);
+  for (const s of Object.values(uc.summary)) {
+    if (s.unavailable || !s.rounds) {
+      out.push(`  ${s.id.padEnd(16)}NOT AVAILABLE: ${(s.unavailable ?? s.errors.join('; ')).slice(0, 200)}`);
+      continue;
+    }
+    out.push(
+      `  ${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${f0(s.offeredPps).padStart(10)}${fx(s.lostPct).padStart(8)}${fx(s.rttMs, 1).padStart(8)}${fx(s.relayCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(11)}` +
+        `${fx(s.uclientCpu + s.peerCpu).padStart(13)}`,
+    );
+    cmd(`1b ${s.id} relay`, s.commands?.relay);
+    cmd('1b load', s.commands?.load);
+    cmd('1b peer', s.commands?.peer);
+    const agree = s.counters.every((k) => k.toClient === k.ucReceived && k.toPeer <= k.ucSent);
+    out.push(`  ${''.padEnd(16)}relay's own counters: ${s.counters.map((k) => `${f0(k.toPeer)} to peer / ${f0(k.toClient)} to client`).join('; ')} (uclient: ${s.counters.map((k) => `${f0(k.ucSent)} sent / ${f0(k.ucReceived)} back`).join('; ')}) ${agree ? 'consistent' : 'INCONSISTENT'}`);
+  }
+  if (uc.ratio) out.push(`  natkit/coturn-1thread: relayed pkt/s ${uc.ratio.pps.toFixed(2)}x (per-round median ${uc.ratio.ppsPairedMedian.toFixed(2)}x), CPU per packet ${uc.ratio.cpuPerPkt.toFixed(2)}x, average RTT ${uc.ratio.rtt.toFixed(2)}x`);
+  for (const s of Object.values(uc.summary)) {
+    if (!s.rounds) continue;
+    const keptUp = s.pps >= 0.97 * s.offeredPps;
+    out.push(
+      `  ${s.id}: ` +
+        (keptUp
+          ? `relayed all that uclient offered: the load set the rate, not the relay`
+          : `relayed ${fx((100 * s.pps) / s.offeredPps, 0)}% of what uclient sent with ${fx(s.relayCpu)} of its CPU busy` +
+            (s.relayCpu >= 0.9 ? ': the relay is the limit' : ': not clearly CPU-bound')) +
+        ` (uclient ${fx(s.uclientCpu)} + turnutils_peer ${fx(s.peerCpu)} cores on the load CPU)`,
+    );
+  }
+}
+
+const mem = got.memory;
+if (mem) {
+  out.push('');
+  out.push(`2. memory: relay VmRSS before and after N idle allocations (one permission + one channel each), per 1,000 allocations`);
+  out.push(`  ${'relay'.padEnd(16)}${'N'.padStart(6)}${'RSS before'.padStart(12)}${'RSS after'.padStart(12)}${'MiB per 1,000'.padStart(15)}${'KiB each'.padStart(10)}`);
+  for (const r of mem.results) {
+    if (r.unavailable || r.error) {
+      out.push(`  ${r.id.padEnd(16)}${String(r.n).padStart(6)}  ${r.unavailable ? `NOT AVAILABLE: ${r.unavailable}` : `ERROR: ${r.error}`.slice(0, 200)}`);
+      continue;
+    }
+    out.push(
+      `  ${r.id.padEnd(16)}${String(r.n).padStart(6)}${`${fx(r.rssBeforeKb / 1024, 1)} MiB`.padStart(12)}${`${fx(r.rssAfterKb / 1024, 1)} MiB`.padStart(12)}${fx(r.perThousandMiB).padStart(15)}` +
+        `${fx((r.rssAfterKb - r.rssBeforeKb) / r.made, 1).padStart(10)}` + (r.made !== r.n ? `  (only ${r.made} made)` : ''),
+    );
+  }
+  if (Number.isFinite(mem.ratio)) out.push(`  natkit/coturn-1thread: ${mem.ratio.toFixed(2)}x memory per idle allocation`);
+  for (const [id, c] of Object.entries(mem.commands)) cmd(`2 ${id} relay`, c.relay);
+}
+
+const entry = cd?.natkitEntry ?? uc?.natkitEntry ?? mem?.natkitEntry;
+out.push('');
+out.push(`commands (natkit relay started from the ${entry ?? '?'}; PID/ports vary per run; each relay and peer under taskset -c CPU):`);
+for (const [label, c] of cmds) out.push(`  [${label}] ${c}`);
+for (const f of failures) out.push(`FAILED: ${f}`);
+out.push(`(total ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+console.log(out.join('\n'));
+process.exit(failures.length ? 1 : 0);
