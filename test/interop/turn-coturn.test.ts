@@ -23,11 +23,10 @@
 // either succeed or be refused for exactly that reason) and then against a relay with
 // legacyChannels (relayserver --legacy-channels), where every run must succeed.
 import { createHmac } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TransportAddress } from '@natkit/stun';
 import { TurnClient, restPassword } from '@natkit/turn';
 import { needProgram } from '../helpers/programs.js';
-import { killAll } from '../helpers/spawn.js';
 import { type TurnTap, describeCounts, startTurnTap } from '../helpers/interop-turn-tap.js';
 import {
   LOOPBACK,
@@ -47,17 +46,11 @@ import {
   startRelayserverBinary,
   startTurnutilsPeer,
 } from '../helpers/interop-turn-peers.js';
+import { useCleanup } from '../helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  // Everything is closed even when one close fails, and child processes are killed last.
-  const errors: unknown[] = [];
-  while (cleanup.length) await cleanup.pop()!().catch((err: unknown) => errors.push(err));
-  await killAll();
-  if (errors.length) throw errors[0];
-});
+const { defer } = useCleanup();
 function later<T extends { close(): Promise<unknown> } | { stop(): Promise<unknown> }>(x: T): T {
-  cleanup.push(() => ('close' in x ? x.close() : x.stop()));
+  defer(() => ('close' in x ? x.close() : x.stop()));
   return x;
 }
 

@@ -18,22 +18,15 @@
 //    TCP natkit deletes it when the connection closes).
 //  - close() leaves its refresh loop sleeping on an uncancelled timers/promises setTimeout
 //    (see test/helpers/interop-turn-werift.ts), which is why it runs in a child process.
-import { afterEach, describe, expect, it } from 'vitest';
-import { killAll } from '../helpers/spawn.js';
+import { describe, expect, it } from 'vitest';
 import { type TurnTap, describeCounts, startTurnTap } from '../helpers/interop-turn-tap.js';
 import { LOOPBACK, NATKIT_RELAY_MAX, NATKIT_RELAY_MIN, type NatkitRelay, PASS, USER, metric, openUdpPeer, startNatkitRelay } from '../helpers/interop-turn-peers.js';
 import { startWeriftClient, weriftPayload } from '../helpers/interop-turn-werift.js';
+import { useCleanup } from '../helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  // Everything is closed even when one close fails, and child processes are killed last.
-  const errors: unknown[] = [];
-  while (cleanup.length) await cleanup.pop()!().catch((err: unknown) => errors.push(err));
-  await killAll();
-  if (errors.length) throw errors[0];
-});
+const { defer } = useCleanup();
 function later<T extends { close(): Promise<unknown> }>(x: T): T {
-  cleanup.push(() => x.close());
+  defer(() => x.close());
   return x;
 }
 

@@ -1,5 +1,5 @@
 import * as dgram from 'node:dgram';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Attr,
   AttrType,
@@ -22,16 +22,10 @@ import {
   sameAlgorithms,
   userhash,
 } from '../src/index.js';
+import { useCleanup } from '../../../test/helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
+const { defer, track } = useCleanup();
 
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  cleanup.push(() => x.close());
-  return x;
-}
 
 describe('TransactionTimer (RFC 8489 section 6.2.1)', () => {
   it('sends at 0, 500, 1500, 3500, 7500, 15500, 31500 ms and gives up at 39500 ms', () => {
@@ -83,7 +77,7 @@ async function fakeServer(reply: (m: StunMessage, n: number) => Buffer | undefin
     if (out) sock.send(out, rinfo.port, rinfo.address);
   });
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  cleanup.push(() => new Promise((r) => sock.close(() => r())));
+  defer(() => new Promise<void>((r) => sock.close(() => r())));
   return { port: sock.address().port, seen, arrived: (n: number) => waitUntil(() => seen.length >= n) };
 }
 
@@ -130,7 +124,7 @@ describe('StunClient over UDP with an injected clock', () => {
       sock.send(right, rinfo.port, rinfo.address);
     });
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    cleanup.push(() => new Promise((r) => sock.close(() => r())));
+    defer(() => new Promise<void>((r) => sock.close(() => r())));
     const unmatched: Buffer[] = [];
     const c = track(new StunClient({ onUnmatched: (d) => unmatched.push(d) }));
     const r = await c.binding({ address: '127.0.0.1', port: sock.address().port });

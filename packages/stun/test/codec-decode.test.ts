@@ -14,6 +14,7 @@ import {
   isStunMessage,
   stunRegistry,
 } from '../src/index.js';
+import { thrown } from '../../../test/helpers/thrown.js';
 
 const TID = Buffer.from('0102030405060708090a0b0c', 'hex');
 
@@ -46,17 +47,7 @@ function build(
   return Buffer.concat([h, body]);
 }
 
-/** Runs `fn`, which must throw a StunDecodeError, and returns that error. */
-function decodeError(fn: () => unknown): StunDecodeError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(StunDecodeError);
-  return err as StunDecodeError;
-}
+const decodeError = (fn: () => unknown): StunDecodeError => thrown(StunDecodeError, fn);
 
 describe('message framing', () => {
   it('NOT_STUN: shorter than a header', () => {

@@ -26,6 +26,7 @@ import {
   verifyIntegrity,
 } from '../src/index.js';
 import { crc32Portable } from '../src/codec/crc32.js';
+import { thrown } from '../../../test/helpers/thrown.js';
 
 const TID = Buffer.from('b7e7a701bc34d686fa87dfae', 'hex'); // RFC 5769's
 const KEY = shortTermKey('VOkJxbRl1RmTxUk/WvJxBt');
@@ -44,17 +45,7 @@ function roundTrip<T>(def: AttributeDef<T>, value: T, wireLength?: number, expec
   return { bytes, msg };
 }
 
-/** Runs `fn`, which must throw a StunEncodeError, and returns that error. */
-function encodeError(fn: () => unknown): StunEncodeError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(StunEncodeError);
-  return err as StunEncodeError;
-}
+const encodeError = (fn: () => unknown): StunEncodeError => thrown(StunEncodeError, fn);
 
 describe('attribute round trips', () => {
   it('XOR-MAPPED-ADDRESS IPv4 (RFC 5769 section 2.2 bytes)', () => {

@@ -30,18 +30,7 @@ import {
   shortTermKey,
   userhash,
 } from '../src/index.js';
-
-/** Runs `fn`, which must throw an error of class `cls`, and returns that error. */
-function thrown<E extends Error>(cls: new (...args: any[]) => E, fn: () => unknown): E {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(cls);
-  return err as E;
-}
+import { thrown } from '../../../test/helpers/thrown.js';
 
 const md5 = (s: string) => createHash('md5').update(s, 'utf8').digest();
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();

@@ -16,6 +16,7 @@ import {
   parseIPv6Into,
   sameAddress,
 } from '../src/index.js';
+import { thrown } from '../../../test/helpers/thrown.js';
 
 function v4(s: string): number[] | undefined {
   const out = new Uint8Array(4);
@@ -31,17 +32,7 @@ function hexBytes(hex: string): Uint8Array {
   return new Uint8Array(Buffer.from(hex.replace(/[\s:]/g, ''), 'hex'));
 }
 
-/** Runs `fn`, which must throw a StunEncodeError, and returns that error. */
-function encodeError(fn: () => unknown): StunEncodeError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(StunEncodeError);
-  return err as StunEncodeError;
-}
+const encodeError = (fn: () => unknown): StunEncodeError => thrown(StunEncodeError, fn);
 
 describe('parseIPv4Into', () => {
   it('parses dotted quads', () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Attr,
   AttrType,
@@ -14,30 +14,28 @@ import {
   verifyFingerprint,
 } from '../src/index.js';
 import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
+import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const cert = readFileSync(new URL('tls-cert.pem', fixtures));
 const key = readFileSync(new URL('tls-key.pem', fixtures));
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
+const { defer, track } = useCleanup();
 
 async function server(opts: Parameters<typeof StunServer.start>[0]): Promise<StunServer> {
   const s = await StunServer.start({ port: 0, ...opts });
-  cleanup.push(() => s.close());
+  defer(() => s.close());
   return s;
 }
 function client(opts: ConstructorParameters<typeof StunClient>[0] = {}): StunClient {
   const c = new StunClient({ retransmit: { rto: 100, rc: 3, rm: 4 }, ...opts });
-  cleanup.push(() => c.close());
+  defer(() => c.close());
   return c;
 }
 
 async function rawSocket(): Promise<RawUdp> {
   const r = await openRawUdp();
-  cleanup.push(() => r.close());
+  defer(() => r.close());
   return r;
 }
 

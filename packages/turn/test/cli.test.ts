@@ -6,12 +6,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Method, StunClient, type StunResponse, type TransportAddress } from '@natkit/stun';
 import { TurnAttr, TurnClient, restPassword } from '@natkit/turn';
-import { type Proc, killAll, runBin, startBin } from '../../../test/helpers/spawn.js';
+import { type Proc, runBin, startBin } from '../../../test/helpers/spawn.js';
 import { openRawUdp } from '../../../test/helpers/udp.js';
 import { OPTIONS } from '../src/cli/config.js';
+import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const CERT = new URL('tls-cert.pem', fixtures).pathname;
@@ -26,16 +27,12 @@ function file(text: string, name = `f${++fileNo}`): string {
   return p;
 }
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-  await killAll();
-});
+const { defer } = useCleanup();
 
 /** A long-term-credential STUN client, closed after the test. */
 function client(username?: string, password?: string): StunClient {
   const c = new StunClient({ credentials: username !== undefined ? { username, password: password! } : undefined, retransmit: { rto: 100, rc: 5, rm: 4 } });
-  cleanup.push(() => c.close());
+  defer(() => c.close());
   return c;
 }
 
@@ -308,9 +305,9 @@ describe('relayserver running', () => {
     expect(before.body).toMatch(/^natkit_turn_relayed_packets_total\{direction="to_peer"\} 0$/m);
 
     const peer = await openRawUdp('127.0.0.1');
-    cleanup.push(() => peer.close());
+    defer(() => peer.close());
     const turn = await TurnClient.allocate({ server: { address: '127.0.0.1', port: s.port }, username: 'alice', password: 'wonderland' });
-    cleanup.push(() => turn.close());
+    defer(() => turn.close());
     const peerAddr: TransportAddress = { family: 'IPv4', address: '127.0.0.1', port: peer.port };
     await turn.createPermission(peerAddr);
     await turn.send(peerAddr, Buffer.from('ping'));

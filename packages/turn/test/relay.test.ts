@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Attr,
   AttrType,
@@ -14,19 +14,13 @@ import {
 } from '@natkit/stun';
 import { TRANSPORT_UDP, TurnAttr, TurnClient, TurnServer, type TurnServerOptions, parseUsers, restPassword } from '../src/index.js';
 import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
+import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const cert = readFileSync(new URL('tls-cert.pem', fixtures));
 const key = readFileSync(new URL('tls-key.pem', fixtures));
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  cleanup.push(() => x.close());
-  return x;
-}
+const { defer, track } = useCleanup();
 
 const USERS = parseUsers('alice:wonderland\nbob:builder\n');
 
@@ -51,7 +45,7 @@ function udpPort(s: TurnServer): number {
 
 async function peer(address = '127.0.0.1'): Promise<RawUdp & { addr: TransportAddress }> {
   const p = await openRawUdp(address);
-  cleanup.push(() => p.close());
+  defer(() => p.close());
   return Object.assign(p, { addr: { family: 'IPv4' as const, address, port: p.port } });
 }
 
@@ -145,7 +139,7 @@ describe('relayserver: allocations and relaying', () => {
   it('answers a retransmitted Allocate with the same answer and another one with 437', async () => {
     const s = await relay();
     const raw = await openRawUdp();
-    cleanup.push(() => raw.close());
+    defer(() => raw.close());
     const port = udpPort(s);
     // Get a nonce, then sign one Allocate by hand and send the very same bytes twice.
     await raw.send(new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode(), port, '127.0.0.1');
@@ -413,7 +407,7 @@ describe('relayserver: hostile input', () => {
   it('drops garbage and truncated packets, counts them by reason, and keeps serving', async () => {
     const s = await relay();
     const raw = await openRawUdp();
-    cleanup.push(() => raw.close());
+    defer(() => raw.close());
     const port = udpPort(s);
     const junk = [
       Buffer.from('GET / HTTP/1.1\r\n\r\n'),
@@ -477,7 +471,7 @@ describe('relayserver: hostile input', () => {
   it('rate-limits error answers to unauthenticated requests', async () => {
     const s = await relay({ errorRate: 1 });
     const raw = await openRawUdp();
-    cleanup.push(() => raw.close());
+    defer(() => raw.close());
     const req = () => new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode();
     for (let i = 0; i < 50; i++) await raw.send(req(), udpPort(s), '127.0.0.1');
     // A Binding request is answered (not an error), so once it is back all 50 were handled.

@@ -14,7 +14,7 @@ import * as crypto from 'node:crypto';
 import type * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   Attr,
   AttrType,
@@ -45,6 +45,7 @@ import {
   turnRegistry,
 } from '../src/index.js';
 import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
+import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 // node:crypto's timingSafeEqual, wrapped in a spy that calls through. The packages'
 // sources are loaded by vitest (the @natkit/* alias), so their `import { timingSafeEqual }
@@ -56,14 +57,7 @@ vi.mock('node:crypto', async (importOriginal) => {
   return { ...wrapped, default: wrapped };
 });
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  cleanup.push(() => x.close());
-  return x;
-}
+const { defer, track } = useCleanup();
 
 const USERS = parseUsers('alice:wonderland\nbob:builder\n');
 
@@ -328,7 +322,7 @@ function totalDrops(s: TurnServer): number {
 
 async function rawPeer(address: string): Promise<RawUdp & { addr: TransportAddress }> {
   const p = await openRawUdp(address, address.includes(':') ? 'udp6' : 'udp4');
-  cleanup.push(() => p.close());
+  defer(() => p.close());
   return Object.assign(p, { addr: { family: (address.includes(':') ? 'IPv6' : 'IPv4') as Family, address, port: p.port } });
 }
 
