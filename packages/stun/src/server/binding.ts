@@ -46,6 +46,8 @@ export interface BindingStats {
     badFingerprint: number;
     notRequest: number;
     rateLimited: number;
+    /** Messages whose handling hit a bug (logged as warnings). */
+    internalError: number;
   };
 }
 
@@ -88,7 +90,7 @@ export class BindingService {
     received: 0,
     responses: 0,
     errors: {},
-    dropped: { notStun: 0, malformed: 0, badFingerprint: 0, notRequest: 0, rateLimited: 0 },
+    dropped: { notStun: 0, malformed: 0, badFingerprint: 0, notRequest: 0, rateLimited: 0, internalError: 0 },
   };
 
   /**

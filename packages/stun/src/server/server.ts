@@ -178,8 +178,14 @@ export class StunServer extends EventEmitter {
     // One listener per socket, made once; nothing is allocated here per packet beyond the
     // reply itself.
     s.on('message', (buf, rinfo) => {
-      const reply = service.handleDatagram(buf, { family, address: rinfo.address, port: rinfo.port }, index, clock.now());
-      if (reply) sockets[reply.via]!.send(reply.data, reply.port, reply.address);
+      // One bad packet must cost that packet only, never the server.
+      try {
+        const reply = service.handleDatagram(buf, { family, address: rinfo.address, port: rinfo.port }, index, clock.now());
+        if (reply) sockets[reply.via]!.send(reply.data, reply.port, reply.address);
+      } catch (err) {
+        service.stats.dropped.internalError++;
+        this.emit('warning', err);
+      }
     });
     s.on('error', (err) => this.emit('warning', err));
   }
@@ -226,7 +232,13 @@ export class StunServer extends EventEmitter {
     sock.on('data', (chunk: Buffer) => {
       try {
         framer.push(chunk, (frame) => {
-          const reply = this.service.handleStream(frame, from, this.clock.now());
+          let reply: Buffer | undefined;
+          try {
+            reply = this.service.handleStream(frame, from, this.clock.now());
+          } catch (err) {
+            this.service.stats.dropped.internalError++;
+            this.emit('warning', err);
+          }
           if (reply && !sock.destroyed) sock.write(reply);
         });
       } catch {

@@ -159,28 +159,20 @@ export class CredentialStore {
   }
 
   /**
-   * RFC 8489 section 9.2.4 for one request from `client` at `nowMs`. On failure the
+   * RFC 8489 section 9.2.4 for one request from `client` at `nowMs`. The message must have
+   * been validated (`msg.validate()`), so reading its attributes cannot throw. On failure the
    * result says which error to answer and whether to add a challenge (REALM, NONCE).
    */
   authenticate(msg: StunMessage, client: string, nowMs: number): AuthResult {
     const hasMi = msg.integrityAt >= 0 || msg.integritySha256At >= 0;
     if (!hasMi) return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials required', challenge: true };
-    let username: string | undefined;
-    let realm: string | undefined;
-    let nonce: string | undefined;
-    let hash: Buffer | undefined;
-    let algorithms: PasswordAlgorithmValue[] | undefined;
-    let algorithm: PasswordAlgorithmValue | undefined;
-    try {
-      username = msg.get(Attr.Username);
-      hash = msg.get(Attr.Userhash);
-      realm = msg.get(Attr.Realm);
-      nonce = msg.get(Attr.Nonce);
-      algorithms = msg.get(Attr.PasswordAlgorithms);
-      algorithm = msg.get(Attr.PasswordAlgorithm);
-    } catch {
-      return { ok: false, code: ErrorCode.BadRequest, reason: 'malformed credential attribute', challenge: false };
-    }
+    // The caller has validated the message: these reads do not throw.
+    let username = msg.get(Attr.Username);
+    const hash = msg.get(Attr.Userhash);
+    const realm = msg.get(Attr.Realm);
+    const nonce = msg.get(Attr.Nonce);
+    const algorithms = msg.get(Attr.PasswordAlgorithms);
+    const algorithm = msg.get(Attr.PasswordAlgorithm);
     if ((username === undefined && hash === undefined) || realm === undefined || nonce === undefined) {
       return { ok: false, code: ErrorCode.BadRequest, reason: 'USERNAME or USERHASH, REALM and NONCE are required with MESSAGE-INTEGRITY', challenge: false };
     }

@@ -120,9 +120,10 @@ type DropReason =
   | 'rate_limited'
   | 'unknown_attribute'
   | 'unexpected'
-  | 'send_failed';
+  | 'send_failed'
+  | 'internal_error';
 
-const DROP_REASONS: DropReason[] = ['not_stun', 'malformed', 'bad_fingerprint', 'oversized', 'no_allocation', 'no_permission', 'no_channel', 'rate_limited', 'unknown_attribute', 'unexpected', 'send_failed'];
+const DROP_REASONS: DropReason[] = ['not_stun', 'malformed', 'bad_fingerprint', 'oversized', 'no_allocation', 'no_permission', 'no_channel', 'rate_limited', 'unknown_attribute', 'unexpected', 'send_failed', 'internal_error'];
 
 /** Largest UDP payload an IPv4 datagram carries. */
 const MAX_UDP_PAYLOAD = 65507;
@@ -399,7 +400,7 @@ export class TurnServer extends EventEmitter {
     const framer = new StreamFramer({ acceptChannelData: true });
     sock.on('data', (chunk: Buffer) => {
       try {
-        framer.push(chunk, (frame) => this.onClientFrame(frame, conn.path, conn, undefined));
+        framer.push(chunk, (frame) => this.guard(() => this.onClientFrame(frame, conn.path, conn, undefined)));
       } catch {
         // RFC 8656 section 6.2 / RFC 8489 6.2.2: a stream out of step cannot be recovered.
         this.drops.malformed.inc();
@@ -436,7 +437,26 @@ export class TurnServer extends EventEmitter {
       this.channelToPeer(alloc, buf);
       return;
     }
-    this.onClientFrame(buf, undefined, undefined, { l, rinfo });
+    this.guard(() => this.onClientFrame(buf, undefined, undefined, { l, rinfo }));
+  }
+
+  /**
+   * Runs the handling of one message so that a bug in it costs that message, not the
+   * server: every byte from the network is hostile, and one bad packet must not stop the
+   * process or disturb other clients.
+   */
+  private guard(fn: () => unknown): void {
+    try {
+      const r = fn();
+      if (r instanceof Promise) r.catch((err: unknown) => this.internalError(err));
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  private internalError(err: unknown): void {
+    this.drops.internal_error.inc();
+    this.log('warn', 'internal error while handling a message', { error: (err as Error)?.stack ?? String(err) });
   }
 
   /** ChannelData from the client (RFC 8656 section 12.6). */
@@ -482,7 +502,7 @@ export class TurnServer extends EventEmitter {
     streamPath: ClientPath | undefined,
     conn: StreamConn | undefined,
     udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined,
-  ): void {
+  ): Promise<void> | void {
     if (conn && (buf[0]! & 0xc0) === 0x40) {
       if (!conn.allocation) {
         this.drops.no_allocation.inc();
@@ -520,8 +540,9 @@ export class TurnServer extends EventEmitter {
       })();
     const now = this.clock.now();
     if (msg.cls === MessageClass.Indication) {
-      if (msg.method === Method.Send) this.onSend(msg, path, conn, udp, now);
-      else this.drops.unexpected.inc();
+      if (msg.method !== Method.Send) this.drops.unexpected.inc();
+      else if (!validated(msg)) this.drops.malformed.inc();
+      else this.onSend(msg, path, conn, udp, now);
       return;
     }
     if (msg.cls !== MessageClass.Request) {
@@ -548,11 +569,18 @@ export class TurnServer extends EventEmitter {
       this.reject(ctx, ErrorCode.UnknownAttribute, undefined, undefined, (b) => b.add(Attr.UnknownAttributes, [...msg.unknownRequired]));
       return;
     }
+    // Every known attribute is decoded once here, so a malformed one is a 400 in one place
+    // and the handlers below read values without guarding each read.
+    try {
+      msg.validate();
+    } catch (err) {
+      this.reject(ctx, ErrorCode.BadRequest, undefined, (err as Error).message);
+      return;
+    }
     switch (msg.method) {
       case Method.Allocate:
         this.count('allocate');
-        void this.onAllocate(ctx);
-        return;
+        return this.onAllocate(ctx);
       case Method.Refresh:
         this.count('refresh');
         this.onRefresh(ctx);
@@ -603,7 +631,9 @@ export class TurnServer extends EventEmitter {
       return;
     }
     this.countError(code);
-    const phrase = reason ? `${ERROR_REASONS[code] ?? 'Error'}: ${reason}` : (ERROR_REASONS[code] ?? 'Error');
+    // ERROR-CODE reasons must be fewer than 128 characters (RFC 8489 section 14.8).
+    const full = reason ? `${ERROR_REASONS[code] ?? 'Error'}: ${reason}` : (ERROR_REASONS[code] ?? 'Error');
+    const phrase = full.length > 120 ? `${full.slice(0, 117)}...` : full;
     this.answer(ctx, MessageClass.ErrorResponse, auth?.key, auth?.integrity, (b) => {
       b.add(Attr.ErrorCode, { code, reason: phrase });
       add?.(b);
@@ -684,23 +714,12 @@ export class TurnServer extends EventEmitter {
       return;
     }
     const m = ctx.msg;
-    let transport: number | undefined;
-    let reqFamily: Family | undefined;
-    let addFamily: Family | undefined;
-    let even: { reserve: boolean } | undefined;
-    let token: Buffer | undefined;
-    let lifetime: number | undefined;
-    try {
-      transport = m.get(TurnAttr.RequestedTransport);
-      reqFamily = m.get(TurnAttr.RequestedAddressFamily);
-      addFamily = m.get(TurnAttr.AdditionalAddressFamily);
-      even = m.get(TurnAttr.EvenPort);
-      token = m.get(TurnAttr.ReservationToken);
-      lifetime = m.get(TurnAttr.Lifetime);
-    } catch (err) {
-      this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
-      return;
-    }
+    const transport = m.get(TurnAttr.RequestedTransport);
+    const reqFamily = m.get(TurnAttr.RequestedAddressFamily);
+    const addFamily = m.get(TurnAttr.AdditionalAddressFamily);
+    const even = m.get(TurnAttr.EvenPort);
+    const token = m.get(TurnAttr.ReservationToken);
+    const lifetime = m.get(TurnAttr.Lifetime);
     // Step 3: REQUESTED-TRANSPORT is required, and only UDP is relayed.
     if (transport === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'REQUESTED-TRANSPORT is missing');
     if (transport !== TRANSPORT_UDP) return this.reject(ctx, ErrorCode.UnsupportedTransportProtocol, s, 'only UDP (17) is relayed');
@@ -865,14 +884,8 @@ export class TurnServer extends EventEmitter {
     const e = this.existing(ctx);
     if (!e) return;
     const { alloc, sig, s } = e;
-    let lifetime: number | undefined;
-    let fam: Family | undefined;
-    try {
-      lifetime = ctx.msg.get(TurnAttr.Lifetime);
-      fam = ctx.msg.get(TurnAttr.RequestedAddressFamily);
-    } catch (err) {
-      return this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
-    }
+    const lifetime = ctx.msg.get(TurnAttr.Lifetime);
+    const fam = ctx.msg.get(TurnAttr.RequestedAddressFamily);
     // RFC 8656 section 7.3: a family the allocation does not have is a mismatch (443).
     if (fam && !alloc.relays[fam]) return this.reject(ctx, ErrorCode.PeerAddressFamilyMismatch, s, `the allocation has no ${fam} address`);
     if (lifetime === 0) {
@@ -904,12 +917,7 @@ export class TurnServer extends EventEmitter {
     const e = this.existing(ctx);
     if (!e) return;
     const { alloc, sig, s } = e;
-    let peers: TransportAddress[];
-    try {
-      peers = ctx.msg.getAll(TurnAttr.XorPeerAddress);
-    } catch (err) {
-      return this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
-    }
+    const peers = ctx.msg.getAll(TurnAttr.XorPeerAddress);
     if (peers.length === 0) return this.reject(ctx, ErrorCode.BadRequest, s, 'XOR-PEER-ADDRESS is missing');
     // RFC 8656 section 9.2: all or none.
     for (const p of peers) if (!this.peerAllowed(ctx, alloc, p, s)) return;
@@ -925,14 +933,8 @@ export class TurnServer extends EventEmitter {
     const e = this.existing(ctx);
     if (!e) return;
     const { alloc, sig, s } = e;
-    let number: number | undefined;
-    let peer: TransportAddress | undefined;
-    try {
-      number = ctx.msg.get(TurnAttr.ChannelNumber);
-      peer = ctx.msg.get(TurnAttr.XorPeerAddress);
-    } catch (err) {
-      return this.reject(ctx, ErrorCode.BadRequest, s, (err as Error).message);
-    }
+    const number = ctx.msg.get(TurnAttr.ChannelNumber);
+    const peer = ctx.msg.get(TurnAttr.XorPeerAddress);
     if (number === undefined || peer === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
     // RFC 8656 section 12.2: a number outside 0x4000-0x4FFF (RFC 5766's 0x7FFF when
     // legacyChannels is set) is refused with 400.
@@ -967,15 +969,8 @@ export class TurnServer extends EventEmitter {
       this.drops.no_allocation.inc();
       return;
     }
-    let peer: TransportAddress | undefined;
-    let data: Buffer | undefined;
-    try {
-      peer = msg.get(TurnAttr.XorPeerAddress);
-      data = msg.get(TurnAttr.Data);
-    } catch {
-      this.drops.malformed.inc();
-      return;
-    }
+    const peer = msg.get(TurnAttr.XorPeerAddress);
+    const data = msg.get(TurnAttr.Data);
     // RFC 8656 section 10.2: without XOR-PEER-ADDRESS and DATA, or without a permission,
     // the indication is discarded.
     if (!peer || !data || peer.port === 0) {
@@ -1091,6 +1086,16 @@ export class TurnServer extends EventEmitter {
 }
 
 type Auth = { key: Buffer; integrity: 'sha1' | 'sha256' };
+
+/** Decodes every known attribute once; false if one is malformed. */
+function validated(msg: StunMessage): boolean {
+  try {
+    msg.validate();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 interface Ctx {
   msg: StunMessage;
