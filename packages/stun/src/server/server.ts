@@ -6,6 +6,7 @@ import { type Family, type TransportAddress, canonicalIp, ipFamily } from '../co
 import { NatkitError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
 import { StreamFramer } from '../net/framing.js';
+import { serverUdpSocket } from '../net/udp.js';
 import { BindingService, type BindingServiceOptions, type BindingStats } from './binding.js';
 
 export interface StunServerOptions extends BindingServiceOptions {
@@ -41,7 +42,7 @@ export class StunServerError extends NatkitError {}
 
 function bindUdp(family: Family, address: string, port: number): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
-    const s = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4', reuseAddr: false });
+    const s = serverUdpSocket(family, { bigBuffers: true });
     const onError = (err: Error) => {
       s.close();
       reject(err);

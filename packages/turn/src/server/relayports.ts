@@ -1,6 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import * as dgram from 'node:dgram';
-import type { Family } from '@natkit/stun';
+import { type Family, serverUdpSocket } from '@natkit/stun';
 import type { RelaySocket } from './allocation.js';
 
 /**
@@ -40,7 +39,7 @@ export class RelayPorts {
     if (this.used.has(key)) return Promise.resolve(undefined);
     this.used.add(key);
     return new Promise((resolve) => {
-      const socket = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4' });
+      const socket = serverUdpSocket(family);
       socket.once('error', () => {
         this.used.delete(key);
         socket.close();

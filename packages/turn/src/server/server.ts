@@ -22,6 +22,7 @@ import {
   formatAddress,
   ipFamily,
   realClock,
+  serverUdpSocket,
   softwareText,
   verifyFingerprint,
 } from '@natkit/stun';
@@ -155,10 +156,6 @@ export class TurnServer extends EventEmitter {
   private readonly binding: BindingService;
   private readonly software: string | undefined;
   private nextId = 1;
-  /** One callback for every relayed send (made once, not per packet): counts failures. */
-  private readonly onRelaySent = (err: Error | null) => {
-    if (err) this.drops.send_failed.inc();
-  };
   private sweepTimer: unknown;
   private closed = false;
   private draining = false;
@@ -330,7 +327,7 @@ export class TurnServer extends EventEmitter {
   private listenUdp(address: string, port: number): Promise<number> {
     const family = ipFamily(address)!;
     return new Promise((resolve, reject) => {
-      const socket = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4' });
+      const socket = serverUdpSocket(family, { bigBuffers: true });
       socket.once('error', reject);
       socket.bind({ address, port, exclusive: true }, () => {
         socket.off('error', reject);
@@ -486,7 +483,9 @@ export class TurnServer extends EventEmitter {
       this.drops.no_allocation.inc();
       return;
     }
-    relay.socket.send(buf.subarray(4, 4 + len), ch.peer.port, ch.peer.address, this.onRelaySent);
+    // No send callback: without one Node tries a synchronous send first (uv_udp_try_send)
+    // instead of queueing a request; a failed relayed datagram is simply lost, as UDP is.
+    relay.socket.send(buf.subarray(4, 4 + len), ch.peer.port, ch.peer.address);
     alloc.counters.toPeerPackets++;
     alloc.counters.toPeerBytes += len;
     this.c.toPeerPackets.inc();
@@ -994,7 +993,7 @@ export class TurnServer extends EventEmitter {
       this.drops.no_allocation.inc();
       return;
     }
-    relay.socket.send(data, peer.port, peer.address, this.onRelaySent);
+    relay.socket.send(data, peer.port, peer.address);
     alloc.counters.toPeerPackets++;
     alloc.counters.toPeerBytes += data.length;
     this.c.toPeerPackets.inc();
