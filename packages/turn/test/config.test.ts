@@ -142,7 +142,7 @@ describe('flag > environment > config file > default', () => {
       maxChannels: 64,
       defaultLifetime: 600,
       maxLifetime: 3600,
-      errorRate: 10,
+      errorRate: 50,
       metrics: undefined,
       drainTimeout: 30,
       logFormat: 'text',

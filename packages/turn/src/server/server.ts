@@ -75,7 +75,7 @@ export interface TurnServerOptions {
   /** RFC 8656 section 7.2: default 600 s, and at most 3600 s. */
   defaultLifetime?: number;
   maxLifetime?: number;
-  /** Error answers per second to one source for unauthenticated requests. */
+  /** Error answers per second to one source for unauthenticated requests over UDP (default 50, burst twice that). */
   errorRate?: number;
   software?: string | false;
   nonceLifetimeMs?: number;
@@ -187,9 +187,14 @@ export class TurnServer extends EventEmitter {
       nonceLifetimeMs: opts.nonceLifetimeMs,
       wallClock: opts.wallClock,
     });
-    this.limiter = new RateLimiter({ ratePerSecond: opts.errorRate ?? 10, burst: Math.max(20, (opts.errorRate ?? 10) * 2) });
+    // Every client starts with an unauthenticated Allocate that gets a 401, and many clients
+    // can share one NAT's address: the default allows 50 per second (burst 100) per source,
+    // which still bounds what the server reflects at a spoofed victim to a few kB/s.
+    const errorRate = opts.errorRate ?? 50;
+    const errorBurst = Math.max(20, errorRate * 2);
+    this.limiter = new RateLimiter({ ratePerSecond: errorRate, burst: errorBurst });
     this.software = opts.software === false ? undefined : softwareText(opts.software ?? 'natkit');
-    this.binding = new BindingService([undefined], { software: opts.software, errorRate: opts.errorRate ?? 10, errorBurst: Math.max(20, (opts.errorRate ?? 10) * 2) });
+    this.binding = new BindingService([undefined], { software: opts.software, errorRate, errorBurst });
     const m = this.metrics;
     this.drops = Object.fromEntries(
       DROP_REASONS.map((r) => [r, m.counter('natkit_turn_dropped_total', 'Packets dropped, by reason', { reason: r })]),
