@@ -403,6 +403,38 @@ describe('relayserver: lifetimes with an injected clock', () => {
   });
 });
 
+describe('relayserver: nothing kept after allocations end', () => {
+  it('empties every per-allocation table when allocations are deleted, expire or lose their connection', async () => {
+    const clock = new ManualClock(0);
+    const s = await relay({ clock, userQuota: 100 });
+    const inner = s as unknown as {
+      udp: Array<{ allocs: Map<string, unknown> }>;
+      perUser: Map<string, number>;
+      pending: Map<string, string>;
+      connsPerIp: Map<string, number>;
+      relays: { inUse: number; reservedCount: number };
+    };
+    const made = await Promise.all(Array.from({ length: 20 }, (_, i) => client(s, i % 2 ? { server: { address: '127.0.0.1', transport: 'tcp' } } : {})));
+    for (const c of made) await c.bindChannel({ family: 'IPv4', address: '127.0.0.1', port: 9 });
+    expect(s.allocationCount).toBe(20);
+    expect(inner.relays.inUse).toBe(20);
+    // Half deleted by Refresh 0, a quarter expire, the TCP rest lose their connection.
+    for (const c of made.slice(0, 10)) await c.close();
+    clock.advance(3_600_001);
+    s.sweep();
+    for (const c of made.slice(10)) await c.close();
+    expect(s.allocationCount).toBe(0);
+    expect(inner.relays.inUse).toBe(0);
+    expect(inner.relays.reservedCount).toBe(0);
+    expect(inner.perUser.size).toBe(0);
+    expect(inner.pending.size).toBe(0);
+    expect(inner.udp.every((l) => l.allocs.size === 0)).toBe(true);
+    // The server sees the TCP connections close a few event-loop turns later.
+    for (let i = 0; i < 100 && inner.connsPerIp.size > 0; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(inner.connsPerIp.size).toBe(0);
+  });
+});
+
 describe('relayserver: hostile input', () => {
   it('drops garbage and truncated packets, counts them by reason, and keeps serving', async () => {
     const s = await relay();
