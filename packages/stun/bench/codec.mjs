@@ -16,19 +16,13 @@
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { argsOf, median, rotated } from './common/bench-lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const flag = (n) => args.includes(n);
-const opt = (n, d) => {
-  const i = args.indexOf(n);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : d;
-};
-const QUICK = flag('--quick');
+const { opt, quick: QUICK, json: JSON_OUT } = argsOf();
 const ROUNDS = Number(opt('--rounds', QUICK ? 3 : 9));
 const SAMPLE_MS = QUICK ? 40 : 150;
 const WARMUP_MS = QUICK ? 100 : 400;
-const JSON_OUT = opt('--json', undefined);
 
 let nk, stun, werift;
 try {
@@ -320,12 +314,6 @@ function firstResult(row, lib) {
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 const results = [];
 for (const row of ROWS) {
   for (const lib of LIBS) {
@@ -368,8 +356,7 @@ for (const row of ROWS) {
 
 for (let round = 0; round < ROUNDS; round++) {
   for (const row of ROWS) {
-    const order = LIBS.map((_, i) => LIBS[(i + round) % LIBS.length]);
-    for (const lib of order) {
+    for (const lib of rotated(LIBS, round)) {
       const e = entryOf(row, lib);
       if (e.status !== 'ok') continue;
       const ns = runners.get(`${row.id}/${lib}`)(e.n);

@@ -8,10 +8,11 @@
 //                              [--json FILE]
 //
 // turnload makes --allocs allocations (long-term credentials, HMAC-SHA1 MESSAGE-INTEGRITY),
-// binds channel 0x4000 on each to a C UDP echo peer (bench/echo.c) and keeps --window
-// ChannelData messages in flight; every round trip is two relayed packets (client->peer and
-// peer->client). The relay runs alone on one CPU (taskset), turnload and the echo on the
-// other. Configurations, each started afresh every round (order rotated):
+// binds channel 0x4000 on each to a C UDP echo peer (echo.c in @natkit/stun's
+// bench/common, built into bench/.build) and keeps --window ChannelData messages in
+// flight; every round trip is two relayed packets (client->peer and peer->client). The
+// relay runs alone on one CPU (taskset), turnload and the echo on the other.
+// Configurations, each started afresh every round (order rotated):
 //
 //   forward         bench/forward.c: the same packets and hops with no TURN at all (no
 //                   allocation, permission or channel checks): the ceiling of the setup.
@@ -29,12 +30,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import {
-  BUILD, KEY_HEX, REALM, TURNSERVER, USER, argsOf, buildC, coturnPeerUsage, freeTcpPort, freeUdpPort, launch, median, pin,
-  scrapeMetrics, shown, startPeer, startRelay, stop, natkitEntry, threadsOf, sleep, waitOutput,
+  BUILD, KEY_HEX, REALM, TURNSERVER, USER, argsOf, buildC, ceilingCheck, coturnPeerUsage, f0, freeTcpPort, freeUdpPort, fx, launch,
+  leastDisturbed, median, natkitEntry, pairedRatios, pin, resultTable, rotated, runJson, scrapeMetrics, shown, sleep, startPeer, startRelay,
+  stop, sum, threadsOf, waitOutput,
 } from './lib.mjs';
 
-const { flag, opt } = argsOf(process.argv.slice(2));
-const QUICK = flag('--quick');
+const { opt, quick: QUICK, json: JSON_OUT, only } = argsOf();
 const ROUNDS = Number(opt('--rounds', QUICK ? 1 : 5));
 const DURATION_MS = Number(opt('--duration-ms', QUICK ? 1000 : 3000));
 const WARMUP_MS = Number(opt('--warmup-ms', QUICK ? 300 : 700));
@@ -44,17 +45,15 @@ const LEN = Number(opt('--len', 100));
 const TIMEOUT_MS = 250;
 const NOISE_LIMIT = Number(opt('--noise-limit', 0.3));
 const MAX_RETRIES = QUICK ? 0 : 2;
-const ONLY = opt('--only', undefined)?.split(',');
-const JSON_OUT = opt('--json', undefined);
 const MIN_PORT = 40000;
 const MAX_PORT = 44999;
 
-const CONFIGS = [
+const CONFIGS = only([
   { id: 'forward', label: 'C forwarder, no TURN (ceiling)', kind: 'ceiling' },
   { id: 'coturn-1thread', label: 'coturn turnserver -m 1', kind: 'relay', relay: 'coturn', threads: 1, missing: TURNSERVER ? undefined : 'turnserver not installed' },
   { id: 'coturn-default', label: `coturn turnserver, default threads (${os.availableParallelism()} here), same one CPU`, kind: 'relay', relay: 'coturn', threads: undefined, missing: TURNSERVER ? undefined : 'turnserver not installed' },
   { id: 'natkit', label: 'natkit relayserver', kind: 'relay', relay: 'natkit' },
-].filter((c) => !ONLY || ONLY.includes(c.id));
+]);
 
 buildC();
 const tmp = mkdtempSync(join(os.tmpdir(), 'natkit-turn-bench-'));
@@ -66,23 +65,8 @@ console.error(
     (pin.server ? `relay on CPU ${pin.server}, turnload and echo peer on CPU ${pin.load}` : `not pinned (${pin.reason})`),
 );
 
-function runTurnload(argv) {
-  return new Promise((resolve, reject) => {
-    const p = launch(join(BUILD, 'turnload'), argv, { cpu: pin.load });
-    p.exited.then((x) => {
-      if (x.code !== 0) return reject(new Error(`turnload exited ${x.code ?? x.signal}: ${p.output().trim().slice(-400)}`));
-      try {
-        resolve(JSON.parse(p.output().trim().split('\n').pop()));
-      } catch {
-        reject(new Error(`turnload printed no result: ${p.output().slice(-400)}`));
-      }
-    });
-  });
-}
-
 for (let round = 0; round < ROUNDS; round++) {
-  const order = CONFIGS.map((_, i) => CONFIGS[(i + round) % CONFIGS.length]);
-  for (const cfg of order) {
+  for (const cfg of rotated(CONFIGS, round)) {
     const st = state.get(cfg.id);
     if (st.unavailable) continue;
     const peerPort = await freeUdpPort();
@@ -115,14 +99,16 @@ for (let round = 0; round < ROUNDS; round++) {
         peer: shown(peer.command),
         entry: relay.entry,
       };
-      run.threads = threadsOf(relay.pid);
-      run.noisyAttempts = [];
-      for (let attempt = 0; ; attempt++) {
+      run.threads = threadsOf(relay.pid)?.total ?? NaN;
+      // A measurement during which other tasks took more than NOISE_LIMIT cores is repeated
+      // (at most MAX_RETRIES times); the least disturbed attempt is kept.
+      const measure = async (attempt) => {
         const before = cfg.relay === 'natkit' ? await scrapeMetrics(metricsPort) : undefined;
-        const r = await runTurnload([...lgArgs, '--server-pid', String(relay.pid), '--peer-pid', String(peer.pid)]);
+        const pids = ['--server-pid', String(relay.pid), '--peer-pid', String(peer.pid)];
+        const r = await runJson(join(BUILD, 'turnload'), [...lgArgs, ...pids], { cpu: pin.load });
         // Cores busy with tasks other than the relay, turnload and the echo peer (interrupt
         // time is left out: loopback delivery of our own packets is softirq work).
-        r.other_cpu = Math.max(0, r.cpu_task.reduce((a, b) => a + b, 0) - r.server_cpu - r.loadgen_cpu - r.peer_cpu);
+        r.other_cpu = Math.max(0, sum(r.cpu_task) - r.server_cpu - r.loadgen_cpu - r.peer_cpu);
         r.relayed_pps = 2 * r.rtps;
         r.cpu_us_per_pkt = r.server_cpu > 0 && r.relayed_pps > 0 ? (r.server_cpu / r.relayed_pps) * 1e6 : NaN;
         r.server_core_busy = pin.server ? r.cpu_task[Number(pin.server)] + r.cpu_intr[Number(pin.server)] : NaN;
@@ -142,12 +128,9 @@ for (let round = 0; round < ROUNDS; round++) {
           r.counters = { source: 'coturn -v "peer usage" lines', toPeer: u.toPeer - (run.coturnBase?.toPeer ?? 0), toClient: u.fromPeer - (run.coturnBase?.fromPeer ?? 0), sessionsClosed: u.closed };
           run.coturnBase = u;
         }
-        if (!run.loaded || !(r.other_cpu >= run.loaded.other_cpu)) {
-          if (run.loaded) run.noisyAttempts.push(run.loaded.other_cpu);
-          run.loaded = r;
-        } else run.noisyAttempts.push(r.other_cpu);
-        if (!(run.loaded.other_cpu > NOISE_LIMIT) || attempt >= MAX_RETRIES || relay.exit) break;
-      }
+        return r;
+      };
+      await leastDisturbed(run, measure, { limit: NOISE_LIMIT, retries: MAX_RETRIES, done: () => relay.exit });
     } catch (e) {
       run.error = e.message;
     }
@@ -191,8 +174,7 @@ for (const [id, st] of state) {
     id, label: st.cfg.label, kind: st.cfg.kind, unavailable: st.unavailable ?? null, commands: st.commands ?? null,
     rounds: ok.length, errors: st.runs.filter((r) => r.error).map((r) => `round ${r.round}: ${r.error}`),
     rtps: median(L('rtps')), pps: median(L('relayed_pps')), ppsMin: Math.min(...L('relayed_pps')), ppsMax: Math.max(...L('relayed_pps')),
-    p50: median(L('p50_us')), p99: median(L('p99_us')), lost: L('lost').reduce((a, b) => a + b, 0), sent: L('sent').reduce((a, b) => a + b, 0),
-    late: L('late').reduce((a, b) => a + b, 0), bad: L('bad').reduce((a, b) => a + b, 0),
+    p50: median(L('p50_us')), p99: median(L('p99_us')), lost: sum(L('lost')), sent: sum(L('sent')), late: sum(L('late')), bad: sum(L('bad')),
     serverCpu: median(L('server_cpu')), cpuUsPerPkt: median(L('cpu_us_per_pkt')), serverCoreBusy: median(L('server_core_busy')),
     loadCoreBusy: median(L('load_core_busy')), loadgenCpu: median(L('loadgen_cpu')), peerCpu: median(L('peer_cpu')),
     otherCpu: median(L('other_cpu')), otherCpuMax: Math.max(...L('other_cpu')), repeats: ok.reduce((a, r) => a + r.noisyAttempts.length, 0),
@@ -206,22 +188,20 @@ const ratio = (() => {
   const n = summary.natkit;
   const c = summary['coturn-1thread'];
   if (!n?.rounds || !c?.rounds) return null;
-  const paired = Object.keys(n.byRound).filter((r) => c.byRound[r]).map((r) => n.byRound[r] / c.byRound[r]);
+  const paired = pairedRatios(n.byRound, c.byRound);
   return { pps: n.pps / c.pps, ppsPairedMedian: median(paired), paired, cpuPerPkt: n.cpuUsPerPkt / c.cpuUsPerPkt, p50: n.p50 / c.p50, p99: n.p99 / c.p99 };
 })();
 let verdict = null;
 const ceil = summary.forward;
 const relays = Object.values(summary).filter((s) => s.kind === 'relay' && s.rounds);
 if (ceil?.rounds && relays.length) {
-  const fastest = relays.reduce((a, b) => (b.pps > a.pps ? b : a));
+  const { fastest, margin, notTheLimit } = ceilingCheck(ceil, relays, (s) => s.pps);
   verdict = {
-    ceilingPps: ceil.pps, fastest: fastest.id, margin: ceil.pps / fastest.pps, notTheLimit: ceil.pps / fastest.pps >= 1.2,
+    ceilingPps: ceil.pps, fastest: fastest.id, margin, notTheLimit,
     saturated: relays.filter((s) => s.serverCpu >= 0.85 || s.serverCoreBusy >= 0.9).map((s) => s.id),
   };
 }
 
-const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
-const fx = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 const lines = [];
 lines.push(
   `channeldata benchmark: ${ROUNDS} rounds, ${DURATION_MS} ms each after ${WARMUP_MS} ms warm-up; ${WINDOW} ChannelData messages in flight over ${ALLOCS} allocations ` +
@@ -230,20 +210,16 @@ lines.push(
 );
 lines.push('');
 lines.push(
-  `${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'(min..max)'.padStart(20)}${'p50 us'.padStart(8)}${'p99 us'.padStart(8)}${'lost'.padStart(6)}` +
-    `${'relay cpu'.padStart(10)}${'us/pkt'.padStart(8)}${'relay core'.padStart(11)}${'load core'.padStart(10)}${'other'.padStart(7)}${'threads'.padStart(8)}`,
+  ...resultTable(
+    [16, 14, 20, 8, 8, 6, 10, 8, 11, 10, 7, 8],
+    ['relay', 'relayed pkt/s', '(min..max)', 'p50 us', 'p99 us', 'lost', 'relay cpu', 'us/pkt', 'relay core', 'load core', 'other', 'threads'],
+    Object.values(summary),
+    (s) => [
+      f0(s.pps), `(${f0(s.ppsMin)}..${f0(s.ppsMax)})`, f0(s.p50), f0(s.p99), s.lost, fx(s.serverCpu), fx(s.cpuUsPerPkt), fx(s.serverCoreBusy),
+      fx(s.loadCoreBusy), fx(s.otherCpu), s.threads ?? '?',
+    ],
+  ),
 );
-for (const s of Object.values(summary)) {
-  if (s.unavailable || !s.rounds) {
-    lines.push(`${s.id.padEnd(16)}NOT AVAILABLE: ${s.unavailable ?? s.errors.join('; ')}`);
-    continue;
-  }
-  lines.push(
-    `${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${`(${f0(s.ppsMin)}..${f0(s.ppsMax)})`.padStart(20)}${f0(s.p50).padStart(8)}${f0(s.p99).padStart(8)}${String(s.lost).padStart(6)}` +
-      `${fx(s.serverCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(8)}${fx(s.serverCoreBusy).padStart(11)}${fx(s.loadCoreBusy).padStart(10)}${fx(s.otherCpu).padStart(7)}${String(s.threads ?? '?').padStart(8)}`,
-  );
-  if (s.errors.length) lines.push(`${''.padEnd(16)}errors: ${s.errors.join('; ')}`);
-}
 lines.push(
   'relayed pkt/s = 2 x ChannelData round trips per second (client->peer and peer->client each count once); medians over rounds;',
   'latency = one round trip through the relay twice (client -> relay -> echo -> relay -> client); relay cpu = cores used by the relay process;',

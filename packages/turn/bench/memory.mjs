@@ -18,22 +18,19 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { TurnClient } from '@natkit/turn';
 import {
-  PASS, TURNSERVER, USER, argsOf, freeTcpPort, freeUdpPort, median, natkitEntry, scrapeMetrics, shown, sleep, startRelay, stop, vmRssKb,
+  PASS, TURNSERVER, USER, argsOf, freeTcpPort, freeUdpPort, median, natkitEntry, scrapeMetrics, shown, sleep, startRelay, stop, tableRow, vmRssKb,
 } from './lib.mjs';
 
-const { flag, opt } = argsOf(process.argv.slice(2));
-const QUICK = flag('--quick');
+const { opt, quick: QUICK, json: JSON_OUT, only } = argsOf();
 const COUNTS = opt('--counts', QUICK ? '500' : '1000,5000').split(',').map(Number);
 const CONCURRENCY = Number(opt('--concurrency', 64));
-const ONLY = opt('--only', undefined)?.split(',');
-const JSON_OUT = opt('--json', undefined);
 const MIN_PORT = 50000;
 const MAX_PORT = 59999;
 
-const CONFIGS = [
+const CONFIGS = only([
   { id: 'natkit', label: 'natkit relayserver', relay: 'natkit' },
   { id: 'coturn-1thread', label: 'coturn turnserver -m 1', relay: 'coturn', threads: 1, missing: TURNSERVER ? undefined : 'turnserver not installed' },
-].filter((c) => !ONLY || ONLY.includes(c.id));
+]);
 
 const tmp = mkdtempSync(join(os.tmpdir(), 'natkit-turn-mem-'));
 const t0 = Date.now();
@@ -125,15 +122,19 @@ rmSync(tmp, { recursive: true, force: true });
 const lines = [];
 lines.push(`memory benchmark: relay VmRSS before and 2 s after N idle allocations (one permission + one channel each, one UDP socket each, made ${CONCURRENCY} at a time)`);
 lines.push('');
-lines.push(`${'relay'.padEnd(16)}${'N'.padStart(6)}${'made'.padStart(6)}${'RSS before'.padStart(12)}${'RSS after'.padStart(11)}${'MiB/1000'.padStart(10)}${'KiB/alloc'.padStart(10)}${'after delete'.padStart(14)}${'alloc/s'.padStart(9)}`);
+const W = [16, 6, 6, 12, 11, 10, 10, 14, 9];
+lines.push(tableRow(W, ['relay', 'N', 'made', 'RSS before', 'RSS after', 'MiB/1000', 'KiB/alloc', 'after delete', 'alloc/s']));
+const mib = (kb) => `${(kb / 1024).toFixed(1)} MiB`;
 for (const r of results) {
   if (r.unavailable || r.error) {
-    lines.push(`${r.id.padEnd(16)}${String(r.n).padStart(6)}  ${r.unavailable ? `NOT AVAILABLE: ${r.unavailable}` : `ERROR: ${r.error}`}`);
+    lines.push(`${tableRow(W, [r.id, r.n])}  ${r.unavailable ? `NOT AVAILABLE: ${r.unavailable}` : `ERROR: ${r.error}`}`);
     continue;
   }
   lines.push(
-    `${r.id.padEnd(16)}${String(r.n).padStart(6)}${String(r.made).padStart(6)}${`${(r.rssBeforeKb / 1024).toFixed(1)} MiB`.padStart(12)}${`${(r.rssAfterKb / 1024).toFixed(1)} MiB`.padStart(11)}` +
-      `${r.perThousandMiB.toFixed(2).padStart(10)}${((r.rssAfterKb - r.rssBeforeKb) / r.made).toFixed(1).padStart(10)}${`${(r.rssAfterCloseKb / 1024).toFixed(1)} MiB`.padStart(14)}${(r.made / r.seconds).toFixed(0).padStart(9)}`,
+    tableRow(W, [
+      r.id, r.n, r.made, mib(r.rssBeforeKb), mib(r.rssAfterKb), r.perThousandMiB.toFixed(2), ((r.rssAfterKb - r.rssBeforeKb) / r.made).toFixed(1),
+      mib(r.rssAfterCloseKb), (r.made / r.seconds).toFixed(0),
+    ]),
   );
 }
 for (const r of results) {

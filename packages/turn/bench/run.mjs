@@ -11,54 +11,23 @@
 //                    C echo peer), with a no-TURN C forwarder as the ceiling of the setup
 //   uclient.mjs      natkit vs coturn -m 1 under coturn's turnutils_uclient + turnutils_peer
 //   memory.mjs       RSS per 1,000 idle allocations (1,000 and 5,000), natkit and coturn
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
-const tmp = mkdtempSync(join(os.tmpdir(), 'natkit-turn-bench-run-'));
-
-function run(script) {
-  return new Promise((resolve) => {
-    const f = join(tmp, `${script}.json`);
-    const child = spawn(process.execPath, [join(here, script), ...(QUICK ? ['--quick'] : []), '--json', f], { stdio: 'inherit' });
-    child.once('exit', (code, signal) => {
-      if (code !== 0) return resolve({ error: `${script} exited with ${code ?? signal}` });
-      try {
-        resolve({ data: JSON.parse(readFileSync(f, 'utf8')) });
-      } catch (e) {
-        resolve({ error: `${script} wrote no result: ${e.message}` });
-      }
-    });
-  });
-}
+import { f0, fx, here, printSummary, resultTable, runScripts, summaryTitle, tableRow } from './lib.mjs';
 
 const t0 = Date.now();
-const failures = [];
-const got = {};
-for (const [key, script] of [['channeldata', 'channeldata.mjs'], ['uclient', 'uclient.mjs'], ['memory', 'memory.mjs']]) {
-  if (args.includes(`--skip-${key}`)) continue;
-  console.log(`\n=== ${key} benchmark (bench/${script}${QUICK ? ' --quick' : ''}) ===\n`);
-  const r = await run(script);
-  if (r.error) failures.push(r.error);
-  else got[key] = r.data;
-}
-rmSync(tmp, { recursive: true, force: true });
+const argv = process.argv.slice(2);
+const scripts = [['channeldata', 'channeldata.mjs'], ['uclient', 'uclient.mjs'], ['memory', 'memory.mjs']];
+const { quick: QUICK, results: got, failures } = await runScripts(here, scripts, argv);
 
 // ---------------------------------------------------------------------------------------
 
-const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
-const fx = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const out = [];
 out.push('');
-out.push(`=== @natkit/turn benchmark summary${QUICK ? ' (--quick: short smoke run, numbers are rough)' : ''} ===`);
+out.push(summaryTitle('@natkit/turn', QUICK));
 out.push(`machine: ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; coturn's default relay threads = number of CPUs = ${os.availableParallelism()} here (turnserver --help: "The default thread number is the number of CPUs")`);
 const cmds = new Map();
 const cmd = (label, c) => c && !cmds.has(label) && cmds.set(label, c);
+const measured = (s) => !s.unavailable && s.rounds;
 
 const cd = got.channeldata;
 if (cd) {
@@ -67,16 +36,16 @@ if (cd) {
     `1a. ChannelData relaying, closed loop (bench/turnload.c): ${cd.window} in flight over ${cd.allocs} allocations, ${cd.len}-byte payloads, C echo peer; ` +
       `medians over ${cd.rounds} rounds of ${cd.durationMs} ms` + (cd.pin.server ? `; relay on CPU ${cd.pin.server}, load on CPU ${cd.pin.load}` : `; not pinned (${cd.pin.reason})`),
   );
-  out.push(`  ${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'p50 us'.padStart(8)}${'p99 us'.padStart(8)}${'lost'.padStart(6)}${'relay cpu'.padStart(10)}${'cpu us/pkt'.padStart(11)}${'load cores'.padStart(11)}`);
-  for (const s of Object.values(cd.summary)) {
-    if (s.unavailable || !s.rounds) {
-      out.push(`  ${s.id.padEnd(16)}NOT AVAILABLE: ${(s.unavailable ?? s.errors.join('; ')).slice(0, 200)}`);
-      continue;
-    }
-    out.push(
-      `  ${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${f0(s.p50).padStart(8)}${f0(s.p99).padStart(8)}${String(s.lost).padStart(6)}${fx(s.serverCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(11)}` +
-        `${fx(s.loadgenCpu + s.peerCpu).padStart(11)}`,
-    );
+  out.push(
+    ...resultTable(
+      [16, 14, 8, 8, 6, 10, 11, 11],
+      ['relay', 'relayed pkt/s', 'p50 us', 'p99 us', 'lost', 'relay cpu', 'cpu us/pkt', 'load cores'],
+      Object.values(cd.summary),
+      (s) => [f0(s.pps), f0(s.p50), f0(s.p99), s.lost, fx(s.serverCpu), fx(s.cpuUsPerPkt), fx(s.loadgenCpu + s.peerCpu)],
+      { indent: '  ', brief: true },
+    ),
+  );
+  for (const s of Object.values(cd.summary).filter(measured)) {
     cmd(`1a ${s.id} relay`, s.commands?.relay);
     cmd(`1a ${s.id === 'forward' ? 'forward' : 'relays'} load`, s.commands?.load);
     cmd('1a peer', s.commands?.peer);
@@ -106,21 +75,26 @@ else if (uc) {
     `1b. turnutils_uclient load: ${uc.clients} clients x ${uc.messages} messages of ${uc.len} bytes, one per ${uc.intervalMs} ms each (offered ${f0(uc.offeredPps)} relayed pkt/s), ` +
       `channels, turnutils_peer echo; medians over ${uc.rounds} rounds, rate while all clients send`,
   );
-  out.push(`  ${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'offered'.padStart(10)}${'loss %'.padStart(8)}${'RTT ms'.padStart(8)}${'relay cpu'.padStart(10)}${'cpu us/pkt'.padStart(11)}${'uclient+peer'.padStart(13)}`);
-  for (const s of Object.values(uc.summary)) {
-    if (s.unavailable || !s.rounds) {
-      out.push(`  ${s.id.padEnd(16)}NOT AVAILABLE: ${(s.unavailable ?? s.errors.join('; ')).slice(0, 200)}`);
-      continue;
-    }
-    out.push(
-      `  ${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${f0(s.offeredPps).padStart(10)}${fx(s.lostPct).padStart(8)}${fx(s.rttMs, 1).padStart(8)}${fx(s.relayCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(11)}` +
-        `${fx(s.uclientCpu + s.peerCpu).padStart(13)}`,
-    );
+  const counters = (s) => {
+    const agree = s.counters.every((k) => k.toClient === k.ucReceived && k.toPeer <= k.ucSent);
+    return [
+      `relay's own counters: ${s.counters.map((k) => `${f0(k.toPeer)} to peer / ${f0(k.toClient)} to client`).join('; ')} ` +
+        `(uclient: ${s.counters.map((k) => `${f0(k.ucSent)} sent / ${f0(k.ucReceived)} back`).join('; ')}) ${agree ? 'consistent' : 'INCONSISTENT'}`,
+    ];
+  };
+  out.push(
+    ...resultTable(
+      [16, 14, 10, 8, 8, 10, 11, 13],
+      ['relay', 'relayed pkt/s', 'offered', 'loss %', 'RTT ms', 'relay cpu', 'cpu us/pkt', 'uclient+peer'],
+      Object.values(uc.summary),
+      (s) => [f0(s.pps), f0(s.offeredPps), fx(s.lostPct), fx(s.rttMs, 1), fx(s.relayCpu), fx(s.cpuUsPerPkt), fx(s.uclientCpu + s.peerCpu)],
+      { indent: '  ', brief: true, after: counters },
+    ),
+  );
+  for (const s of Object.values(uc.summary).filter(measured)) {
     cmd(`1b ${s.id} relay`, s.commands?.relay);
     cmd('1b load', s.commands?.load);
     cmd('1b peer', s.commands?.peer);
-    const agree = s.counters.every((k) => k.toClient === k.ucReceived && k.toPeer <= k.ucSent);
-    out.push(`  ${''.padEnd(16)}relay's own counters: ${s.counters.map((k) => `${f0(k.toPeer)} to peer / ${f0(k.toClient)} to client`).join('; ')} (uclient: ${s.counters.map((k) => `${f0(k.ucSent)} sent / ${f0(k.ucReceived)} back`).join('; ')}) ${agree ? 'consistent' : 'INCONSISTENT'}`);
   }
   if (uc.ratio) out.push(`  natkit/coturn-1thread: relayed pkt/s ${uc.ratio.pps.toFixed(2)}x (per-round median ${uc.ratio.ppsPairedMedian.toFixed(2)}x), CPU per packet ${uc.ratio.cpuPerPkt.toFixed(2)}x, average RTT ${uc.ratio.rtt.toFixed(2)}x`);
   for (const s of Object.values(uc.summary)) {
@@ -141,16 +115,15 @@ const mem = got.memory;
 if (mem) {
   out.push('');
   out.push(`2. memory: relay VmRSS before and after N idle allocations (one permission + one channel each), per 1,000 allocations`);
-  out.push(`  ${'relay'.padEnd(16)}${'N'.padStart(6)}${'RSS before'.padStart(12)}${'RSS after'.padStart(12)}${'MiB per 1,000'.padStart(15)}${'KiB each'.padStart(10)}`);
+  const W = [16, 6, 12, 12, 15, 10];
+  out.push(`  ${tableRow(W, ['relay', 'N', 'RSS before', 'RSS after', 'MiB per 1,000', 'KiB each'])}`);
   for (const r of mem.results) {
     if (r.unavailable || r.error) {
-      out.push(`  ${r.id.padEnd(16)}${String(r.n).padStart(6)}  ${r.unavailable ? `NOT AVAILABLE: ${r.unavailable}` : `ERROR: ${r.error}`.slice(0, 200)}`);
+      out.push(`  ${tableRow(W, [r.id, r.n])}  ${r.unavailable ? `NOT AVAILABLE: ${r.unavailable}` : `ERROR: ${r.error}`.slice(0, 200)}`);
       continue;
     }
-    out.push(
-      `  ${r.id.padEnd(16)}${String(r.n).padStart(6)}${`${fx(r.rssBeforeKb / 1024, 1)} MiB`.padStart(12)}${`${fx(r.rssAfterKb / 1024, 1)} MiB`.padStart(12)}${fx(r.perThousandMiB).padStart(15)}` +
-        `${fx((r.rssAfterKb - r.rssBeforeKb) / r.made, 1).padStart(10)}` + (r.made !== r.n ? `  (only ${r.made} made)` : ''),
-    );
+    const cells = [r.id, r.n, `${fx(r.rssBeforeKb / 1024, 1)} MiB`, `${fx(r.rssAfterKb / 1024, 1)} MiB`, fx(r.perThousandMiB), fx((r.rssAfterKb - r.rssBeforeKb) / r.made, 1)];
+    out.push(`  ${tableRow(W, cells)}${r.made !== r.n ? `  (only ${r.made} made)` : ''}`);
   }
   if (Number.isFinite(mem.ratio)) out.push(`  natkit/coturn-1thread: ${mem.ratio.toFixed(2)}x memory per idle allocation`);
   for (const [id, c] of Object.entries(mem.commands)) cmd(`2 ${id} relay`, c.relay);
@@ -160,7 +133,4 @@ const entry = cd?.natkitEntry ?? uc?.natkitEntry ?? mem?.natkitEntry;
 out.push('');
 out.push(`commands (natkit relay started from the ${entry ?? '?'}; PID/ports vary per run; each relay and peer under taskset -c CPU):`);
 for (const [label, c] of cmds) out.push(`  [${label}] ${c}`);
-for (const f of failures) out.push(`FAILED: ${f}`);
-out.push(`(total ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-console.log(out.join('\n'));
-process.exit(failures.length ? 1 : 0);
+printSummary(out, failures, t0);

@@ -15,37 +15,20 @@
  * the relay strips the 4-byte header and sends the payload from the relayed address to
  * the peer, which echoes it back to the relayed address, and the relay sends it to the
  * client as ChannelData again: one round trip = two relayed packets. Latency per round
- * trip (CLOCK_MONOTONIC); a slot unanswered after --timeout-ms is lost and re-used; an
- * answer after that is late. recvmmsg/sendmmsg batches. Only what happens after
- * --warmup-ms counts; then --duration-ms. Prints one JSON object on stdout.
+ * trip, loss (--timeout-ms), late answers, recvmmsg/sendmmsg batches and CPU accounting
+ * are the loop in common/udpload.h of the @natkit/stun benchmarks (shared with their
+ * loadgen.c). Only what happens after --warmup-ms counts; then --duration-ms. Prints one
+ * JSON object on stdout.
  *
  * --raw skips the TURN setup (for the C forwarder, the ceiling of the setup): the
  * ChannelData is sent straight away.
  *
- * Build: cc -O2 -o turnload turnload.c
+ * Build: cc -O2 -I <@natkit/stun>/bench/common -o turnload turnload.c
  */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include "udpload.h"
 
-#define MAX_BATCH 256
-#define MAX_WINDOW 65536
-#define MAX_ALLOCS 1024
 #define MAX_LEN 1400
-#define BUF_LEN 2048
-#define HIST_US 200000
 #define CHANNEL 0x4000
-#define MAX_CPUS 64
 
 /* ------------------------------------------------------------------------------------ */
 /* SHA-1 (FIPS 180-4) and HMAC-SHA1 (RFC 2104), enough for MESSAGE-INTEGRITY. */
@@ -162,12 +145,6 @@ static const uint8_t *msg_find(const uint8_t *b, int len, unsigned type, unsigne
 
 struct creds { const char *user; uint8_t key[16]; const char *realm; char nonce[256]; unsigned nonce_len; int have_nonce; };
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * One authenticated request on a connected socket: answers 401/438 with the credentials,
  * retransmits (300 ms, 6 tries). Returns the success response's length in `resp`, or -1
@@ -244,65 +221,6 @@ static int request(int fd, unsigned method, struct creds *c, const struct sockad
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* CPU accounting */
-
-static double cpu_s(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-static double process_cpu_s(int pid) {
-  if (pid <= 0) return -1;
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  if (!p) return -1;
-  unsigned long long ut = 0, st = 0;
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-/*
- * Per CPU, seconds of: task time (user+nice+system+steal) and interrupt time
- * (irq+softirq), from /proc/stat. Loopback UDP delivery runs as softirq on the sending
- * CPU and is charged to no process, so a CPU's load is both.
- */
-static int cpu_times(double task[MAX_CPUS], double intr[MAX_CPUS]) {
-  FILE *f = fopen("/proc/stat", "r");
-  if (!f) return 0;
-  char line[512];
-  int n = 0;
-  double hz = (double)sysconf(_SC_CLK_TCK);
-  while (fgets(line, sizeof line, f)) {
-    int id;
-    unsigned long long v[8] = {0};
-    if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9') continue;
-    if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 9) continue;
-    if (id < 0 || id >= MAX_CPUS) continue;
-    task[id] = (double)(v[0] + v[1] + v[2] + v[7]) / hz;
-    intr[id] = (double)(v[5] + v[6]) / hz;
-    if (id + 1 > n) n = id + 1;
-  }
-  fclose(f);
-  return n;
-}
-
-static uint64_t hist[HIST_US + 1];
-static double percentile(uint64_t total, double p) {
-  if (total == 0) return -1;
-  uint64_t rank = (uint64_t)(p * (double)total);
-  if (rank >= total) rank = total - 1;
-  uint64_t acc = 0;
-  for (int i = 0; i <= HIST_US; i++) {
-    acc += hist[i];
-    if (acc > rank) return (double)i + 0.5;
-  }
-  return HIST_US;
-}
 
 static void usage(void) {
   fprintf(stderr,
@@ -314,39 +232,35 @@ static void usage(void) {
   exit(2);
 }
 
+/* ChannelData on our channel with our payload length (UDP: padding optional). */
+static int is_channel_data(const struct udpload *u, const uint8_t *b, unsigned len) {
+  return len >= u->req_len && memcmp(b, u->req, 4) == 0;
+}
+
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1", *peer_host = "127.0.0.1", *user = NULL, *keyhex = NULL, *realm = NULL;
-  int release = 0;
-  int port = 0, peer_port = 0, allocs = 8, window = 128, len = 100, batch = 64, server_pid = 0, peer_pid = 0, raw = 0;
-  long duration_ms = 3000, warmup_ms = 500, timeout_ms = 250;
+  struct udpload u;
+  udpload_init(&u);
+  u.nflows = 8;
+  const char *peer_host = "127.0.0.1", *user = NULL, *keyhex = NULL, *realm = NULL;
+  int release = 0, raw = 0, peer_port = 0, len = 100;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--raw")) { raw = 1; continue; }
     if (!strcmp(a, "--release")) { release = 1; continue; }
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) usage();
-    if (!strcmp(a, "--host")) host = v;
-    else if (!strcmp(a, "--port")) port = atoi(v);
-    else if (!strcmp(a, "--peer")) peer_host = v;
+    if (!strcmp(a, "--peer")) peer_host = v;
     else if (!strcmp(a, "--peer-port")) peer_port = atoi(v);
     else if (!strcmp(a, "--user")) user = v;
     else if (!strcmp(a, "--key")) keyhex = v;
     else if (!strcmp(a, "--realm")) realm = v;
-    else if (!strcmp(a, "--allocs")) allocs = atoi(v);
-    else if (!strcmp(a, "--window")) window = atoi(v);
+    else if (!strcmp(a, "--allocs")) u.nflows = atoi(v);
     else if (!strcmp(a, "--len")) len = atoi(v);
-    else if (!strcmp(a, "--duration-ms")) duration_ms = atol(v);
-    else if (!strcmp(a, "--warmup-ms")) warmup_ms = atol(v);
-    else if (!strcmp(a, "--timeout-ms")) timeout_ms = atol(v);
-    else if (!strcmp(a, "--batch")) batch = atoi(v);
-    else if (!strcmp(a, "--server-pid")) server_pid = atoi(v);
-    else if (!strcmp(a, "--peer-pid")) peer_pid = atoi(v);
-    else usage();
+    else if (!udpload_option(&u, a, v)) usage();
     i++;
   }
-  if (port <= 0 || port > 65535 || peer_port <= 0 || peer_port > 65535) usage();
-  if (window < 1 || window > MAX_WINDOW || batch < 1 || batch > MAX_BATCH || len < 16 || len > MAX_LEN) usage();
-  if (allocs < 1 || allocs > MAX_ALLOCS || allocs > window) usage();
+  if (!udpload_valid(&u) || peer_port <= 0 || peer_port > 65535 || len < 16 || len > MAX_LEN) usage();
+  const int allocs = u.nflows;
   struct creds cr;
   memset(&cr, 0, sizeof cr);
   if (!raw) {
@@ -362,27 +276,14 @@ int main(int argc, char **argv) {
   srandom((unsigned)now_ns() ^ (unsigned)getpid());
 
   struct sockaddr_in sa, pa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  memset(&pa, 0, sizeof pa);
-  pa.sin_family = AF_INET;
-  pa.sin_port = htons((uint16_t)peer_port);
-  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || inet_pton(AF_INET, peer_host, &pa.sin_addr) != 1) { fprintf(stderr, "bad address\n"); return 2; }
+  if (!ul_addr(&sa, u.host, u.port) || !ul_addr(&pa, peer_host, peer_port)) { fprintf(stderr, "bad address\n"); return 2; }
 
-  static struct pollfd pfd[MAX_ALLOCS];
-  static struct creds acr[MAX_ALLOCS];
-  int *pend[MAX_ALLOCS];
-  int npend[MAX_ALLOCS];
+  static struct creds acr[UL_MAX_FLOWS];
   char relayed[64] = "";
   uint64_t setup_t0 = now_ns();
   for (int k = 0; k < allocs; k++) {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) { perror("socket"); return 1; }
-    int sz = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
+    int fd = u.fd[k] = udpload_socket(&sa, 0);
+    if (fd < 0) return 1;
     if (!raw) {
       uint8_t resp[2048];
       acr[k] = cr; /* each allocation answers its own challenge */
@@ -398,172 +299,43 @@ int main(int argc, char **argv) {
       }
       if (request(fd, M_CHANNEL_BIND, c, &pa, resp, sizeof resp) < 0) return 1;
     }
-    pfd[k].fd = fd;
-    pfd[k].events = POLLIN;
-    pend[k] = malloc(sizeof(int) * (size_t)window);
-    npend[k] = 0;
   }
   double setup_ms = (now_ns() - setup_t0) / 1e6;
 
-  struct slot { uint64_t seq, sent_ns; int busy; } *slots = calloc((size_t)window, sizeof *slots);
-  for (int i = 0; i < window; i++) pend[i % allocs][npend[i % allocs]++] = i;
-  int npending = window;
+  /* ChannelData on CHANNEL, `len` bytes of payload: the slot and sequence number, then 7s. */
+  put16(u.req, CHANNEL);
+  put16(u.req + 2, (unsigned)len);
+  memset(u.req + 4, 7, (size_t)len);
+  u.req_len = 4 + (size_t)len;
+  u.id_off = 4;
+  if (udpload_run(&u, is_channel_data) < 0) return 1;
 
-  static uint8_t txbuf[MAX_BATCH][4 + MAX_LEN];
-  static uint8_t rxbuf[MAX_BATCH][BUF_LEN];
-  static struct iovec txiov[MAX_BATCH], rxiov[MAX_BATCH];
-  static struct mmsghdr txmsg[MAX_BATCH], rxmsg[MAX_BATCH];
-  static int txslot[MAX_BATCH];
-  for (int i = 0; i < MAX_BATCH; i++) {
-    put16(txbuf[i], CHANNEL);
-    put16(txbuf[i] + 2, (unsigned)len);
-    memset(txbuf[i] + 4, 7, (size_t)len);
-    txiov[i].iov_base = txbuf[i];
-    txiov[i].iov_len = 4 + (size_t)len;
-    txmsg[i].msg_hdr.msg_iov = &txiov[i];
-    txmsg[i].msg_hdr.msg_iovlen = 1;
-    rxiov[i].iov_base = rxbuf[i];
-    rxiov[i].iov_len = BUF_LEN;
-    rxmsg[i].msg_hdr.msg_iov = &rxiov[i];
-    rxmsg[i].msg_hdr.msg_iovlen = 1;
-  }
-
-  uint64_t all_sent = 0, all_received = 0;
-  uint64_t seq = 1, sent = 0, received = 0, lost = 0, late = 0, bad = 0, send_errors = 0, lat_sum_ns = 0, lat_count = 0;
-  const uint64_t t0 = now_ns();
-  const uint64_t mstart = t0 + (uint64_t)warmup_ms * 1000000ull;
-  const uint64_t mend = mstart + (uint64_t)duration_ms * 1000000ull;
-  const uint64_t timeout_ns = (uint64_t)timeout_ms * 1000000ull;
-  uint64_t last_scan = t0, wall_at_start = 0;
-  double cpu0 = -1, srv0 = -1, peer0 = -1;
-  static double task0[MAX_CPUS], intr0[MAX_CPUS], task1[MAX_CPUS], intr1[MAX_CPUS];
-  int ncpu = 0, measuring = 0;
-
-  for (;;) {
-    uint64_t now = now_ns();
-    if (!measuring && now >= mstart) {
-      measuring = 1;
-      cpu0 = cpu_s();
-      srv0 = process_cpu_s(server_pid);
-      peer0 = process_cpu_s(peer_pid);
-      ncpu = cpu_times(task0, intr0);
-      wall_at_start = now;
-    }
-    if (now >= mend) break;
-    if (now - last_scan >= 1000000ull) {
-      last_scan = now;
-      for (int s = 0; s < window; s++) {
-        if (slots[s].busy && now - slots[s].sent_ns >= timeout_ns) {
-          slots[s].busy = 0;
-          if (slots[s].sent_ns >= mstart) lost++;
-          pend[s % allocs][npend[s % allocs]++] = s;
-          npending++;
-        }
-      }
-    }
-    for (int k = 0; k < allocs && npending > 0; k++) {
-      while (npend[k] > 0) {
-        int n = npend[k] < batch ? npend[k] : batch;
-        uint64_t ts = now_ns();
-        for (int i = 0; i < n; i++) {
-          int s = pend[k][npend[k] - 1 - i];
-          uint64_t q = seq++;
-          memcpy(txbuf[i] + 4, &s, 4);
-          memcpy(txbuf[i] + 8, &q, 8);
-          slots[s].seq = q;
-          slots[s].sent_ns = ts;
-          slots[s].busy = 1;
-          txslot[i] = s;
-        }
-        int r = sendmmsg(pfd[k].fd, txmsg, (unsigned)n, MSG_DONTWAIT);
-        if (r < 0) {
-          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) r = 0;
-          else if (errno == ECONNREFUSED) { send_errors++; r = 0; }
-          else { perror("sendmmsg"); return 1; }
-        }
-        for (int i = r; i < n; i++) slots[txslot[i]].busy = 0;
-        if (ts >= mstart) sent += (uint64_t)r;
-        all_sent += (uint64_t)r;
-        npend[k] -= r;
-        npending -= r;
-        if (r < n) break;
-      }
-    }
-    int ready = poll(pfd, (nfds_t)allocs, npending > 0 ? 0 : 1);
-    if (ready <= 0) continue;
-    for (int k = 0; k < allocs; k++) {
-      if (!(pfd[k].revents & (POLLIN | POLLERR))) continue;
-      int got = recvmmsg(pfd[k].fd, rxmsg, (unsigned)batch, MSG_DONTWAIT, NULL);
-      if (got < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        if (errno == ECONNREFUSED) { send_errors++; continue; }
-        perror("recvmmsg");
-        return 1;
-      }
-      uint64_t rt = now_ns();
-      for (int i = 0; i < got; i++) {
-        const uint8_t *b = rxbuf[i];
-        unsigned rl = rxmsg[i].msg_len;
-        /* ChannelData on our channel with our payload length (UDP: padding optional). */
-        if (rl < 4 + (unsigned)len || get16(b) != CHANNEL || get16(b + 2) != (unsigned)len) { if (rt >= mstart) bad++; continue; }
-        int s;
-        uint64_t q;
-        memcpy(&s, b + 4, 4);
-        memcpy(&q, b + 8, 8);
-        if (s < 0 || s >= window || s % allocs != k) { if (rt >= mstart) bad++; continue; }
-        if (!slots[s].busy || slots[s].seq != q) { if (rt >= mstart) late++; continue; }
-        slots[s].busy = 0;
-        pend[k][npend[k]++] = s;
-        npending++;
-        all_received++;
-        if (rt >= mstart) {
-          received++;
-          if (slots[s].sent_ns >= mstart) {
-            uint64_t lat = rt - slots[s].sent_ns;
-            uint64_t us = lat / 1000;
-            hist[us > HIST_US ? HIST_US : us]++;
-            lat_sum_ns += lat;
-            lat_count++;
-          }
-        }
-      }
-    }
-  }
-  double cpu1 = cpu_s(), srv1 = process_cpu_s(server_pid), peer1 = process_cpu_s(peer_pid);
-  cpu_times(task1, intr1);
-  double wall_s = (now_ns() - (wall_at_start ? wall_at_start : mstart)) / 1e9;
-  double secs = (double)duration_ms / 1000.0;
-  uint64_t in_flight = 0;
-  for (int s = 0; s < window; s++) in_flight += slots[s].busy && slots[s].sent_ns >= mstart;
   /* Delete the allocations (Refresh, LIFETIME 0), so relays log and count them as ended. */
   int released = 0;
   if (!raw && release) {
     usleep(300000); /* let the answers still in flight arrive (they count in total_received) */
     for (int k = 0; k < allocs; k++) {
-      for (;;) {
-        int got = recvmmsg(pfd[k].fd, rxmsg, (unsigned)batch, MSG_DONTWAIT, NULL);
-        if (got <= 0) break;
-        for (int i = 0; i < got; i++) if (rxmsg[i].msg_len >= 4 && get16(rxbuf[i]) == CHANNEL) all_received++;
-      }
+      uint8_t buf[UL_BUF_LEN];
+      ssize_t n;
+      while ((n = recv(u.fd[k], buf, sizeof buf, MSG_DONTWAIT)) >= 0)
+        if (n >= 4 && get16(buf) == CHANNEL) u.total_received++;
       uint8_t resp[2048];
-      if (request(pfd[k].fd, M_REFRESH, &acr[k], NULL, resp, sizeof resp) >= 0) released++;
+      if (request(u.fd[k], M_REFRESH, &acr[k], NULL, resp, sizeof resp) >= 0) released++;
     }
   }
 
   printf("{\"mode\":\"%s\",\"allocs\":%d,\"window\":%d,\"len\":%d,\"duration_ms\":%ld,\"setup_ms\":%.1f,\"relayed_address\":\"%s\","
-         "\"total_sent\":%llu,\"total_received\":%llu,\"released\":%d,\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"late\":%llu,\"bad\":%llu,\"send_errors\":%llu,\"in_flight_at_end\":%llu,"
-         "\"rtps\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.2f,"
-         "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"peer_cpu\":%.3f,\"cpu_task\":[",
-         raw ? "raw" : "turn", allocs, window, len, duration_ms, setup_ms, relayed, (unsigned long long)all_sent,
-         (unsigned long long)all_received, released, (unsigned long long)sent, (unsigned long long)received,
-         (unsigned long long)lost, (unsigned long long)late, (unsigned long long)bad, (unsigned long long)send_errors,
-         (unsigned long long)in_flight, received / secs, percentile(lat_count, 0.50), percentile(lat_count, 0.90),
-         percentile(lat_count, 0.99), percentile(lat_count, 0.999), lat_count ? lat_sum_ns / 1000.0 / lat_count : -1.0,
-         cpu0 >= 0 ? (cpu1 - cpu0) / wall_s : -1, srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) / wall_s : -1,
-         peer0 >= 0 && peer1 >= 0 ? (peer1 - peer0) / wall_s : -1);
-  for (int i = 0; i < ncpu; i++) printf("%s%.3f", i ? "," : "", (task1[i] - task0[i]) / wall_s);
+         "\"total_sent\":%llu,\"total_received\":%llu,\"released\":%d,",
+         raw ? "raw" : "turn", allocs, u.window, len, u.duration_ms, setup_ms, relayed, (unsigned long long)u.total_sent,
+         (unsigned long long)u.total_received, released);
+  udpload_print_counts(&u);
+  printf("\"rtps\":%.1f,", udpload_rate(&u));
+  udpload_print_latency(&u);
+  udpload_print_cpu(&u);
+  printf("\"peer_cpu\":%.3f,\"cpu_task\":[", ul_cores(u.cpu0.peer, u.cpu1.peer, u.wall_s));
+  for (int i = 0; i < u.cpu0.ncpu; i++) printf("%s%.3f", i ? "," : "", (u.cpu1.task[i] - u.cpu0.task[i]) / u.wall_s);
   printf("],\"cpu_intr\":[");
-  for (int i = 0; i < ncpu; i++) printf("%s%.3f", i ? "," : "", (intr1[i] - intr0[i]) / wall_s);
+  for (int i = 0; i < u.cpu0.ncpu; i++) printf("%s%.3f", i ? "," : "", (u.cpu1.intr[i] - u.cpu0.intr[i]) / u.wall_s);
   printf("]}\n");
   return 0;
 }

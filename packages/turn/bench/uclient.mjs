@@ -24,27 +24,24 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import {
-  BUILD, PASS, TURNSERVER, UCLIENT, UPEER, USER, argsOf, buildC, coturnPeerUsage, cpuTimes, freeTcpPort, freeUdpPort, launch, median,
-  natkitEntry, pin, processCpu, scrapeMetrics, shown, sleep, startPeer, startRelay, stop, udpRcvbufErrors,
+  BUILD, PASS, TURNSERVER, UCLIENT, UPEER, USER, argsOf, buildC, coturnPeerUsage, cpuTimes, f0, freeTcpPort, freeUdpPort, fx, launch, median,
+  natkitEntry, pairedRatios, pin, processCpu, resultTable, rotated, scrapeMetrics, shown, sleep, startPeer, startRelay, stop, sum, udpRcvbufErrors,
 } from './lib.mjs';
 
-const { flag, opt } = argsOf(process.argv.slice(2));
-const QUICK = flag('--quick');
+const { opt, quick: QUICK, json: JSON_OUT, only } = argsOf();
 const ROUNDS = Number(opt('--rounds', QUICK ? 1 : 3));
 const CLIENTS = Number(opt('--clients', 128));
 const MESSAGES = Number(opt('--messages', QUICK ? 10000 : 15000));
 const INTERVAL_MS = Number(opt('--interval-ms', 1));
 const LEN = Number(opt('--len', 100));
-const ONLY = opt('--only', undefined)?.split(',');
-const JSON_OUT = opt('--json', undefined);
 const MIN_PORT = 45000;
 const MAX_PORT = 49999;
 const SHIM = join(BUILD, 'uclient-channels.so');
 
-const CONFIGS = [
+const CONFIGS = only([
   { id: 'coturn-1thread', label: 'coturn turnserver -m 1', relay: 'coturn', threads: 1, missing: TURNSERVER ? undefined : 'turnserver not installed' },
   { id: 'natkit', label: 'natkit relayserver', relay: 'natkit' },
-].filter((c) => !ONLY || ONLY.includes(c.id));
+]);
 
 if (!UCLIENT || !UPEER) {
   console.log(`uclient benchmark: NOT AVAILABLE: turnutils_uclient/turnutils_peer not installed (Debian package coturn)`);
@@ -141,7 +138,7 @@ async function runOnce(cfg) {
         peerCpu: (b.peer - a.peer) / dt,
         relayCore: (core(b, pin.server) - core(a, pin.server)) / dt,
         loadCore: (core(b, pin.load) - core(a, pin.load)) / dt,
-        other: Math.max(0, (b.cpus.reduce((x, c) => x + c.task, 0) - a.cpus.reduce((x, c) => x + c.task, 0)) / dt - (b.relay - a.relay + b.uc - a.uc + b.peer - a.peer) / dt),
+        other: Math.max(0, (sum(b.cpus.map((c) => c.task)) - sum(a.cpus.map((c) => c.task))) / dt - (b.relay - a.relay + b.uc - a.uc + b.peer - a.peer) / dt),
       };
       run.plateau.cpuUsPerPkt = (run.plateau.relayCpu / run.plateau.relayedPps) * 1e6;
     } else {
@@ -168,8 +165,7 @@ async function runOnce(cfg) {
 }
 
 for (let round = 0; round < ROUNDS; round++) {
-  const order = CONFIGS.map((_, i) => CONFIGS[(i + round) % CONFIGS.length]);
-  for (const cfg of order) {
+  for (const cfg of rotated(CONFIGS, round)) {
     const st = state.get(cfg.id);
     if (st.unavailable) continue;
     let run;
@@ -226,12 +222,10 @@ const n = summary.natkit;
 const c = summary['coturn-1thread'];
 let ratio = null;
 if (n?.rounds && c?.rounds) {
-  const paired = Object.keys(n.byRound).filter((r) => c.byRound[r]).map((r) => n.byRound[r] / c.byRound[r]);
+  const paired = pairedRatios(n.byRound, c.byRound);
   ratio = { pps: n.pps / c.pps, ppsPairedMedian: median(paired), paired, cpuPerPkt: n.cpuUsPerPkt / c.cpuUsPerPkt, rtt: n.rttMs / c.rttMs };
 }
 
-const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
-const fx = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const lines = [];
 lines.push(
   `uclient benchmark: ${ROUNDS} rounds; turnutils_uclient ${CLIENTS} clients (-c: one allocation each, channels) x ${MESSAGES} messages of ${LEN} bytes every ${INTERVAL_MS} ms ` +
@@ -240,20 +234,16 @@ lines.push(
 );
 lines.push('');
 lines.push(
-  `${'relay'.padEnd(16)}${'relayed pkt/s'.padStart(14)}${'(min..max)'.padStart(20)}${'offered'.padStart(10)}${'loss %'.padStart(8)}${'RTT ms'.padStart(8)}` +
-    `${'relay cpu'.padStart(10)}${'us/pkt'.padStart(8)}${'relay core'.padStart(11)}${'load core'.padStart(10)}${'uclient'.padStart(8)}${'peer'.padStart(6)}${'other'.padStart(7)}`,
+  ...resultTable(
+    [16, 14, 20, 10, 8, 8, 10, 8, 11, 10, 8, 6, 7],
+    ['relay', 'relayed pkt/s', '(min..max)', 'offered', 'loss %', 'RTT ms', 'relay cpu', 'us/pkt', 'relay core', 'load core', 'uclient', 'peer', 'other'],
+    Object.values(summary),
+    (s) => [
+      f0(s.pps), `(${f0(s.ppsMin)}..${f0(s.ppsMax)})`, f0(s.offeredPps), fx(s.lostPct), fx(s.rttMs, 1), fx(s.relayCpu), fx(s.cpuUsPerPkt),
+      fx(s.relayCore), fx(s.loadCore), fx(s.uclientCpu), fx(s.peerCpu), fx(s.other),
+    ],
+  ),
 );
-for (const s of Object.values(summary)) {
-  if (s.unavailable || !s.rounds) {
-    lines.push(`${s.id.padEnd(16)}NOT AVAILABLE: ${s.unavailable ?? s.errors.join('; ')}`);
-    continue;
-  }
-  lines.push(
-    `${s.id.padEnd(16)}${f0(s.pps).padStart(14)}${`(${f0(s.ppsMin)}..${f0(s.ppsMax)})`.padStart(20)}${f0(s.offeredPps).padStart(10)}${fx(s.lostPct).padStart(8)}${fx(s.rttMs, 1).padStart(8)}` +
-      `${fx(s.relayCpu).padStart(10)}${fx(s.cpuUsPerPkt).padStart(8)}${fx(s.relayCore).padStart(11)}${fx(s.loadCore).padStart(10)}${fx(s.uclientCpu).padStart(8)}${fx(s.peerCpu).padStart(6)}${fx(s.other).padStart(7)}`,
-  );
-  if (s.errors.length) lines.push(`${''.padEnd(16)}errors: ${s.errors.join('; ')}`);
-}
 lines.push(
   'relayed pkt/s = 2 x messages echoed per second while every client was sending (client->peer + peer->client); offered = 2 x messages uclient sent per second then;',
   "loss % and RTT = uclient's own summary over the whole run (loss counts what never came back; RTT is its average round trip, 1 ms clock steps);",

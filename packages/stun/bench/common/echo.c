@@ -1,6 +1,10 @@
 /*
- * echo: a bare UDP echo (recvmmsg/sendmmsg, one thread): the TURN benchmark's peer. The
- * relay sends the payload from the relayed address; echo sends it back to that address.
+ * echo: a bare UDP echo server (recvmmsg/sendmmsg, one thread), shared by the benchmarks.
+ * It does no work per packet. In the STUN server benchmark it is the ceiling of the
+ * measurement setup: the rate the load generator reaches against it bounds what it can
+ * measure, so a STUN server measured below it is the bottleneck, not the load generator.
+ * In the TURN benchmark it is the peer: the relay sends the payload from the relayed
+ * address and echo sends it back to that address.
  *
  * usage: echo --port P [--host 127.0.0.1]. Prints one "listening" line when bound; exits
  * on SIGTERM (the default action).
@@ -56,6 +60,7 @@ int main(int argc, char **argv) {
       msg[i].msg_hdr.msg_name = &from[i];
       msg[i].msg_hdr.msg_namelen = sizeof from[i];
     }
+    /* Blocks for the first datagram, then takes whatever else is queued. */
     int n = recvmmsg(fd, msg, BATCH, MSG_WAITFORONE, NULL);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -68,7 +73,7 @@ int main(int argc, char **argv) {
       int r = sendmmsg(fd, msg + off, (unsigned)(n - off), 0);
       if (r < 0) {
         if (errno == EINTR) continue;
-        break; /* drop the rest, as a busy peer would */
+        break; /* drop the rest, as a busy server or peer would */
       }
       off += r;
     }
