@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { type BindingResult, type ServerSpec, StunClient } from '@natkit/stun';
 import { DEBIAN_PACKAGES, inCI, needProgram } from './programs.js';
 import { type Proc, ROOT, start, startBin } from './spawn.js';
+import { expect } from 'vitest';
 
 /** The two loopback addresses every interop server listens on (both work on Linux lo). */
 export const A = '127.0.0.1';
@@ -198,6 +199,17 @@ export function startStund(stund = 'stund'): Promise<RunningServer> {
 }
 
 /**
+ * What every coturn turnserver started by the tests shares: no config file (-n), no CLI,
+ * no TLS/DTLS, logging to stdout line by line with each listener it opens (-v), and its pid
+ * file and user database in the test's own temporary directory.
+ */
+export function coturnCommonArgs(dir: string): string[] {
+  // prettier-ignore
+  return ['-n', '--no-cli', '--no-tls', '--no-dtls', '--log-file', 'stdout', '--simple-log', '-v',
+    '--pidfile', join(dir, 'turnserver.pid'), '--userdb', join(dir, 'turndb')];
+}
+
+/**
  * coturn's turnserver as a STUN server on A and A2 (RFC 5780 on: two listening
  * addresses of one family turn it on; --alt-listening-port sets P2), no TLS/DTLS, no
  * CLI, its pid file and database in a temporary directory, logging to stdout (-v prints
@@ -208,21 +220,7 @@ export function startTurnserver(turnserver = 'turnserver'): Promise<RunningServe
   return retrying('turnserver', async () => {
     const [port, altPort] = await freePorts(2, { tcp: true });
     const dir = await mkdtemp(join(tmpdir(), 'natkit-coturn-'));
-    const args = [
-      '-n',
-      '--no-cli',
-      '-L', A,
-      '-L', A2,
-      '-p', String(port),
-      '--alt-listening-port', String(altPort),
-      '--no-tls',
-      '--no-dtls',
-      '--log-file', 'stdout',
-      '--simple-log',
-      '-v',
-      '--pidfile', join(dir, 'turnserver.pid'),
-      '--userdb', join(dir, 'turndb'),
-    ];
+    const args = ['-L', A, '-L', A2, '-p', String(port), '--alt-listening-port', String(altPort), ...coturnCommonArgs(dir)];
     const proc = start(turnserver, args);
     const cleanup = async () => {
       const code = await proc.stop();
@@ -279,4 +277,17 @@ export function startNodeStunServer(): Promise<RunningServer> {
     }
     return { proc, port, altPort, stop: cleanup };
   });
+}
+
+/**
+ * natcheck's text report for a loopback run against a server on A:port with its other
+ * address A2:altPort: no NAT, endpoint-independent mapping and filtering, Open Internet.
+ * `why` goes into the first assertion's message (what the server logged).
+ */
+export function expectOpenInternetReport(stdout: string, port: number, altPort: number, why?: string): void {
+  expect(stdout, why).toMatch(new RegExp(`^STUN server +127\\.0\\.0\\.1:${port} \\(other address 127\\.0\\.0\\.2:${altPort}\\)$`, 'm'));
+  expect(stdout).toMatch(/^behind a NAT +no$/m);
+  expect(stdout).toMatch(/^mapping +endpoint-independent$/m);
+  expect(stdout).toMatch(/^filtering +endpoint-independent$/m);
+  expect(stdout).toMatch(/^NAT type \(RFC 3489\) +Open Internet$/m);
 }

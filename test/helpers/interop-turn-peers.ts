@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { StunClient } from '@natkit/stun';
 import { TurnServer, type TurnServerOptions, parseUsers } from '@natkit/turn';
 import { type Proc, run, start, startBin } from './spawn.js';
+import { coturnCommonArgs } from './interop-servers.js';
 
 export const LOOPBACK = '127.0.0.1';
 export const USER = 'natkit-user';
@@ -381,24 +382,10 @@ export async function startCoturnRelay(program: string, auth: 'long-term' | 'res
     const relayMax = relayMin + 15;
     const dir = await mkdtemp(join(tmpdir(), 'natkit-coturn-relay-'));
     const creds = auth === 'long-term' ? ['-a', '-u', `${USER}:${PASS}`] : ['--use-auth-secret', '--static-auth-secret', SECRET];
+    // prettier-ignore
     const proc = start(program, [
-      '-n',
-      '--no-cli',
-      '-L', LOOPBACK,
-      '-p', String(port),
-      '--relay-ip', LOOPBACK,
-      '--min-port', String(relayMin),
-      '--max-port', String(relayMax),
-      ...creds,
-      '-r', REALM,
-      '--allow-loopback-peers',
-      '--no-tls',
-      '--no-dtls',
-      '--log-file', 'stdout',
-      '--simple-log',
-      '-v',
-      '--pidfile', join(dir, 'turnserver.pid'),
-      '--userdb', join(dir, 'turndb'),
+      '-L', LOOPBACK, '-p', String(port), '--relay-ip', LOOPBACK, '--min-port', String(relayMin), '--max-port', String(relayMax),
+      ...creds, '-r', REALM, '--allow-loopback-peers', ...coturnCommonArgs(dir),
     ]);
     const stop = async () => {
       const code = await proc.stop();
