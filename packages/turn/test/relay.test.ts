@@ -386,6 +386,21 @@ describe('relayserver: lifetimes with an injected clock', () => {
     expect(s.allocationCount).toBe(0);
   });
 
+  it('a new Allocate on the 5-tuple of an allocation that just expired succeeds (no 437 while it awaits the sweep)', async () => {
+    const clock = new ManualClock(0);
+    const s = await relay({ clock });
+    const sc = stun(s);
+    const allocate = () =>
+      sc.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP) });
+    await allocate();
+    // Past the lifetime, but the server's sweep timer has not run (the manual clock moves
+    // only the time the handlers read).
+    (clock as unknown as { t: number }).t = 600_000;
+    const again = await allocate();
+    expect(again.message.getAll(TurnAttr.XorRelayedAddress)).toHaveLength(1);
+    expect(s.allocationCount).toBe(1);
+  });
+
   it('permissions last 300 s and channels 600 s unless refreshed', async () => {
     const clock = new ManualClock(0);
     const s = await relay({ clock });

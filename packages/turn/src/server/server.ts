@@ -700,7 +700,12 @@ export class TurnServer extends EventEmitter {
     const sig = this.signed(auth);
     const key = this.key5(ctx.path);
     const tid = ctx.msg.transactionId.toString('hex');
-    const existing = this.allocations.get(key);
+    let existing = this.allocations.get(key);
+    // An allocation whose lifetime ran out before the sweep got to it is gone already.
+    if (existing && existing.expiresAt <= ctx.now) {
+      this.deleteAllocation(existing, 'expired');
+      existing = undefined;
+    }
     if (existing) {
       // Step 2: a retransmitted Allocate gets the same answer; any other is a mismatch.
       if (existing.createdBy === tid && existing.response) ctx.path.send(existing.response);
