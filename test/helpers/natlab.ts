@@ -863,11 +863,29 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
         if (rules) await must(IP(), ['netns', 'exec', ns, sys('nft'), '-f', '-'], { input: rules });
       }),
     );
+    // Links come up (carrier, bridge port forwarding) a moment after `link set up`: a
+    // first datagram sent before that is lost, which a test would read as filtering.
+    await settle(all.map((ns) => waitLinksUp(ns)));
   } catch (err) {
     await lab.destroy();
     throw err;
   }
   return lab;
+}
+
+/** Waits until every interface in `ns` but lo reports state UP (at most 5 s). */
+async function waitLinksUp(ns: string): Promise<void> {
+  const deadline = performance.now() + 5_000;
+  for (;;) {
+    const out = await must(IP(), ['-n', ns, '-br', 'link']);
+    const down = out
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length >= 2 && f[0] !== 'lo' && f[1] !== 'UP' && f[1] !== 'UNKNOWN');
+    if (down.length === 0) return;
+    if (performance.now() > deadline) throw new NatLabError(`links still not up in ${ns}: ${down.map((f) => `${f[0]} ${f[1]}`).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 // ---------------------------------------------------------------------------------------
