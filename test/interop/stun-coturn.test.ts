@@ -173,7 +173,7 @@ describe("natkit against coturn's turnserver (two -L: RFC 5780 on)", () => {
 
   it('StunClient.binding over UDP gets XOR-MAPPED-ADDRESS = its own socket, OTHER-ADDRESS and RESPONSE-ORIGIN', async (ctx) => {
     const server = await startTurnserver(needSystemProgram(ctx, 'turnserver'));
-    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
     try {
       const me = await client.localAddress();
       const r = await client.binding({ address: A, port: server.port });

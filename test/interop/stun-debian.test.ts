@@ -115,7 +115,7 @@ describe("Debian's stun client (Vovida 0.97) against natkit's stunserver", () =>
 describe("natkit against Debian's stund (Vovida 0.97, RFC 3489)", () => {
   it('StunClient.binding takes OTHER-ADDRESS and RESPONSE-ORIGIN from CHANGED-ADDRESS and SOURCE-ADDRESS (no SOFTWARE sent)', async (ctx) => {
     const server = await startStund(needSystemProgram(ctx, 'stund'));
-    const client = new StunClient({ software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+    const client = new StunClient({ software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
     try {
       const me = await client.localAddress();
       const r = await client.binding({ address: A, port: server.port });
@@ -152,7 +152,7 @@ describe("natkit against Debian's stund (Vovida 0.97, RFC 3489)", () => {
   // the request; see the top of this file.
   it('StunClient.binding with its default options gets an answer', async (ctx) => {
     const server = await startStund(needSystemProgram(ctx, 'stund'));
-    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
     try {
       const me = await client.localAddress();
       const r = await client.binding({ address: A, port: server.port }).catch((err: Error) => {
@@ -169,7 +169,7 @@ describe("natkit against Debian's stund (Vovida 0.97, RFC 3489)", () => {
   it('checkNat (no SOFTWARE) runs the RFC 5780 tests over CHANGED-ADDRESS and classifies Open Internet', async (ctx) => {
     const server = await startStund(needSystemProgram(ctx, 'stund'));
     try {
-      const report = await checkNat({ family: 'IPv4', address: A, port: server.port }, { software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+      const report = await checkNat({ family: 'IPv4', address: A, port: server.port }, { software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
       expect(report.udpBlocked).toBe(false);
       expect(report.mapped).toEqual(report.local);
       expect(report.local.address).toBe(A);

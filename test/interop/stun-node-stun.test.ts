@@ -76,7 +76,7 @@ describe("node-stun's client against natkit's stunserver", () => {
 describe("natkit against node-stun's server (127.0.0.1 and 127.0.0.2 from node-stun.ini)", () => {
   it('StunClient.binding falls back to MAPPED-ADDRESS, CHANGED-ADDRESS and SOURCE-ADDRESS (no SOFTWARE sent)', async () => {
     const server = await startNodeStunServer();
-    const client = new StunClient({ software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+    const client = new StunClient({ software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
     try {
       const me = await client.localAddress();
       const r = await client.binding({ address: A, port: server.port });
@@ -98,7 +98,7 @@ describe("natkit against node-stun's server (127.0.0.1 and 127.0.0.2 from node-s
   // server drops the request; see the top of this file.
   it('StunClient.binding with its default options gets an answer', async () => {
     const server = await startNodeStunServer();
-    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+    const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
     try {
       const me = await client.localAddress();
       const r = await client.binding({ address: A, port: server.port }).catch((err: Error) => {
@@ -115,7 +115,7 @@ describe("natkit against node-stun's server (127.0.0.1 and 127.0.0.2 from node-s
   it('checkNat (no SOFTWARE) classifies Open Internet', async () => {
     const server = await startNodeStunServer();
     try {
-      const report = await checkNat({ family: 'IPv4', address: A, port: server.port }, { software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 4 } });
+      const report = await checkNat({ family: 'IPv4', address: A, port: server.port }, { software: false, bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
       expect(report).toMatchObject({
         udpBlocked: false,
         natPresent: false,

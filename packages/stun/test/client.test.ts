@@ -319,7 +319,8 @@ describe('StunClient redirects and several servers', () => {
   it('queries several servers at once and reports each', async () => {
     const a = track(await StunServer.start({ address: '127.0.0.1', port: 0 }));
     const silent = await fakeServer(() => undefined);
-    const c = track(new StunClient({ retransmit: { rto: 20, rc: 2, rm: 2 } }));
+    // The silent server costs the whole schedule (1.2 s); the live ones get that long too.
+    const c = track(new StunClient({ retransmit: { rto: 200, rc: 2, rm: 5 } }));
     const [ra, rtcp, rs] = await c.bindingAll([
       { address: '127.0.0.1', port: a.listening[0]!.port },
       { address: '127.0.0.1', port: a.listening[0]!.port, transport: 'tcp' },

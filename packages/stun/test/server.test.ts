@@ -28,7 +28,7 @@ async function server(opts: Parameters<typeof StunServer.start>[0]): Promise<Stu
   return s;
 }
 function client(opts: ConstructorParameters<typeof StunClient>[0] = {}): StunClient {
-  const c = new StunClient({ retransmit: { rto: 100, rc: 3, rm: 4 }, ...opts });
+  const c = new StunClient({ retransmit: { rto: 200, rc: 4, rm: 8 }, ...opts });
   defer(() => c.close());
   return c;
 }

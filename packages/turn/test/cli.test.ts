@@ -31,7 +31,7 @@ const { defer } = useCleanup();
 
 /** A long-term-credential STUN client, closed after the test. */
 function client(username?: string, password?: string): StunClient {
-  const c = new StunClient({ credentials: username !== undefined ? { username, password: password! } : undefined, retransmit: { rto: 100, rc: 5, rm: 4 } });
+  const c = new StunClient({ credentials: username !== undefined ? { username, password: password! } : undefined, retransmit: { rto: 100, rc: 5, rm: 16 } });
   defer(() => c.close());
   return c;
 }

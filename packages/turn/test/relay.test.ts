@@ -68,7 +68,7 @@ function nextData(c: TurnClient): Promise<[Buffer, TransportAddress]> {
 
 /** A raw authenticated request over a StunClient (for error cases the TurnClient never makes). */
 function stun(s: TurnServer, user = 'alice', password = 'wonderland', socketClient?: StunClient): StunClient {
-  return socketClient ?? track(new StunClient({ credentials: { username: user, password }, retransmit: { rto: 100, rc: 3, rm: 2 } }));
+  return socketClient ?? track(new StunClient({ credentials: { username: user, password }, retransmit: { rto: 200, rc: 4, rm: 8 } }));
 }
 async function expectError(p: Promise<unknown>, code: number): Promise<void> {
   await expect(p).rejects.toMatchObject({ errorCode: code });
@@ -223,7 +223,7 @@ describe('relayserver: error codes', () => {
   it('401 without credentials and with a wrong password; 438 for a stale nonce', async () => {
     const clock = new ManualClock(1_000_000);
     const s = await relay({ clock, nonceLifetimeMs: 60_000 });
-    const anon = track(new StunClient({ retransmit: { rto: 100, rc: 3, rm: 2 } }));
+    const anon = track(new StunClient({ retransmit: { rto: 200, rc: 4, rm: 8 } }));
     await expectError(alloc(anon, s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP)), 401);
     await expect(alloc(stun(s, 'alice', 'nope'), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP))).rejects.toMatchObject({ code: 'AUTH_FAILED' });
     await expect(alloc(stun(s, 'mallory', 'x'), s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP))).rejects.toMatchObject({ code: 'AUTH_FAILED' });
@@ -259,7 +259,7 @@ describe('relayserver: error codes', () => {
     await alloc(a, s, (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP));
     // Bob on Alice's socket: a second client sharing the first one's UDP socket.
     const sock = (a as unknown as { sockets: Map<string, import('node:dgram').Socket> }).sockets.get('IPv4')!;
-    const bob = track(new StunClient({ socket: sock, credentials: { username: 'bob', password: 'builder' }, retransmit: { rto: 100, rc: 3, rm: 2 } }));
+    const bob = track(new StunClient({ socket: sock, credentials: { username: 'bob', password: 'builder' }, retransmit: { rto: 200, rc: 4, rm: 8 } }));
     await expectError(bob.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Refresh }), 441);
   });
 
