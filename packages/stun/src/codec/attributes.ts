@@ -106,7 +106,8 @@ function bytesAttribute(type: number, name: string, lengths: { min: number; max:
   };
 }
 
-function u32Attribute(type: number, name: string): AttributeDef<number> {
+/** A 32-bit unsigned integer (PRIORITY, FINGERPRINT, TURN's LIFETIME). */
+export function u32Attribute(type: number, name: string): AttributeDef<number> {
   return {
     type,
     name,
@@ -214,38 +215,53 @@ export interface ErrorCodeValue {
   reason: string;
 }
 
-/** RFC 8489 section 14.8: class (3-6) in bits 8-10, number (0-99) in the low byte, reason. */
+/**
+ * The error number and reason coding of ERROR-CODE (RFC 8489 section 14.8), which TURN's
+ * ADDRESS-ERROR-CODE (RFC 8656 section 18.12) reuses after its own first two bytes: class
+ * (3-6) in the low bits of byte 2, number (0-99) in byte 3, UTF-8 reason from byte 4.
+ */
+export function decodeErrorNumber(v: Buffer, offset: number, type: number, name: string): ErrorCodeValue {
+  const cls = v[2]! & 0x07;
+  const num = v[3]!;
+  if (cls < 3 || cls > 6 || num > 99) {
+    throw new StunDecodeError('BAD_VALUE', `${name} class ${cls} number ${num} is out of range`, offset, type);
+  }
+  let reason: string;
+  try {
+    reason = utf8.decode(v.subarray(4));
+  } catch {
+    throw new StunDecodeError('BAD_UTF8', `${name} reason is not valid UTF-8`, offset, type);
+  }
+  return { code: cls * 100 + num, reason };
+}
+
+/** The encoded size of an error number and reason; checks both (fewer than 128 characters). */
+export function errorNumberSize(value: ErrorCodeValue, name: string): number {
+  if (!Number.isInteger(value.code) || value.code < 300 || value.code > 699) {
+    throw new StunEncodeError('BAD_VALUE', `${name} ${value.code} is outside 300-699`);
+  }
+  const n = Buffer.byteLength(value.reason, 'utf8');
+  if (n > 509 || [...value.reason].length >= 128) throw new StunEncodeError('VALUE_TOO_LONG', `${name} reason must be fewer than 128 characters (509 bytes)`);
+  return 4 + n;
+}
+
+/** Writes bytes 2 onwards (the caller writes the first two). */
+export function writeErrorNumber(value: ErrorCodeValue, out: Buffer, at: number): void {
+  out[at + 2] = Math.floor(value.code / 100);
+  out[at + 3] = value.code % 100;
+  out.write(value.reason, at + 4, 'utf8');
+}
+
+/** RFC 8489 section 14.8: 21 reserved bits, then the error number and reason. */
 const ErrorCodeAttr: AttributeDef<ErrorCodeValue> = {
   type: AttrType.ERROR_CODE,
   name: 'ERROR-CODE',
   lengths: { min: 4, max: 4 + 763 },
-  decode(v, _h, offset) {
-    const cls = v[2]! & 0x07;
-    const num = v[3]!;
-    if (cls < 3 || cls > 6 || num > 99) {
-      throw new StunDecodeError('BAD_VALUE', `ERROR-CODE class ${cls} number ${num} is out of range`, offset, AttrType.ERROR_CODE);
-    }
-    let reason: string;
-    try {
-      reason = utf8.decode(v.subarray(4));
-    } catch {
-      throw new StunDecodeError('BAD_UTF8', 'ERROR-CODE reason is not valid UTF-8', offset, AttrType.ERROR_CODE);
-    }
-    return { code: cls * 100 + num, reason };
-  },
-  size(value) {
-    if (!Number.isInteger(value.code) || value.code < 300 || value.code > 699) {
-      throw new StunEncodeError('BAD_VALUE', `ERROR-CODE ${value.code} is outside 300-699`);
-    }
-    const n = Buffer.byteLength(value.reason, 'utf8');
-    if (n > 509 || [...value.reason].length >= 128) throw new StunEncodeError('VALUE_TOO_LONG', 'ERROR-CODE reason must be fewer than 128 characters (509 bytes)');
-    return 4 + n;
-  },
+  decode: (v, _h, offset) => decodeErrorNumber(v, offset, AttrType.ERROR_CODE, 'ERROR-CODE'),
+  size: (value) => errorNumberSize(value, 'ERROR-CODE'),
   write(value, out, at) {
     out.writeUInt16BE(0, at);
-    out[at + 2] = Math.floor(value.code / 100);
-    out[at + 3] = value.code % 100;
-    out.write(value.reason, at + 4, 'utf8');
+    writeErrorNumber(value, out, at);
   },
 };
 

@@ -3,8 +3,13 @@ import {
   type AttributeRegistry,
   StunDecodeError,
   StunEncodeError,
+  type ErrorCodeValue,
   addressAttribute,
+  decodeErrorNumber,
+  errorNumberSize,
   stunRegistry,
+  u32Attribute,
+  writeErrorNumber,
 } from '@natkit/stun';
 
 /** RFC 8656 section 18 (and RFC 6156): TURN attribute types. */
@@ -46,19 +51,7 @@ const ChannelNumber: AttributeDef<number> = {
 };
 
 /** RFC 8656 section 18.2: seconds, 32 bits. */
-const Lifetime: AttributeDef<number> = {
-  type: TurnAttrType.LIFETIME,
-  name: 'LIFETIME',
-  lengths: { min: 4, max: 4 },
-  decode: (v) => v.readUInt32BE(0),
-  size(value) {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new StunEncodeError('BAD_VALUE', `LIFETIME ${value} is not a 32-bit number of seconds`);
-    return 4;
-  },
-  write(value, out, at) {
-    out.writeUInt32BE(value, at);
-  },
-};
+const Lifetime = u32Attribute(TurnAttrType.LIFETIME, 'LIFETIME');
 
 /** RFC 8656 section 18.4: the application data, any length. */
 const Data: AttributeDef<Buffer> = {
@@ -145,13 +138,11 @@ const ReservationToken: AttributeDef<Buffer> = {
   },
 };
 
-export interface AddressErrorValue {
+export interface AddressErrorValue extends ErrorCodeValue {
   family: 'IPv4' | 'IPv6';
-  code: number;
-  reason: string;
 }
 
-/** RFC 8656 section 18.12: family, reserved, class and number, reason. */
+/** RFC 8656 section 18.12: the family, a reserved byte, then ERROR-CODE's number and reason. */
 const AddressErrorCode: AttributeDef<AddressErrorValue> = {
   type: TurnAttrType.ADDRESS_ERROR_CODE,
   name: 'ADDRESS-ERROR-CODE',
@@ -159,21 +150,13 @@ const AddressErrorCode: AttributeDef<AddressErrorValue> = {
   decode(v, _h, offset) {
     const family = v[0] === AddressFamily.IPv6 ? 'IPv6' : v[0] === AddressFamily.IPv4 ? 'IPv4' : undefined;
     if (!family) throw new StunDecodeError('BAD_ADDRESS_FAMILY', 'ADDRESS-ERROR-CODE has an unknown family', offset, TurnAttrType.ADDRESS_ERROR_CODE);
-    const cls = v[2]! & 0x07;
-    const num = v[3]!;
-    if (cls < 3 || cls > 6 || num > 99) throw new StunDecodeError('BAD_VALUE', 'ADDRESS-ERROR-CODE is out of range', offset, TurnAttrType.ADDRESS_ERROR_CODE);
-    return { family, code: cls * 100 + num, reason: v.subarray(4).toString('utf8') };
+    return { family, ...decodeErrorNumber(v, offset, TurnAttrType.ADDRESS_ERROR_CODE, 'ADDRESS-ERROR-CODE') };
   },
-  size(value) {
-    if (value.code < 300 || value.code > 699) throw new StunEncodeError('BAD_VALUE', `ADDRESS-ERROR-CODE ${value.code} is outside 300-699`);
-    return 4 + Buffer.byteLength(value.reason, 'utf8');
-  },
+  size: (value) => errorNumberSize(value, 'ADDRESS-ERROR-CODE'),
   write(value, out, at) {
     out[at] = value.family === 'IPv6' ? AddressFamily.IPv6 : AddressFamily.IPv4;
     out[at + 1] = 0;
-    out[at + 2] = Math.floor(value.code / 100);
-    out[at + 3] = value.code % 100;
-    out.write(value.reason, at + 4, 'utf8');
+    writeErrorNumber(value, out, at);
   },
 };
 
