@@ -51,26 +51,14 @@ export interface BindingStats {
   };
 }
 
-function tlv(type: number, value: Buffer): Buffer {
-  const padded = (value.length + 3) & ~3;
-  const out = Buffer.alloc(4 + padded);
-  out.writeUInt16BE(type, 0);
-  out.writeUInt16BE(value.length, 2);
-  value.copy(out, 4);
-  return out;
-}
-
-function addressTlv(type: number, a: TransportAddress): Buffer {
-  const b = new MessageBuilder(Method.Binding, 0, Buffer.alloc(12)).add(
-    type === AttrType.OTHER_ADDRESS
-      ? Attr.OtherAddress
-      : type === AttrType.RESPONSE_ORIGIN
-        ? Attr.ResponseOrigin
-        : type === AttrType.SOURCE_ADDRESS
-          ? Attr.SourceAddress
-          : Attr.ChangedAddress,
-    a,
-  );
+/**
+ * Attributes encoded on their own: the TLVs a builder writes after the header. For the
+ * attributes that do not depend on the transaction id, encoded once and copied into every
+ * answer.
+ */
+function tlvs(add: (b: MessageBuilder) => void): Buffer {
+  const b = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, Buffer.alloc(12));
+  add(b);
   return b.encode().subarray(HEADER_LENGTH);
 }
 
@@ -78,7 +66,7 @@ export class BindingService {
   private readonly registry: AttributeRegistry;
   private readonly limiter: RateLimiter;
   private readonly paddingLength: number;
-  private readonly software: Buffer;
+  private readonly softwareText: string | undefined;
   /** extras[received-on][sent-from]: OTHER-ADDRESS, RESPONSE-ORIGIN and SOFTWARE, encoded once. */
   private readonly extras: Buffer[][];
   /** The same for RFC 3489 responses: SOURCE-ADDRESS, CHANGED-ADDRESS, SOFTWARE. */
@@ -103,7 +91,13 @@ export class BindingService {
     this.registry = options.registry ?? stunRegistry;
     this.limiter = new RateLimiter({ ratePerSecond: options.errorRate ?? 10, burst: options.errorBurst ?? 20 });
     this.paddingLength = options.paddingLength ?? 1500;
-    this.software = options.software === false ? Buffer.alloc(0) : tlv(AttrType.SOFTWARE, Buffer.from(softwareText(options.software ?? 'natkit'), 'utf8'));
+    this.softwareText = options.software === false ? undefined : softwareText(options.software ?? 'natkit');
+    const sw = this.softwareText;
+    const withSoftware = (add: (b: MessageBuilder) => void) =>
+      tlvs((b) => {
+        add(b);
+        if (sw !== undefined) b.add(Attr.Software, sw);
+      });
     this.extras = [];
     this.extras3489 = [];
     const n = this.full ? 4 : 1;
@@ -116,14 +110,14 @@ export class BindingService {
           // come from; RESPONSE-ORIGIN is where this one comes from.
           const other = endpoints[i ^ 3]!;
           const origin = endpoints[j]!;
-          this.extras[i]!.push(Buffer.concat([addressTlv(AttrType.OTHER_ADDRESS, other), addressTlv(AttrType.RESPONSE_ORIGIN, origin), this.software]));
+          this.extras[i]!.push(withSoftware((b) => b.add(Attr.OtherAddress, other).add(Attr.ResponseOrigin, origin)));
           // RFC 3489 section 11.2.3 and 11.2.5: SOURCE-ADDRESS and CHANGED-ADDRESS.
-          this.extras3489[i]!.push(Buffer.concat([addressTlv(AttrType.SOURCE_ADDRESS, origin), addressTlv(AttrType.CHANGED_ADDRESS, other), this.software]));
+          this.extras3489[i]!.push(withSoftware((b) => b.add(Attr.SourceAddress, origin).add(Attr.ChangedAddress, other)));
         } else {
-          this.extras[i]!.push(this.software);
+          this.extras[i]!.push(withSoftware(() => {}));
           const ep = endpoints[0];
           const specific = ep && ep.address !== '0.0.0.0' && ep.address !== '::';
-          this.extras3489[i]!.push(specific ? Buffer.concat([addressTlv(AttrType.SOURCE_ADDRESS, ep), this.software]) : this.software);
+          this.extras3489[i]!.push(withSoftware((b) => specific && b.add(Attr.SourceAddress, ep)));
         }
       }
     }
@@ -294,7 +288,7 @@ export class BindingService {
     const b = new MessageBuilder(msg.method, MessageClass.ErrorResponse, msg.transactionId);
     b.add(Attr.ErrorCode, { code, reason: reason ? `${ERROR_REASONS[code]}: ${reason}` : ERROR_REASONS[code]! });
     if (unknown) b.add(Attr.UnknownAttributes, [...unknown]);
-    if (this.software.length > 0) b.addRaw(AttrType.SOFTWARE, this.software.subarray(4, 4 + this.software.readUInt16BE(2)));
+    if (this.softwareText !== undefined) b.add(Attr.Software, this.softwareText);
     this.stats.errors[code] = (this.stats.errors[code] ?? 0) + 1;
     return { data: b.encode({ fingerprint: withFingerprint }), via, address: from.address, port: from.port };
   }
