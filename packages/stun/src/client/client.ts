@@ -113,7 +113,8 @@ export interface BindingResult extends StunResponse {
 }
 
 interface Pending {
-  resolve: (r: { message: StunMessage; from: TransportAddress; local: TransportAddress; rtt: number; sends: number }) => void;
+  /** A matching response arrived (from `from`). */
+  resolve: (message: StunMessage, from: TransportAddress) => void;
   reject: (e: Error) => void;
   accept: (m: StunMessage) => boolean;
   timer: TransactionTimer;
@@ -169,7 +170,7 @@ export class StunClient {
   private readonly streams = new Map<string, StreamConn>();
   private readonly auth = new Map<string, AuthState>();
   private readonly onSocketMessage = (buf: Buffer, rinfo: dgram.RemoteInfo) =>
-    this.onData(buf, { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port }, 'udp', undefined);
+    this.onData(buf, { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port }, 'udp');
   private closed = false;
   private readonly software: string | undefined;
   /** Datagrams and frames that were not STUN or failed to decode. */
@@ -418,7 +419,7 @@ export class StunClient {
       let local: TransportAddress = { family, address: family === 'IPv6' ? '::' : '0.0.0.0', port: 0 };
       let send: () => void = () => {};
       const p: Pending = {
-        resolve: (r) => resolve(r),
+        resolve: () => {},
         reject,
         accept: (m) => {
           if (!verifyKey) return true;
@@ -443,9 +444,9 @@ export class StunClient {
         finish();
         reject(e);
       };
-      p.resolve = (r) => {
+      p.resolve = (message, from) => {
         finish();
-        resolve({ ...r, local, rtt: this.clock.now() - start, sends: p.timer.sendCount });
+        resolve({ message, from, local, rtt: this.clock.now() - start, sends: p.timer.sendCount });
       };
       p.reject = fail;
       const schedule = () => {
@@ -544,7 +545,7 @@ export class StunClient {
     };
     socket.on('data', (chunk: Buffer) => {
       try {
-        conn.framer.push(chunk, (frame) => this.onData(frame, remote, server.transport, conn));
+        conn.framer.push(chunk, (frame) => this.onData(frame, remote, server.transport));
       } catch (err) {
         onClose('sent bytes that are not STUN', err as Error);
       }
@@ -554,7 +555,7 @@ export class StunClient {
     return conn;
   }
 
-  private onData(buf: Buffer, from: TransportAddress, transport: Transport, _conn: StreamConn | undefined): void {
+  private onData(buf: Buffer, from: TransportAddress, transport: Transport): void {
     if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) {
       this.opts.onUnmatched?.(buf, from, transport);
       return;
@@ -584,7 +585,7 @@ export class StunClient {
       this.dropped++;
       return;
     }
-    p.resolve({ message: msg, from, local: from, rtt: 0, sends: 0 });
+    p.resolve(msg, from);
   }
 
   /** Cancels pending transactions and closes the client's own sockets and connections. */

@@ -22,7 +22,7 @@ import {
   realClock,
 } from '@natkit/stun';
 import { TRANSPORT_UDP, TurnAttr, turnRegistry } from '../codec/attributes.js';
-import { MAX_CHANNEL, MIN_CHANNEL, encodeChannelData } from '../codec/channeldata.js';
+import { MAX_CHANNEL, MIN_CHANNEL, decodeChannelData, encodeChannelData, isChannelData } from '../codec/channeldata.js';
 import { RefreshSchedule } from './schedule.js';
 
 export interface TurnClientOptions {
@@ -209,12 +209,15 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
   }
 
   private onIncoming(data: Buffer, _from: TransportAddress): void {
-    if (data.length >= 4 && (data[0]! & 0xc0) === 0x40) {
-      const n = data.readUInt16BE(0);
-      const len = data.readUInt16BE(2);
-      const peer = this.channels.get(n);
-      if (!peer || 4 + len > data.length) return;
-      this.emit('data', data.subarray(4, 4 + len), peer);
+    if (isChannelData(data)) {
+      let cd;
+      try {
+        cd = decodeChannelData(data);
+      } catch {
+        return; // malformed: dropped
+      }
+      const peer = this.channels.get(cd.channel);
+      if (peer) this.emit('data', cd.data, peer);
       return;
     }
     let m: StunMessage;
