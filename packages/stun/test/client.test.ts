@@ -63,6 +63,12 @@ describe('TransactionTimer (RFC 8489 section 6.2.1)', () => {
     t.finish();
     expect(t.onTimeout(500)).toBe('wait');
     expect(t.nextTimeout()).toBeUndefined();
+    // Rc = 1: the only request is also the last, so the one wait is Rm * RTO, not RTO.
+    const once = new TransactionTimer(1000, { rto: 100, rc: 1, rm: 4 });
+    expect(once.nextTimeout()).toBe(1400);
+    expect(once.onTimeout(1399)).toBe('wait');
+    expect(once.onTimeout(1400)).toBe('timeout');
+    expect(once.sendCount).toBe(1);
   });
 });
 
@@ -113,14 +119,20 @@ describe('StunClient over UDP with an injected clock', () => {
     const sock = dgram.createSocket('udp4');
     sock.on('message', (buf, rinfo) => {
       const m = decodeMessage(buf);
-      // First an answer to some other transaction, then the right one.
+      // First an answer to some other transaction, then one with the right id whose
+      // FINGERPRINT does not match (not STUN, RFC 8489 section 7.3), then the right one.
       const wrong = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse)
         .add(Attr.XorMappedAddress, { family: 'IPv4', address: '1.2.3.4', port: 1 })
         .encode();
+      const badFingerprint = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, m.transactionId)
+        .add(Attr.XorMappedAddress, { family: 'IPv4', address: '6.6.6.6', port: 6 })
+        .encode({ fingerprint: true });
+      badFingerprint[badFingerprint.length - 1]! ^= 1;
       const right = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, m.transactionId)
         .add(Attr.XorMappedAddress, { family: 'IPv4', address: '5.6.7.8', port: 9 })
         .encode({ fingerprint: true });
       sock.send(wrong, rinfo.port, rinfo.address);
+      sock.send(badFingerprint, rinfo.port, rinfo.address);
       sock.send(right, rinfo.port, rinfo.address);
     });
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
@@ -132,6 +144,7 @@ describe('StunClient over UDP with an injected clock', () => {
     expect(r.sends).toBe(1);
     expect(unmatched).toHaveLength(1);
     expect(decodeMessage(unmatched[0]!).get(Attr.XorMappedAddress)!.address).toBe('1.2.3.4');
+    expect(c.dropped).toBe(1);
   });
 
   it('can be aborted with an AbortSignal', async () => {
@@ -263,6 +276,20 @@ describe('StunClient long-term credentials (RFC 8489 section 9.2)', () => {
     const c = track(new StunClient({ credentials: { username, password: 'wrong' } }));
     await expect(c.binding({ address: '127.0.0.1', port: srv.port })).rejects.toMatchObject({ code: 'AUTH_FAILED', errorCode: 401 });
     expect(srv.log).toEqual(['401', 'bad integrity']);
+  });
+
+  it('gives up with the 438 after three fresh nonces in a row instead of looping', async () => {
+    let n = 0;
+    const srv = await fakeServer((m) => {
+      const b = new MessageBuilder(m.method, MessageClass.ErrorResponse, m.transactionId);
+      if (!m.has(AttrType.MESSAGE_INTEGRITY) && !m.has(AttrType.MESSAGE_INTEGRITY_SHA256)) b.add(Attr.ErrorCode, { code: 401, reason: 'Unauthorized' });
+      else b.add(Attr.ErrorCode, { code: 438, reason: 'Stale Nonce' });
+      return b.add(Attr.Realm, realm).add(Attr.Nonce, `n${++n}`).encode();
+    });
+    const c = track(new StunClient({ credentials: { username, password } }));
+    await expect(c.binding({ address: '127.0.0.1', port: srv.port })).rejects.toMatchObject({ code: 'ERROR_RESPONSE', errorCode: 438 });
+    // The unauthenticated request, the first authenticated one, then three retries.
+    expect(srv.seen.map((m) => m.get(Attr.Nonce))).toEqual([undefined, 'n1', 'n2', 'n3', 'n4']);
   });
 
   it('ignores a success response whose integrity does not match (RFC 8489 section 9.2.5)', async () => {

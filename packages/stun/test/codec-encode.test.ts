@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Attr,
   type AttributeDef,
+  AttributeRegistry,
   AttrType,
   Method,
   MessageBuilder,
@@ -299,6 +300,21 @@ describe('MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT', () => {
     expect(checkIntegrity(plain, KEY)).toBe('absent');
     expect(verifyIntegrity(plain, KEY)).toBe(false);
     expect(verifyFingerprint(plain)).toBe(true);
+    // Integrity attributes of lengths RFC 8489 sections 14.5 and 14.6 do not allow, read
+    // through a registry that checks no lengths: a mismatch whatever the key, and never a
+    // match for an empty MAC (which any HMAC truncated to 0 bytes would equal).
+    for (const [type, lengths] of [
+      [AttrType.MESSAGE_INTEGRITY_SHA256, [0, 4, 18, 36]],
+      [AttrType.MESSAGE_INTEGRITY, [0, 16, 24]],
+    ] as const) {
+      for (const len of lengths) {
+        const bytes = builder(MessageClass.Request).addRaw(type, Buffer.alloc(len)).encode();
+        const m = decodeMessage(bytes, { registry: new AttributeRegistry() });
+        expect(type === AttrType.MESSAGE_INTEGRITY ? m.integrityAt : m.integritySha256At).toBe(20);
+        expect(checkIntegrity(m, KEY), `${type} of ${len} bytes`).toBe('mismatch');
+        expect(checkIntegrity(m, Buffer.alloc(0)), `${type} of ${len} bytes, empty key`).toBe('mismatch');
+      }
+    }
   });
 
   it('no FINGERPRINT: verifyFingerprint is false and fingerprintAt is -1', () => {

@@ -9,6 +9,7 @@ import {
   Method,
   StunClient,
   StunServer,
+  StunServerError,
   StunTransactionError,
   decodeMessage,
   verifyFingerprint,
@@ -149,14 +150,22 @@ describe('stunserver, basic mode', () => {
   });
 
   it('closes a TCP connection that sends bytes that are not STUN', async () => {
-    const s = await server({ address: '127.0.0.1', udp: false });
+    // No idle timeout within the test's time: only the framing check may close it.
+    const s = await server({ address: '127.0.0.1', udp: false, idleTimeoutMs: 600_000 });
     const port = s.listening.find((l) => l.transport === 'tcp')!.port;
     const sock = net.connect(port, '127.0.0.1');
     const closed = new Promise<void>((r) => sock.on('close', () => r()));
     sock.on('error', () => {});
     sock.write('\xff\xff garbage that is not STUN');
-    await closed;
-    expect(s.streamDrops.badFraming).toBe(1);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      closed,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the server did not close the connection')), 5000))),
+    ]).finally(() => {
+      clearTimeout(timer);
+      sock.destroy();
+    });
+    expect(s.streamDrops).toEqual({ refused: 0, badFraming: 1, idle: 0 });
   });
 });
 
@@ -251,8 +260,20 @@ describe('stunserver, RFC 5780 full mode on 127.0.0.1 and 127.0.0.2', () => {
     expect(s.stats.dropped.malformed).toBe(1);
   });
 
-  it('refuses a wildcard or mismatched alternate address', async () => {
-    await expect(StunServer.start({ port: 0, address: '0.0.0.0', alternateAddress: '127.0.0.2' })).rejects.toThrow(/specific/);
-    await expect(StunServer.start({ port: 0, address: '127.0.0.1', alternateAddress: '::1' })).rejects.toThrow(/family/);
+  it('refuses a wildcard, mismatched or identical alternate address', async () => {
+    const cases: Array<[Parameters<typeof StunServer.start>[0], RegExp]> = [
+      [{ port: 0, address: '0.0.0.0', alternateAddress: '127.0.0.2' }, /specific/],
+      [{ port: 0, address: '127.0.0.1', alternateAddress: '::1' }, /family/],
+      [{ port: 0, address: '127.0.0.1', alternateAddress: '127.0.0.1' }, /must differ/],
+    ];
+    expect.assertions(cases.length * 2);
+    for (const [opts, message] of cases) {
+      const err = await StunServer.start(opts).then(
+        (s) => s.close(),
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StunServerError);
+      expect(err).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(message) });
+    }
   });
 });

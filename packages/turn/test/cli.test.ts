@@ -322,6 +322,10 @@ describe('relayserver running', () => {
     expect(after.body).toMatch(/^natkit_turn_allocations 1$/m);
     expect(after.body).toMatch(/^natkit_turn_relayed_packets_total\{direction="to_peer"\} 1$/m);
     expect(after.body).toMatch(/^natkit_turn_relayed_packets_total\{direction="to_client"\} 1$/m);
+    // 'ping' and 'pong': four application bytes each way, and one allocation made.
+    expect(after.body).toMatch(/^natkit_turn_relayed_bytes_total\{direction="to_peer"\} 4$/m);
+    expect(after.body).toMatch(/^natkit_turn_relayed_bytes_total\{direction="to_client"\} 4$/m);
+    expect(after.body).toMatch(/^natkit_turn_allocations_created_total 1$/m);
     expect((await httpGet(url.replace('/metrics', '/healthz'))).body).toBe('ok\n');
     await turn.close();
     expect(await s.proc.stop('SIGINT')).toBe(0);

@@ -4,8 +4,9 @@
 // a range dropped from DEFAULT_DENIED_V4/V6 fails here.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatIPv6, ipToBytes } from '@natkit/stun';
+import { StunEncodeError, formatIPv6, ipToBytes } from '@natkit/stun';
 import { DEFAULT_DENIED_V4, DEFAULT_DENIED_V6, PeerPolicy, embeddedIPv4, parseCidr } from '../src/index.js';
+import { thrown } from '../../../test/helpers/thrown.js';
 
 // ---------------------------------------------------------------------------------------
 // The spec: the denied IPv4 ranges, with the first, a middle and the last address
@@ -405,7 +406,7 @@ describe("PeerPolicy: the server's own addresses", () => {
     expect(p.allowed('198.51.100.1')).toBe(false);
     expect(p.allowed('::ffff:198.51.100.1')).toBe(false);
     expect(p.allowed('64:ff9b::c633:6401')).toBe(false);
-    expect(() => p.addOwnAddress('not an address')).toThrow();
+    expect(thrown(StunEncodeError, () => p.addOwnAddress('not an address')).code).toBe('BAD_ADDRESS');
   });
 
   it('an explicit deny still beats everything; own addresses are refused without any defaults', () => {

@@ -74,6 +74,20 @@ async function expectError(p: Promise<unknown>, code: number): Promise<void> {
   await expect(p).rejects.toMatchObject({ errorCode: code });
 }
 
+/** Turns of the event loop until `cond` holds (for drop counters bumped by datagrams in flight). */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise<void>((r) => setImmediate(r));
+  if (!cond()) throw new Error(`never happened: ${what}`);
+}
+
+/**
+ * Sets a ManualClock's time without firing its timers: the server's sweep (a timer) does
+ * not run, so what is checked is the expiry test on each packet, not the sweep.
+ */
+function jump(clock: ManualClock, to: number): void {
+  (clock as unknown as { t: number }).t = to;
+}
+
 describe('relayserver: allocations and relaying', () => {
   for (const transport of ['udp', 'tcp', 'tls'] as const) {
     it(`allocates over ${transport} and relays both ways by Send/Data indications and by ChannelData`, async () => {
@@ -113,6 +127,14 @@ describe('relayserver: allocations and relaying', () => {
       const a = s.allAllocations()[0]!;
       expect(a.counters).toEqual({ toPeerPackets: 2, toPeerBytes: 13, toClientPackets: 2, toClientBytes: 17 });
       expect(a.client.transport).toBe(transport);
+      // The server-wide counters (Prometheus) say the same: application bytes, not the
+      // bytes of the Send/Data indications or ChannelData headers around them.
+      const metrics = s.metrics.render();
+      expect(metrics).toMatch(/^natkit_turn_allocations_created_total 1$/m);
+      expect(metrics).toMatch(/^natkit_turn_relayed_packets_total\{direction="to_peer"\} 2$/m);
+      expect(metrics).toMatch(/^natkit_turn_relayed_bytes_total\{direction="to_peer"\} 13$/m);
+      expect(metrics).toMatch(/^natkit_turn_relayed_packets_total\{direction="to_client"\} 2$/m);
+      expect(metrics).toMatch(/^natkit_turn_relayed_bytes_total\{direction="to_client"\} 17$/m);
     });
   }
 
@@ -347,16 +369,20 @@ describe('relayserver: credentials', () => {
     const s = await relay();
     const alice = await client(s);
     const bob = await client(s, { username: 'bob', password: 'builder' });
+    const p = await peer();
+    await bob.createPermission(p.addr);
     s.reloadCredentials(parseUsers('alice:wonderland\ndave:pw'), []);
     const dave = await client(s, { username: 'dave', password: 'pw' });
     expect(dave.relayed).toHaveLength(1);
     expect(s.allocationCount).toBe(3);
     expect(await alice.refresh(600)).toBe(600);
     // Bob was removed: his allocation is not dropped by the reload, and still relays
-    // until its lifetime ends, but he can no longer refresh it.
-    const p = await peer();
-    await bob.createPermission(p.addr).catch(() => {});
-    await expect(bob.refresh(600)).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    // until its lifetime ends (his permission from before the reload holds), but he can no
+    // longer make permissions or refresh it.
+    await bob.send(p.addr, Buffer.from('bob still relays'));
+    expect((await p.next())[0].toString()).toBe('bob still relays');
+    await expect(bob.createPermission({ ...p.addr, address: '127.0.0.2' })).rejects.toMatchObject({ code: 'AUTH_FAILED', errorCode: 401 });
+    await expect(bob.refresh(600)).rejects.toMatchObject({ code: 'AUTH_FAILED', errorCode: 401 });
     expect(s.allAllocations().map((a) => a.username).sort()).toEqual(['alice', 'bob', 'dave']);
   });
 });
@@ -381,7 +407,36 @@ describe('relayserver: lifetimes with an injected clock', () => {
     expect(a.expiresAt).toBe(900_000);
     // Stop the client's timers without deleting the allocation, then let it run out.
     (c as unknown as { schedule: { clear(): void } }).schedule.clear();
-    clock.advance(600_000);
+    // Shortly before the end: a permission for p (Send/Data indications) and a channel to
+    // q (ChannelData), and data flows both ways with each.
+    const p = await peer();
+    const q = await peer('127.0.0.2');
+    jump(clock, 800_000);
+    await c.createPermission(p.addr);
+    await c.bindChannel(q.addr);
+    for (const x of [p, q]) {
+      const d = nextData(c);
+      await x.send(Buffer.from('alive'), c.relayed[0]!.port, '127.0.0.1');
+      expect((await d)[0].toString()).toBe('alive');
+      await c.send(x.addr, Buffer.from('alive'));
+      expect((await x.next())[0].toString()).toBe('alive');
+    }
+    // At 900 s it has expired, though the sweep has not run: the permissions (until
+    // 1100 s) and the channel no longer count, nothing is relayed either way, and a Refresh
+    // gets 437.
+    jump(clock, 900_000);
+    const want = { no_permission: s.dropped('no_permission') + 2, no_allocation: s.dropped('no_allocation') + 1, no_channel: s.dropped('no_channel') + 1 };
+    for (const x of [p, q]) {
+      await x.send(Buffer.from('too late'), c.relayed[0]!.port, '127.0.0.1');
+      await c.send(x.addr, Buffer.from('too late'));
+    }
+    await until(
+      () => (Object.keys(want) as Array<keyof typeof want>).every((r) => s.dropped(r) === want[r]),
+      'both peers\' datagrams, the Send indication and the ChannelData dropped',
+    );
+    await expectError(c.refresh(600), 437);
+    expect(a.counters).toMatchObject({ toPeerPackets: 2, toClientPackets: 2 });
+    expect(p.queued + q.queued).toBe(0);
     s.sweep();
     expect(s.allocationCount).toBe(0);
   });
@@ -401,17 +456,56 @@ describe('relayserver: lifetimes with an injected clock', () => {
     expect(s.allocationCount).toBe(1);
   });
 
-  it('permissions last 300 s and channels 600 s unless refreshed', async () => {
+  it('permissions last 300 s and channels 600 s unless refreshed, for the data relayed too', async () => {
     const clock = new ManualClock(0);
     const s = await relay({ clock });
     const c = await client(s, { lifetime: 3600 });
     const p = await peer();
+    const relayedPort = c.relayed[0]!.port;
     await c.createPermission(p.addr);
     const a = s.allAllocations()[0]!;
     expect(a.permitted('127.0.0.1', 299_999)).toBe(true);
     expect(a.permitted('127.0.0.1', 300_000)).toBe(false);
+    /** One datagram each way, each arriving as sent (and first: nothing dropped before it got through). */
+    const through = async (text: string) => {
+      const d = nextData(c);
+      await p.send(Buffer.from(text), relayedPort, '127.0.0.1');
+      expect((await d)[0].toString()).toBe(text);
+      await c.send(p.addr, Buffer.from(text));
+      expect((await p.next())[0].toString()).toBe(text);
+    };
+    /** One datagram each way, both refused for want of a permission; waits until the server has counted them. */
+    const refused = async (text: string) => {
+      const want = s.dropped('no_permission') + 2;
+      await p.send(Buffer.from(text), relayedPort, '127.0.0.1');
+      await c.send(p.addr, Buffer.from(text));
+      await until(() => s.dropped('no_permission') === want, `${text}: both dropped`);
+    };
+    // The times below are set without running the server's sweep (see jump()).
+    jump(clock, 299_999);
+    await through('in time');
+    jump(clock, 300_000);
+    await refused('permission over');
+    // A channel binding at 300 s: the channel until 900 s, the permission until 600 s.
     await c.bindChannel(p.addr);
-    clock.advance(600_000);
+    await through('by channel');
+    jump(clock, 600_000);
+    await refused('channel without permission');
+    // A new permission at 700 s (until 1000 s); the channel still holds until 900 s.
+    jump(clock, 700_000);
+    await c.createPermission(p.addr);
+    await through('by channel again');
+    jump(clock, 900_000);
+    // The channel is over: the client's ChannelData on it is dropped, while the peer's
+    // datagrams still reach the client (by Data indication) under the permission.
+    const noChannel = s.dropped('no_channel');
+    await c.send(p.addr, Buffer.from('channel over'));
+    await until(() => s.dropped('no_channel') === noChannel + 1, 'ChannelData on the expired channel dropped');
+    const d = nextData(c);
+    await p.send(Buffer.from('as Data'), relayedPort, '127.0.0.1');
+    expect((await d)[0].toString()).toBe('as Data');
+    expect(p.queued).toBe(0);
+    jump(clock, 1_000_000);
     s.sweep();
     expect(a.channels.size).toBe(0);
     expect(a.permissions.size).toBe(0);

@@ -31,6 +31,7 @@ import {
   decodeMessage,
   longTermKey,
   offeredAlgorithms,
+  userhash,
   verifyIntegrity,
 } from '@natkit/stun';
 import {
@@ -38,6 +39,7 @@ import {
   TRANSPORT_UDP,
   TurnAttr,
   TurnServer,
+  TurnServerError,
   type TurnServerOptions,
   encodeChannelData,
   parseUsers,
@@ -632,7 +634,9 @@ describe('peer policy over the wire: allowPeers and denyPeers', () => {
   });
 
   it('a bad CIDR in allowPeers or denyPeers stops the server from starting', async () => {
+    await expect(relay({ allowPeers: ['10.0.0.0/33'] })).rejects.toThrow(TurnServerError);
     await expect(relay({ allowPeers: ['10.0.0.0/33'] })).rejects.toThrow(/prefix/);
+    await expect(relay({ denyPeers: ['not-a-range'] })).rejects.toThrow(TurnServerError);
     await expect(relay({ denyPeers: ['not-a-range'] })).rejects.toThrow(/CIDR/);
   });
 });
@@ -764,7 +768,14 @@ describe('authentication', () => {
     // REALM says natkit but the key is the one for "evil": wrong credentials, 401.
     const m2 = await c.request(Method.Allocate, allocateAttrs, { key: c.key('evil') });
     expect(outcome(m2)).toBe(401);
+    // Both of those fail the MAC as well. Here the MAC is right for this server's realm
+    // and only REALM names another one: the REALM check alone refuses it.
+    const m3 = await c.request(Method.Allocate, allocateAttrs, { realm: 'evil', key: c.key('natkit') });
+    expect(outcome(m3)).toBe(401);
+    expect(m3.get(Attr.Realm)).toBe('natkit');
     expect(s.allocationCount).toBe(0);
+    // The positive control: the same key with REALM natkit is accepted.
+    await c.allocate();
   });
 
   it("a validly signed request replayed on another allocation's 5-tuple gets 441, on one without an allocation 437", async () => {
@@ -793,6 +804,8 @@ describe('authentication', () => {
     expect(bobs.channels.size).toBe(0);
     expect(s.allocationCount).toBe(2);
     expect(s.metrics.render()).toMatch(/natkit_turn_error_responses_total\{code="441"\} 3\n/);
+    // A request authenticated as another user is refused for its credentials: counted.
+    expect(s.metrics.render()).toMatch(/natkit_turn_auth_failures_total 3\n/);
     // From another IP the nonce does not hold: 438.
     const elsewhere = await turn(s, { from: '127.0.0.2' });
     expect(outcome(await new Turn(elsewhere.wire).exchange(signed[0]!))).toBe(438);
@@ -879,6 +892,62 @@ describe('authentication', () => {
     expect([...s.allAllocations()[0]!.permissions.keys()]).toEqual(['198.51.100.7']);
   });
 
+  it('400 for a signed request without USERNAME, REALM or NONCE, or naming password algorithms not as offered; 401 for an unknown USERHASH', async () => {
+    const s = await relay();
+    const c = await turn(s);
+    await c.challenge();
+    const key = c.key();
+    /** A signed Allocate with the given credential attributes only. */
+    const signed = (attrs: { user?: boolean; hash?: Buffer; realm?: boolean; nonce?: boolean }, add?: (b: MessageBuilder) => void) => {
+      const b = allocateAttrs(new MessageBuilder(Method.Allocate, MessageClass.Request));
+      add?.(b);
+      if (attrs.user) b.add(Attr.Username, 'alice');
+      if (attrs.hash) b.add(Attr.Userhash, attrs.hash);
+      if (attrs.realm) b.add(Attr.Realm, c.realm);
+      if (attrs.nonce) b.add(Attr.Nonce, c.nonce);
+      return b.encode({ integrity: { key } });
+    };
+    // RFC 8489 section 9.2.4: MESSAGE-INTEGRITY without one of them is a 400, not a 401.
+    for (const [what, attrs] of [
+      ['no USERNAME', { realm: true, nonce: true }],
+      ['no REALM', { user: true, nonce: true }],
+      ['no NONCE', { user: true, realm: true }],
+    ] as const) {
+      const m = await c.exchange(signed(attrs));
+      expect(outcome(m), what).toBe(400);
+      expect(m.has(AttrType.NONCE), what).toBe(false);
+    }
+    // PASSWORD-ALGORITHMS must echo the server's list exactly, with PASSWORD-ALGORITHM one of it.
+    const md5 = { algorithm: PasswordAlgorithm.MD5, parameters: Buffer.alloc(0) };
+    const algorithms: Array<[string, (b: MessageBuilder) => void]> = [
+      ['a list other than the one offered', (b) => b.add(Attr.PasswordAlgorithms, offeredAlgorithms([PasswordAlgorithm.MD5])).add(Attr.PasswordAlgorithm, md5)],
+      ['PASSWORD-ALGORITHM alone', (b) => b.add(Attr.PasswordAlgorithm, md5)],
+      ['PASSWORD-ALGORITHMS alone', (b) => b.add(Attr.PasswordAlgorithms, offeredAlgorithms())],
+      ['an algorithm not offered', (b) => b.add(Attr.PasswordAlgorithms, offeredAlgorithms()).add(Attr.PasswordAlgorithm, { algorithm: 0x99, parameters: Buffer.alloc(0) })],
+    ];
+    for (const [what, add] of algorithms) expect(outcome(await c.exchange(signed({ user: true, realm: true, nonce: true }, add))), what).toBe(400);
+    // An unknown USERHASH is an unknown user: 401 with a challenge, like a wrong password.
+    const unknown = await c.exchange(signed({ hash: userhash('mallory', c.realm), realm: true, nonce: true }));
+    expect(outcome(unknown)).toBe(401);
+    expect(unknown.get(Attr.Nonce)).toMatch(/^obMatJos2/);
+    expect(s.allocationCount).toBe(0);
+    // The positive controls: the offered list with MD5 chosen, and alice's USERHASH.
+    const listed = await c.exchange(signed({ user: true, realm: true, nonce: true }, (b) => b.add(Attr.PasswordAlgorithms, offeredAlgorithms()).add(Attr.PasswordAlgorithm, md5)));
+    expect(outcome(listed)).toBe('success');
+    const other = await turn(s);
+    await other.challenge();
+    other.realm = c.realm;
+    const byHash = await other.exchange(
+      allocateAttrs(new MessageBuilder(Method.Allocate, MessageClass.Request))
+        .add(Attr.Userhash, userhash('alice', c.realm))
+        .add(Attr.Realm, other.realm)
+        .add(Attr.Nonce, other.nonce)
+        .encode({ integrity: { key } }),
+    );
+    expect(outcome(byHash)).toBe('success');
+    expect(s.allocationCount).toBe(2);
+  });
+
   it('attributes appended after MESSAGE-INTEGRITY are ignored, not acted on', async () => {
     const s = await relay();
     const c = await turn(s);
@@ -950,6 +1019,9 @@ describe('quotas', () => {
       if (outcome(m) === 'success') expect(outcome(await c.request(Method.Refresh, (b) => b.add(TurnAttr.Lifetime, 0)))).toBe('success');
     }
     expect(s.allocationCount).toBe(0);
+    // Each reservation counts against the quota of 2 until it expires: two rounds succeed,
+    // then 486 (without this a run where every Allocate failed would pass the bound below).
+    expect(results).toEqual(['success', 'success', ...Array(8).fill(486)]);
     // Two allocations' worth at most: each holds its port and the reserved next one.
     expect(held(), `relay sockets held for one user after ${results.join(',')}`).toBeLessThanOrEqual(2 * 2);
   });
@@ -1025,6 +1097,14 @@ describe('rate limiting of unauthenticated error answers', () => {
     // Time refills the bucket at errorRate per second.
     clock.advance(1000);
     expect(await flood(a, 5, allocate)).toEqual([401]);
+    // However long a source was quiet, its bucket holds no more than the burst.
+    clock.advance(3_600_000);
+    expect(await flood(a, 30, allocate)).toEqual(Array(20).fill(401));
+    // The burst is twice errorRate when that is more than 20.
+    const s2 = await relay({ clock, errorRate: 15 });
+    const d = await turn(s2, { from: '127.0.0.3' });
+    expect(await flood(d, 40, allocate)).toEqual(Array(30).fill(401));
+    expect(s2.dropped('rate_limited')).toBe(10);
   });
 
   it('a flood of Binding requests that need an error answer is limited too', async () => {
@@ -1036,8 +1116,9 @@ describe('rate limiting of unauthenticated error answers', () => {
     const unknown = () => new MessageBuilder(Method.Binding, MessageClass.Request).addRaw(0x0031, Buffer.alloc(4)).encode();
     const change = () => new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.ChangeRequest, { changeIp: true, changePort: true }).encode();
     const got = [...(await flood(c, 30, unknown)), ...(await flood(c, 30, change))];
-    expect(got.length).toBeLessThanOrEqual(20);
-    expect(got.every((o) => o === 420)).toBe(true);
+    // Exactly the burst (20) is answered, each with 420, and nothing after it: 'at most 20'
+    // alone would also pass if no error answer were ever sent.
+    expect(got).toEqual(Array(20).fill(420));
   });
 });
 
@@ -1336,15 +1417,26 @@ describe('hostile input', () => {
 
   it('TCP: a header announcing a huge message that never comes is held, not acted on, and freed on close', async () => {
     const s = await relay();
+    const conns = (s as unknown as { conns: Set<unknown> }).conns;
     const w = await tcpWire(s);
     const h = new MessageBuilder(Method.Allocate, MessageClass.Request).encode();
     h.writeUInt16BE(0xfffc, 2);
     await w.send(h);
     await w.send(Buffer.alloc(1000));
-    await w.close();
+    // Another client is served meanwhile (by then the 1020 bytes have long arrived).
     const ok = await turn(s, { transport: 'tcp' });
     await ok.allocate();
     expect(s.allocationCount).toBe(1);
+    // Held: no answer, nothing dropped, and the server has not closed the connection.
+    expect(w.queued).toBe(0);
+    expect(totalDrops(s)).toBe(0);
+    expect(w.socket.readableEnded).toBe(false);
+    expect(conns.size).toBe(2);
+    // Freed on close: the server forgets the connection and what it held.
+    await w.close();
+    await until(() => conns.size === 1, 'the server letting go of the closed connection');
+    expect(totalDrops(s)).toBe(0);
+    expect(outcome(await ok.request(Method.Refresh))).toBe('success');
   });
 });
 
