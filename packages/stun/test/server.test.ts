@@ -149,6 +149,18 @@ describe('stunserver, basic mode', () => {
     expect(s.stats.dropped.rateLimited).toBe(7);
   });
 
+  it('answers CHANGE-REQUEST and RESPONSE-PORT over TCP with 420 (behaviour discovery is UDP only)', async () => {
+    const s = await server({ address: '127.0.0.1', alternateAddress: '127.0.0.2' });
+    const c = client();
+    const tcp = { address: '127.0.0.1', port: s.listening.find((l) => l.transport === 'tcp')!.port, transport: 'tcp' as const };
+    const change = c.binding(tcp, { attributes: (b) => b.add(Attr.ChangeRequest, { changeIp: true, changePort: false }) });
+    await expect(change).rejects.toMatchObject({ code: 'ERROR_RESPONSE', errorCode: 420 });
+    const port = c.binding(tcp, { attributes: (b) => b.add(Attr.ResponsePort, 40000) });
+    await expect(port).rejects.toMatchObject({ code: 'ERROR_RESPONSE', errorCode: 420 });
+    // A plain Binding on the same connection is answered.
+    expect((await c.binding(tcp)).mapped.address).toBe('127.0.0.1');
+  });
+
   it('closes a TCP connection that sends bytes that are not STUN', async () => {
     // No idle timeout within the test's time: only the framing check may close it.
     const s = await server({ address: '127.0.0.1', udp: false, idleTimeoutMs: 600_000 });

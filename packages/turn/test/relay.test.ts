@@ -242,6 +242,38 @@ describe('relayserver: error codes', () => {
     expect(e.errorCode).toBe(420);
   });
 
+  it('400 for attribute combinations RFC 8656 section 7.2 forbids, and 508 while draining', async () => {
+    const s = await relay();
+    const udp = (b: MessageBuilder) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
+    const token = Buffer.alloc(8, 1);
+    await expectError(alloc(stun(s), s, (b) => udp(b).add(TurnAttr.ReservationToken, token).add(TurnAttr.EvenPort, { reserve: false })), 400);
+    await expectError(alloc(stun(s), s, (b) => udp(b).add(TurnAttr.ReservationToken, token).add(TurnAttr.RequestedAddressFamily, 'IPv4')), 400);
+    await expectError(alloc(stun(s), s, (b) => udp(b).add(TurnAttr.RequestedAddressFamily, 'IPv4').add(TurnAttr.AdditionalAddressFamily, 'IPv6')), 400);
+    await expectError(alloc(stun(s), s, (b) => udp(b).add(TurnAttr.AdditionalAddressFamily, 'IPv4')), 400);
+    expect(s.allocationCount).toBe(0);
+    // With no IPv6 relay address, a dual-stack request still gets its IPv4 allocation and an
+    // ADDRESS-ERROR-CODE for IPv6 (RFC 8656 section 7.2).
+    const dual = await alloc(stun(s), s, (b) => udp(b).add(TurnAttr.AdditionalAddressFamily, 'IPv6'));
+    expect(dual.message.getAll(TurnAttr.XorRelayedAddress).map((a) => a.family)).toEqual(['IPv4']);
+    expect(dual.message.get(TurnAttr.AddressErrorCode)).toMatchObject({ family: 'IPv6', code: 440 });
+    const draining = s.drain(60_000);
+    await expectError(alloc(stun(s), s, udp), 508);
+    await s.close();
+    expect(await draining).toBe(1);
+  });
+
+  it('400 for CreatePermission without XOR-PEER-ADDRESS and ChannelBind without its attributes', async () => {
+    const s = await relay();
+    const c = await client(s);
+    const sc = (c as unknown as { stun: StunClient }).stun;
+    const peer = { family: 'IPv4' as const, address: '127.0.0.1', port: 5000 };
+    await expectError(sc.request(c.server, { method: Method.CreatePermission }), 400);
+    await expectError(sc.request(c.server, { method: Method.ChannelBind, attributes: (b) => b.add(TurnAttr.XorPeerAddress, peer) }), 400);
+    await expectError(sc.request(c.server, { method: Method.ChannelBind, attributes: (b) => b.add(TurnAttr.ChannelNumber, 0x4000) }), 400);
+    expect(s.allAllocations()[0]!.permissions.size).toBe(0);
+    expect(s.allAllocations()[0]!.channels.size).toBe(0);
+  });
+
   it('401 without credentials and with a wrong password; 438 for a stale nonce', async () => {
     const clock = new ManualClock(1_000_000);
     const s = await relay({ clock, nonceLifetimeMs: 60_000 });
