@@ -13,6 +13,7 @@ export * from './credentials/keys.js';
 export * from './net/clock.js';
 export * from './net/framing.js';
 export * from './net/udp.js';
+export * from './net/network.js';
 export * from './client/transaction.js';
 export * from './client/client.js';
 export * from './server/ratelimit.js';
