@@ -1,4 +1,4 @@
-import type { TransportAddress } from '@natkit/stun';
+import { type TransportAddress, canonicalIp, crc32 } from '@natkit/stun';
 
 /**
  * ICE candidates as plain data (RFC 8445 section 5.1, RFC 8839 section 5.1), their
@@ -81,4 +81,15 @@ export function pairPriority(controlling: number, controlled: number): bigint {
   const d = BigInt(controlled >>> 0);
   const [min, max] = g < d ? [g, d] : [d, g];
   return (min << 32n) + 2n * max + (g > d ? 1n : 0n);
+}
+
+/**
+ * RFC 8445 section 5.1.1.3: candidates share a foundation when they have the same type, base
+ * IP address, STUN/TURN server IP address and transport. The foundation is an opaque string
+ * of ice-chars; here the decimal CRC-32 of those four, so that every gatherer and agent in
+ * a process (and after a restart) gives the same candidates the same foundation.
+ */
+export function candidateFoundation(type: CandidateType, baseIp: string, serverIp: string | undefined, transport = 'udp'): string {
+  const key = `${type}|${canonicalIp(baseIp)}|${serverIp === undefined ? '' : canonicalIp(serverIp)}|${transport.toLowerCase()}`;
+  return String(crc32(Buffer.from(key, 'utf8')) >>> 0);
 }

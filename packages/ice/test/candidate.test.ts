@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TYPE_PREFERENCE, candidatePriority, pairPriority } from '../src/index.js';
+import { TYPE_PREFERENCE, candidateFoundation, candidatePriority, pairPriority } from '../src/index.js';
 
 describe('candidate priority (RFC 8445 section 5.1.2.1)', () => {
   it('gives the numbers browsers and libnice put on the wire', () => {
@@ -49,5 +49,19 @@ describe('pair priority (RFC 8445 section 6.1.2.3), exact beyond 2^53', () => {
   it('orders pairs by the lower priority first, then the higher, then the role bit', () => {
     expect(pairPriority(100, 200) > pairPriority(300, 50)).toBe(true);
     expect(pairPriority(200, 100) > pairPriority(100, 200)).toBe(true);
+  });
+});
+
+describe('foundations (RFC 8445 section 5.1.1.3)', () => {
+  it('are equal exactly when type, base IP, server IP and transport are', () => {
+    const f = candidateFoundation('srflx', '10.0.0.2', '203.0.113.1', 'udp');
+    expect(f).toMatch(/^[0-9]{1,10}$/);
+    expect(candidateFoundation('srflx', '10.0.0.2', '203.0.113.1', 'UDP')).toBe(f);
+    expect(candidateFoundation('srflx', '10.0.0.3', '203.0.113.1', 'udp')).not.toBe(f);
+    expect(candidateFoundation('srflx', '10.0.0.2', '203.0.113.9', 'udp')).not.toBe(f);
+    expect(candidateFoundation('relay', '10.0.0.2', '203.0.113.1', 'udp')).not.toBe(f);
+    expect(candidateFoundation('srflx', '10.0.0.2', '203.0.113.1', 'tcp')).not.toBe(f);
+    // One address, two spellings: one foundation.
+    expect(candidateFoundation('host', '2001:db8:0:0::1', undefined)).toBe(candidateFoundation('host', '2001:db8::1', undefined));
   });
 });
