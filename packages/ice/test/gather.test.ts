@@ -265,6 +265,19 @@ describe('relayed candidates (RFC 8445 section 5.1.1.2, RFC 8656)', () => {
     expect(metric(s, 'natkit_turn_requests_total', { method: 'create_permission' })).toBe(1);
   });
 
+  it('turns: with an unknown certificate fails as TLS; stuns: reports the TLS mapping but makes no UDP candidate', async () => {
+    const s = await turnServer({ tls: true });
+    const stuns = track(await StunServer.start({ address: '127.0.0.1', port: 0, udp: false, tcp: false, tls: { cert, key, port: 0 } }));
+    const stunsUrl = `stuns:127.0.0.1:${stuns.listening.find((l) => l.transport === 'tls')!.port}`;
+    const turnsUrl = `turns:127.0.0.1:${s.tlsPort}`;
+    const untrusted = await gatherCandidates({ network: loopbackNetwork(), iceServers: [{ urls: turnsUrl, username: USER, credential: PASS }] });
+    expect(untrusted.servers[0]).toMatchObject({ ok: false, error: { code: 'TLS', message: expect.stringMatching(/self-signed certificate/) } });
+    const trusted = await gatherCandidates({ network: loopbackNetwork(), tls: { ca: cert }, iceServers: [{ urls: stunsUrl }] });
+    expect(trusted.candidates.map((c) => c.type)).toEqual(['host']);
+    expect(trusted.servers[0]).toMatchObject({ ok: true, kind: 'stun', transport: 'tls', candidates: [] });
+    expect(trusted.servers[0]!.mapped).toEqual([{ local: expect.objectContaining({ address: '127.0.0.1' }), mapped: expect.objectContaining({ address: '127.0.0.1' }) }]);
+  });
+
   it("policy 'relay': only relayed candidates, no host sockets, STUN servers not contacted", async () => {
     const s = await turnServer();
     const stun = await mappingServer(cleanup, { address: '198.51.100.7', port: 1 });
