@@ -184,6 +184,17 @@ describe('server-reflexive candidates (RFC 8445 section 5.1.1.2)', () => {
     expect(o!.error).toBeUndefined();
   });
 
+  it('asks an IPv6 server only from IPv6 host sockets, and reports a server of a family with no local address as UNREACHABLE', async () => {
+    const s6 = track(await StunServer.start({ address: '::1', port: 0, tcp: false }));
+    const url = `stun:[::1]:${s6.listening[0]!.port}`;
+    const report = await gatherCandidates({ network: loopbackNetwork({ interfaces: [LO4, LO6] }), includeLoopback: true, iceServers: [{ urls: url }] });
+    const v6host = report.candidates.find((c) => c.address === '::1')!;
+    expect(report.servers[0]).toMatchObject({ url, ok: true, server: { family: 'IPv6', address: '::1' } });
+    expect(report.servers[0]!.mapped).toEqual([{ local: v6host.base, mapped: v6host.base }]);
+    const v4only = await gatherCandidates({ network: loopbackNetwork({ interfaces: [LO4] }), iceServers: [{ urls: url }] });
+    expect(v4only.servers[0]).toMatchObject({ ok: false, error: { code: 'UNREACHABLE', message: 'no local IPv6 address to reach ::1 from' } });
+  });
+
   it('resolves host names through network.lookup (RFC 7064), and reports a name that does not resolve as DNS', async () => {
     const s = track(await StunServer.start({ address: '127.0.0.1', port: 0, tcp: false }));
     const port = s.listening[0]!.port;
