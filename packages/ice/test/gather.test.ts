@@ -388,12 +388,16 @@ describe('several servers at once: none holds back the others (RFC 8838 trickle)
   it('close() while a server is still silent ends gathering at once: CLOSED, sockets closed', async () => {
     const dead = await silentServer(cleanup);
     const g = new Gatherer({ network: loopbackNetwork(), clock: new ManualClock(), iceServers: [{ urls: `turn:127.0.0.1:${dead.port}`, username: USER, credential: PASS }] });
+    let completed = false;
+    g.on('complete', () => (completed = true));
     const p = g.gather();
     await until(() => dead.seen.length >= 1, 'the Allocate at the silent server');
     await g.close();
     const report = await p;
     expect(report.servers[0]).toMatchObject({ ok: false, error: { code: 'CLOSED' } });
     expect(g.gatheringState).toBe('closed');
+    expect(completed).toBe(false);
+    expect(g.bases.every((b) => b.kind === 'host')).toBe(true);
     await expect(g.gather()).resolves.toBe(report);
   });
 });

@@ -318,9 +318,12 @@ export class Gatherer extends EventEmitter<GathererEvents> {
     // Every server at once; each finishes on its own (answer, error or its own timeout).
     for (const job of this.jobs) this.track(this.runJob(job, addresses));
     await Promise.all(this.jobs.map((j) => j.finished));
-    if (!this.isClosed()) this.state = 'complete';
     const report = this.report();
-    this.emit('complete', report);
+    // End-of-candidates, unless close() ended gathering first.
+    if (!this.isClosed()) {
+      this.state = 'complete';
+      this.emit('complete', report);
+    }
     return report;
   }
 
