@@ -9,3 +9,4 @@ export * from './network.js';
 export * from './lab.js';
 export * from './stun.js';
 export * from './prober.js';
+export * from './predict.js';
