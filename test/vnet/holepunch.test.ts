@@ -16,7 +16,7 @@ import type * as dgram from 'node:dgram';
 import { type DatagramSocket, StunClient, type TransportAddress } from '@natkit/stun';
 import type { CandidateType } from '@natkit/ice';
 import { describe, expect, test } from 'vitest';
-import { type PeerNat, VirtualNetwork, VnetStunServer, createVnetLab, predictPath } from '../helpers/vnet/index.js';
+import { type PeerNat, type VirtualNetwork, createVnetLab, predictPath, startStunServer } from '../helpers/vnet/index.js';
 
 const NATS = ['none', 'full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'] as const;
 
@@ -88,7 +88,8 @@ class Peer {
 async function punch(a: PeerNat, b: PeerNat, options: { loss?: number; seed?: number } = {}) {
   const lab = createVnetLab({ clients: [{ nat: a }, { nat: b }], seed: options.seed ?? 1, trace: true });
   const { vnet } = lab;
-  const server = await VnetStunServer.start(lab.server.network, { address: lab.server.addresses[0], clock: vnet.clock });
+  const server = await startStunServer(lab);
+  const stun: TransportAddress = { family: 'IPv4', address: lab.server.addresses[0], port: 3478 };
   // the hosts' own sockets bind the wildcard: a host candidate's address is the interface's
   const peers = await Promise.all(
     lab.clients.map(async (c, i) => {
@@ -96,7 +97,7 @@ async function punch(a: PeerNat, b: PeerNat, options: { loss?: number; seed?: nu
       return new Peer(i === 0 ? 'a' : 'b', s);
     }),
   );
-  await vnet.runUntil(Promise.all(peers.map((p) => p.gather(server.primary, vnet.clock))));
+  await vnet.runUntil(Promise.all(peers.map((p) => p.gather(stun, vnet.clock))));
   for (const c of lab.clients) c.nat.router?.wanLink.set({ loss: options.loss ?? 0 });
   const [pa, pb] = peers as [Peer, Peer];
   pa.remotes.push(...pb.candidates);

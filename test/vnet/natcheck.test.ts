@@ -1,5 +1,5 @@
 // natkit's NAT discovery (discoverNat, the RFC 5780 tests behind `natcheck`) against natkit's
-// STUN Binding service in RFC 5780 full mode, both on the virtual network, one client behind
+// StunServer in RFC 5780 full mode, both on the virtual network, one client behind
 // each of its NATs. The verdict each case asserts, and the list of RFC 5780 tests with where
 // each answer came from, are those test/natlab/natcheck.test.ts asserts for the real-kernel
 // NATs of the lab (the cases below are its NATKIT_CASES and its "UDP blocked" group, copied
@@ -7,9 +7,9 @@
 // or a deterministic ICE test on the vnet would prove something the kernel does not do.
 // Everything runs on the network's clock (natcheck's probe schedule: an unanswered probe costs
 // 2.75 s of virtual time, nothing of real time).
-import { type NatReport, type TransportAddress, discoverNat } from '@natkit/stun';
+import { type NatReport, type StunServer, type TransportAddress, discoverNat } from '@natkit/stun';
 import { describe, expect, test } from 'vitest';
-import { type VnetClientSpec, type VnetLab, VnetProber, VnetStunServer, createVnetLab } from '../helpers/vnet/index.js';
+import { type VnetClientSpec, type VnetLab, VnetProber, createVnetLab, startStunServer } from '../helpers/vnet/index.js';
 
 type Behaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent';
 const EIM: Behaviour = 'endpoint-independent';
@@ -80,17 +80,18 @@ interface Outcome {
   ms: number;
 }
 
-/** natcheck from every client of `lab` at once, against `target(i)`; the server is natkit's BindingService in full mode. */
-async function runAll(lab: VnetLab, target: (i: number, server: VnetStunServer) => TransportAddress): Promise<{ outcomes: Outcome[]; server: VnetStunServer }> {
+/** natcheck from every client of `lab` at once, against `target(i)` (A:P by default); the server is natkit's StunServer in full mode. */
+async function runAll(lab: VnetLab, target?: (i: number) => TransportAddress | undefined): Promise<{ outcomes: Outcome[]; server: StunServer }> {
   const { vnet } = lab;
-  const [a, a2] = lab.server.addresses;
-  const server = await VnetStunServer.start(lab.server.network, { address: a, alternateAddress: a2, port: PORT, alternatePort: ALT_PORT, clock: vnet.clock });
+  const server = await startStunServer(lab);
+  expect(server.full).toBe(true);
+  const primary: TransportAddress = { family: 'IPv4', address: lab.server.addresses[0], port: PORT };
   try {
     const outcomes = await vnet.runUntil(
       Promise.all(
         lab.clients.map(async (c, i): Promise<Outcome> => {
           const t0 = vnet.clock.now();
-          const to = target(i, server);
+          const to = target?.(i) ?? primary;
           const prober = await VnetProber.open(c.host, to, { clock: vnet.clock });
           try {
             return { report: await discoverNat(prober, to), ms: vnet.clock.now() - t0 };
@@ -138,7 +139,7 @@ function once<T>(fn: () => Promise<T>): () => Promise<T> {
 describe("natcheck's discovery on the virtual network gives the lab's verdict for every NAT", () => {
   const results = once(async () => {
     const lab = createVnetLab({ clients: CASES.map((c) => c.spec), trace: true });
-    const { outcomes } = await runAll(lab, (_, s) => s.primary);
+    const { outcomes } = await runAll(lab);
     expect(lab.vnet.openSockets().map((s) => s.address())).toEqual([]);
     return { lab, outcomes };
   });
@@ -171,7 +172,7 @@ describe('natcheck when no answer comes: classic "UDP Blocked"', () => {
   const results = once(async () => {
     const lab = createVnetLab({ clients: [{ nat: 'full-cone' }, { nat: 'none' }, { nat: 'none' }] });
     lab.clients[0]!.nat.router!.wanLink.block();
-    const { outcomes } = await runAll(lab, (i, s) => (i === 1 ? { family: 'IPv4', address: lab.server.addresses[1], port: 4000 } : s.primary));
+    const { outcomes } = await runAll(lab, (i) => (i === 1 ? { family: 'IPv4', address: lab.server.addresses[1], port: 4000 } : undefined));
     return { lab, outcomes };
   });
 

@@ -379,19 +379,19 @@ describe('links: delay and loss', () => {
   });
 
   test('loss: 20 % of 10,000 datagrams, within binomial bounds, the same ones for the same seed and other ones for another', async () => {
-    const run = async (seed: number) => {
+    const run = async (seed: number, n: number) => {
       const vnet = new VirtualNetwork({ seed });
       const a = vnet.host('a', { address: '203.0.113.10', link: { out: { loss: 0.2 } } });
       const b = vnet.host('b', { address: '203.0.113.20' });
       const rx = await listen(vnet, b, 9);
       const tx = await a.network.createUdpSocket({ family: 'IPv4' });
-      for (let i = 0; i < 10_000; i++) tx.send(Buffer.from(String(i)), 9, '203.0.113.20');
+      for (let i = 0; i < n; i++) tx.send(Buffer.from(String(i)), 9, '203.0.113.20');
       await vnet.run(100);
       tx.close();
       rx.s.close();
       return { got: texts(rx.got), counters: { ...a.link.out.counters } };
     };
-    const one = await run(11);
+    const one = await run(11, 10_000);
     // mean 8000, standard deviation sqrt(10000 * 0.2 * 0.8) = 40: 5 sd either side
     expect(one.got.length).toBeGreaterThan(8000 - 200);
     expect(one.got.length).toBeLessThan(8000 + 200);
@@ -399,10 +399,11 @@ describe('links: delay and loss', () => {
     // losses are spread out, not in one block: both halves lose about as much
     const firstHalf = one.got.filter((t) => Number(t) < 5000).length;
     expect(Math.abs(firstHalf - (one.got.length - firstHalf))).toBeLessThan(300);
-    const again = await run(11);
-    expect(again.got).toEqual(one.got);
-    const other = await run(12);
-    expect(other.got).not.toEqual(one.got);
+    // the same seed loses the same datagrams (the first 2000 here are the first 2000 there)
+    const again = await run(11, 2000);
+    expect(again.got).toEqual(one.got.filter((t) => Number(t) < 2000));
+    const other = await run(12, 2000);
+    expect(other.got).not.toEqual(again.got);
   });
 
   test('a blocked link drops everything (counted) until unblocked', async () => {

@@ -7,6 +7,6 @@ export * from './host.js';
 export * from './nat.js';
 export * from './network.js';
 export * from './lab.js';
-export * from './stun.js';
 export * from './prober.js';
 export * from './predict.js';
+export * from './servers.js';
