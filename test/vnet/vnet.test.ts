@@ -267,6 +267,35 @@ describe('hosts and sockets', () => {
     p.close();
   });
 
+  test('IPv6: public hosts talk over v6; the NAT routers are IPv4 only and do not forward v6', async () => {
+    const vnet = new VirtualNetwork();
+    const a = vnet.host('a', { address: ['203.0.113.10', '2001:db8::10'] });
+    const b = vnet.host('b', { address: ['203.0.113.20', '2001:db8::20'] });
+    const rx = await b.network.createUdpSocket({ family: 'IPv6', port: 9 });
+    const got: DatagramInfo[] = [];
+    rx.on('message', (_m, r) => got.push(r));
+    const tx = await a.network.createUdpSocket({ family: 'IPv6', port: 5000 });
+    expect(tx.address()).toEqual({ address: '::', family: 'IPv6', port: 5000 });
+    // the families are separate: an IPv4 socket may take the same port
+    const v4 = await a.network.createUdpSocket({ family: 'IPv4', port: 5000 });
+    tx.send(Buffer.from('over v6'), 9, '2001:0db8:0:0::20');
+    await vnet.runUntil(() => got.length === 1);
+    expect(got[0]).toEqual({ address: '2001:db8::10', family: 'IPv6', port: 5000, size: 7 });
+    // a LAN with a v6 prefix behind a NAT: its v6 packets reach the router, which drops them
+    const lan = vnet.lan('lan', { subnet: ['10.0.1.0/24', 'fd00:1::/64'] });
+    const nat = vnet.nat('nat', { nat: 'full-cone', publicAddress: '203.0.113.101', lan });
+    lan.gateways.set('IPv6', 'fd00:1::1');
+    nat.lan.addresses.push({ address: 'fd00:1::1', family: 'IPv6', prefix: 64 });
+    lan.claim('fd00:1::1', nat.lan);
+    const inside = vnet.host('inside', { segment: lan, address: ['10.0.1.2', 'fd00:1::2'] });
+    const s6 = await inside.network.createUdpSocket({ family: 'IPv6' });
+    s6.send(Buffer.from('v6 out'), 9, '2001:db8::20');
+    await vnet.run(100);
+    expect(got).toHaveLength(1);
+    expect(nat.counters.dropped).toBe(1);
+    for (const s of [rx, tx, v4, s6]) s.close();
+  });
+
   test("the 'firewall' preset admits only replies to flows the host started, until conntrack's timeouts", async () => {
     const lab = createVnetLab({ nat: 'firewall' });
     const { vnet } = lab;
