@@ -20,7 +20,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
   // aioice is keyed by its module file (it loads under /usr/bin/python3).
   gcc: 'gcc',
-  'pkg-config': 'pkgconf',
+  'pkg-config': 'pkg-config',
   '/usr/include/nice/agent.h': 'libnice-dev',
   '/usr/lib/python3/dist-packages/aioice/__init__.py': 'python3-aioice',
 };
