@@ -8,41 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { ChromiumPeer } from '../helpers/ice-peers/chromium.js';
-import { type Connected, connect, describePair, exchange, expectSamePair, forward } from '../helpers/ice-peers/connect.js';
-import { startAioice, startLibnice, startWerift } from '../helpers/ice-peers/foreign.js';
-import { type IcePeer, type Role, errors, localCandidates, reachState, waitForEvent } from '../helpers/ice-peers/peer.js';
+import { connect, describePair, exchange, expectLoopbackPair, expectSamePair, forward, portOf } from '../helpers/ice-peers/connect.js';
+import { FOREIGN_KINDS as FOREIGN, type ForeignKind, startForeign } from '../helpers/ice-peers/foreign.js';
+import { type IcePeer, type Role, errors, infoOf, localCandidates, other, reachState, waitForEvent } from '../helpers/ice-peers/peer.js';
 
 const { track } = useCleanup();
 type Ctx = { skip: (note?: string) => void };
-type Foreign = 'libnice' | 'aioice' | 'werift';
-const FOREIGN: Foreign[] = ['libnice', 'aioice', 'werift'];
 const LOOPBACK = '127.0.0.1';
-const other = (r: Role): Role => (r === 'controlling' ? 'controlled' : 'controlling');
-
-async function start(ctx: Ctx, kind: Foreign, role: Role): Promise<IcePeer> {
-  if (kind === 'libnice') return track(await startLibnice(ctx, { role }));
-  if (kind === 'aioice') return track(startAioice(ctx, { role }));
-  return track(startWerift({ role }));
-}
-
-const infoOf = (...peers: IcePeer[]) => () => peers.map((p) => p.diagnostics()).join('\n');
-const portOf = (line: string) => Number(line.split(' ')[5]);
-
-/** Each side's local candidate is one it announced (host, on loopback); the remote is the other's. */
-function expectLoopbackPair(c: Connected, a: IcePeer, b: IcePeer, info: () => string): void {
-  expectSamePair(c, info);
-  for (const [p, s] of [
-    [a, c.a],
-    [b, c.b],
-  ] as const) {
-    expect(s.local.address, info()).toBe(LOOPBACK);
-    expect(s.remote.address, info()).toBe(LOOPBACK);
-    expect(s.local.type, info()).toBe('host');
-    expect(localCandidates(p).map(portOf), info()).toContain(s.local.port);
-    // host when the candidate line came before the first check, prflx when a check won the race
-    expect(['host', 'prflx'], info()).toContain(s.remote.type);
-  }
-}
+const start = async (ctx: Ctx, kind: ForeignKind, role: Role): Promise<IcePeer> => track(await startForeign(ctx, kind, { role }));
 
 describe('ICE harnesses against each other (loopback)', () => {
   for (const x of FOREIGN) {

@@ -4,7 +4,7 @@
 // remote). Data exchange: each side sends distinct datagrams and must receive all of the
 // other's.
 import { expect } from 'vitest';
-import { type IcePeer, type PeerCandidate, reachState, received, selectedPair } from './peer.js';
+import { type IcePeer, type PeerCandidate, localCandidates, reachState, received, selectedPair } from './peer.js';
 
 export interface Selected {
   local: PeerCandidate;
@@ -52,6 +52,28 @@ export function expectSamePair(c: Connected, info: () => string): void {
   const key = (x: PeerCandidate) => `${x.address}:${x.port}`;
   expect(key(c.a.local), `a's local is b's remote\n${info()}`).toBe(key(c.b.remote));
   expect(key(c.a.remote), `a's remote is b's local\n${info()}`).toBe(key(c.b.local));
+}
+
+/** The port of an RFC 8839 candidate line. */
+export const portOf = (line: string) => Number(line.replace(/^a=/, '').split(' ')[5]);
+
+/**
+ * Both agents on loopback: the pair is the same on both sides, each side's local
+ * candidate is a host candidate it announced, and its remote is the other's (host when
+ * the candidate line came before the first check, prflx when a check won the race).
+ */
+export function expectLoopbackPair(c: Connected, a: IcePeer, b: IcePeer, info: () => string, loopback = '127.0.0.1'): void {
+  expectSamePair(c, info);
+  for (const [p, s] of [
+    [a, c.a],
+    [b, c.b],
+  ] as const) {
+    expect(s.local.address, info()).toBe(loopback);
+    expect(s.remote.address, info()).toBe(loopback);
+    expect(s.local.type, info()).toBe('host');
+    expect(localCandidates(p).map(portOf), info()).toContain(s.local.port);
+    expect(['host', 'prflx'], info()).toContain(s.remote.type);
+  }
 }
 
 export const payload = (from: string, i: number) => Buffer.from(`${from} ${i} ${'z'.repeat(i * 13)}`);

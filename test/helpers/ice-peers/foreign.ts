@@ -96,3 +96,13 @@ export function startAioice(ctx: SkipCtx, o: ForeignOptions): ProcessPeer {
 export function startWerift(o: ForeignOptions): ProcessPeer {
   return new ProcessPeer('werift', o.role, process.execPath, [WERIFT_SCRIPT, '--role', o.role, ...addressArgs(o)], o.env);
 }
+
+export type ForeignKind = 'libnice' | 'aioice' | 'werift';
+export const FOREIGN_KINDS: readonly ForeignKind[] = ['libnice', 'aioice', 'werift'];
+
+/** Starts one of the child-process peers. */
+export async function startForeign(ctx: SkipCtx, kind: ForeignKind, o: ForeignOptions): Promise<ProcessPeer> {
+  if (kind === 'libnice') return startLibnice(ctx, o);
+  if (kind === 'aioice') return startAioice(ctx, o);
+  return startWerift(o);
+}

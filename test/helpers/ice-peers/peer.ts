@@ -35,6 +35,8 @@ export type PeerCommand =
 
 export type Role = 'controlling' | 'controlled';
 
+export const other = (r: Role): Role => (r === 'controlling' ? 'controlled' : 'controlling');
+
 export interface IcePeer {
   /** 'libnice', 'aioice', 'werift', 'chromium', 'natkit' */
   readonly kind: string;
@@ -150,3 +152,9 @@ export function describeEvents(events: readonly PeerEvent[], max = 60): string {
   const lines = events.map((e) => JSON.stringify(e).slice(0, 300));
   return (lines.length > max ? ['...', ...lines.slice(-max)] : lines).join('\n');
 }
+
+/** A failure message's tail: every peer's diagnostics. */
+export const infoOf =
+  (...peers: IcePeer[]) =>
+  (): string =>
+    peers.map((p) => p.diagnostics()).join('\n');
