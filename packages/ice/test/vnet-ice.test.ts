@@ -77,8 +77,8 @@ const show = (p: SelectedPair) => `${p.local.type} ${p.local.address}:${p.local.
 interface Run {
   lab: VnetLab;
   pairs: [SelectedPair, SelectedPair];
-  /** Datagrams of the data exchange that went to or from the TURN relay's host. */
-  relayedData: number;
+  /** How the application data reached each agent's host: from the TURN relay, or straight from the peer's public address. */
+  dataVia: Array<'relay' | 'direct'>;
 }
 
 async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; seed?: number } = {}): Promise<Run> {
@@ -108,10 +108,13 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
     await vnet.runUntil(Promise.all([L.gather(), R.gather()]), { maxMs: 60_000, label: 'gathering' });
     const pairs = await vnet.runUntil(Promise.all([L.connect(), R.connect()]), { maxMs: 60_000, label: `${JSON.stringify(a)} <-> ${JSON.stringify(b)} connected` });
 
-    // data both ways, counted on the wire: through the relay's host or not (with loss, resent until it arrives)
-    let relayedData = 0;
+    // data both ways (with loss, resent until it arrives), and on the wire where it came from:
+    // the last hop to an agent's host is from the TURN relay when either side's relayed
+    // candidate carries it (Data indication, ChannelData or the relay's own socket)
+    const dataVia: Run['dataVia'] = [];
+    const agentHosts = new Set(lab.clients.map((c) => c.host.name));
     const untap = vnet.tap((e: TraceEntry) => {
-      if (e.event === 'deliver' && (e.dst.address === turn.address || e.src.address === turn.address)) relayedData++;
+      if (e.event === 'deliver' && agentHosts.has(e.at) && (e.data.includes('from L') || e.data.includes('from R'))) dataVia.push(e.src.address === turn.address ? 'relay' : 'direct');
     });
     for (let i = 0; got[0].length === 0 || got[1].length === 0; i++) {
       if (i >= 50) throw new Error(`no data after 50 tries: L got ${got[0].length}, R got ${got[1].length}\n${vnet.describe()}`);
@@ -122,7 +125,7 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
     untap();
     expect(got[0][0]).toBe('from R');
     expect(got[1][0]).toBe('from L');
-    return { lab, pairs, relayedData };
+    return { lab, pairs, dataVia };
   } finally {
     await vnet.runUntil(Promise.all(agents.map((x) => x.close())), { label: 'the agents closing' });
     await turn.close();
@@ -134,17 +137,20 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
 function assertPath(a: PeerNat, b: PeerNat, r: Run, strict: boolean): void {
   const p = predictPath(a, b);
   const [pl, pr] = r.pairs;
-  const why = `${p.why}\nselected: L ${show(pl)}; R ${show(pr)}; ${r.relayedData} datagram(s) of data through the relay's host`;
+  const why = `${p.why}\nselected: L ${show(pl)}; R ${show(pr)}; data arrived ${r.dataVia.join(', ')}`;
   // the two sides agree on the path: each one's local endpoint is the other's remote
   expect(`${pl.local.address}:${pl.local.port}`, why).toBe(`${pr.remote.address}:${pr.remote.port}`);
   expect(`${pr.local.address}:${pr.local.port}`, why).toBe(`${pl.remote.address}:${pl.remote.port}`);
+  // and the data went the way the selected pair says
+  expect(isRelay(pl), why).toBe(isRelay(pr));
+  expect(new Set(r.dataVia), why).toEqual(new Set([isRelay(pl) ? 'relay' : 'direct']));
   if (p.path === 'relay') {
     expect(isRelay(pl) && isRelay(pr), why).toBe(true);
-    expect(r.relayedData, why).toBeGreaterThan(0);
+    expect(new Set(r.dataVia), why).toEqual(new Set(['relay']));
   } else if (strict) {
     expect(types(pl), why).toEqual(p.a);
     expect(types(pr), why).toEqual(p.b);
-    expect(r.relayedData, why).toBe(0);
+    expect(new Set(r.dataVia), why).toEqual(new Set(['direct']));
   }
 }
 

@@ -343,6 +343,8 @@ export interface TraceEntry {
   src: Endpoint;
   dst: Endpoint;
   size: number;
+  /** The datagram's bytes (the network's copy: read, do not change). */
+  data: Buffer;
   note?: string;
 }
 

@@ -222,7 +222,7 @@ export class VirtualNetwork implements Fabric {
 
   trace(event: TraceEvent, pkt: Packet, at: string, note?: string): void {
     if (!this.tracing && this.taps.size === 0) return;
-    const e: TraceEntry = { t: this.clock.now(), id: pkt.id, event, at, src: { ...pkt.src }, dst: { ...pkt.dst }, size: pkt.data.length, ...(note ? { note } : {}) };
+    const e: TraceEntry = { t: this.clock.now(), id: pkt.id, event, at, src: { ...pkt.src }, dst: { ...pkt.dst }, size: pkt.data.length, data: pkt.data, ...(note ? { note } : {}) };
     if (this.tracing) {
       this.traceLog.push(e);
       if (this.traceLog.length > this.traceLimit) this.traceLog.splice(0, this.traceLog.length - this.traceLimit);
