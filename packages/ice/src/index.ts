@@ -1,3 +1,7 @@
 // @natkit/ice: the ICE (RFC 8445) agent: gathering, candidate formats, checks, nomination.
 export * from './candidate.js';
 export type * from './base.js';
+export * from './formats/errors.js';
+export * from './formats/candidate-line.js';
+export * from './formats/parameters.js';
+export * from './formats/jingle.js';
