@@ -5,3 +5,6 @@ export * from './formats/errors.js';
 export * from './formats/candidate-line.js';
 export * from './formats/parameters.js';
 export * from './formats/jingle.js';
+export * from './core/errors.js';
+export type * from './core/types.js';
+export * from './core/core.js';
