@@ -372,3 +372,417 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     expect(B.state).toBe('completed');
   });
 });
+
+describe('ICE core: peer-reflexive and server-reflexive candidates (RFC 8445 7.2.5.3.1, 7.3.1.3)', () => {
+  it('behind a NAT with only its host candidate signalled, each side learns the other peer-reflexive', () => {
+    const { w, A, B } = setup();
+    w.nat({ name: 'A', baseId: 1, public: addr('203.0.113.1', 5000), filter: 'port' });
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(2000);
+    // B learns A's mapped address from A's check...
+    const prflxB = w.eventsOf('remote-prflx', 'B');
+    expect(prflxB.map((e) => [e.t, e.action.candidate.address, e.action.candidate.port, e.action.candidate.priority])).toEqual([[10, '203.0.113.1', 5000, candidatePriority(110, 65535, 1)]]);
+    // ...and A learns its own from B's answer: a local prflx candidate on the host base, with
+    // the PRIORITY its check carried.
+    const prflxA = w.eventsOf('local-prflx', 'A');
+    expect(prflxA).toHaveLength(1);
+    expect(prflxA[0]!.action.candidate).toMatchObject({ type: 'prflx', address: '203.0.113.1', port: 5000, baseId: 1, priority: candidatePriority(110, 65535, 1), relatedAddress: '10.0.0.1' });
+    expect(A.selectedPair()).toMatchObject({ local: { type: 'prflx', address: '203.0.113.1' }, remote: { address: '10.0.0.2' } });
+    expect(B.selectedPair()).toMatchObject({ local: { type: 'host' }, remote: { type: 'prflx', address: '203.0.113.1' } });
+    // B's own checks to A's private address went nowhere; its pair to the prflx succeeded.
+    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')).toBeUndefined(); // removed when checking ended
+  });
+
+  it('a signalled srflx candidate names the valid pair (no prflx), and the check went from its base', () => {
+    const { w, A, B } = setup();
+    w.nat({ name: 'A', baseId: 1, public: addr('203.0.113.1', 5000), filter: 'address' });
+    const srflxA = localCandidate('srflx', 1, '203.0.113.1', 5000, { base: addr('10.0.0.1', 1000), server: '198.51.100.1' });
+    exchange(w, { name: 'A', core: A, locals: [hostA, srflxA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(2000);
+    expect(w.eventsOf('local-prflx')).toEqual([]);
+    expect(w.eventsOf('remote-prflx')).toEqual([]);
+    expect(A.selectedPair()).toMatchObject({ local: { type: 'srflx', address: '203.0.113.1', baseId: 1 } });
+    expect(B.selectedPair()).toMatchObject({ remote: { type: 'srflx', address: '203.0.113.1' } });
+    expect(A.dataPath()).toMatchObject({ baseId: 1, to: { address: '10.0.0.2' } });
+  });
+
+  it('a check that arrives before the candidate is signalled makes a prflx candidate, replaced when the candidate comes', () => {
+    const { w, A, B } = setup();
+    w.apply('A', A.addLocalCandidate(hostA, 0));
+    w.apply('B', B.addLocalCandidate(hostB, 0));
+    w.apply('A', A.setRemoteParameters(B.localParameters, 0));
+    w.apply('A', A.addRemoteCandidate(signalled(hostB), 0));
+    w.apply('B', B.setRemoteParameters(A.localParameters, 0));
+    w.run(300);
+    expect(B.remoteCandidates.map((c) => [c.type, c.address])).toEqual([['prflx', '10.0.0.1']]);
+    expect(B.state).toBe('connected');
+    w.apply('B', B.addRemoteCandidate(signalled(hostA), 300));
+    expect(B.remoteCandidates.map((c) => [c.type, c.address, c.priority])).toEqual([['host', '10.0.0.1', hostA.priority]]);
+    expect(B.selectedPair()!.remote.type).toBe('host');
+  });
+});
+
+describe('ICE core: trickle (RFC 8838)', () => {
+  it('checks start when both the parameters and a candidate are there, in either order', () => {
+    const { w, A, B } = setup();
+    w.apply('A', A.addLocalCandidate(hostA, 0));
+    w.apply('B', B.addLocalCandidate(hostB, 0));
+    // Candidates first, parameters at 200.
+    w.apply('A', A.addRemoteCandidate(signalled(hostB), 0));
+    w.run(200);
+    expect(w.sent).toEqual([]);
+    expect(A.state).toBe('new');
+    w.apply('A', A.setRemoteParameters(B.localParameters, 200));
+    w.apply('B', B.setRemoteParameters(A.localParameters, 200));
+    expect(w.sent.map((p) => [p.t, p.sender])).toEqual([[200, 'A']]);
+    // B gets A's candidate at 400; it answered A's checks in between.
+    w.run(400);
+    w.apply('B', B.addRemoteCandidate(signalled(hostA), 400));
+    w.run(1000);
+    expect(A.state).toBe('connected');
+    expect(B.state).toBe('connected');
+    // No end-of-candidates yet: connected, not completed.
+    for (const [n, c] of [
+      ['A', A],
+      ['B', B],
+    ] as const) {
+      w.apply(n, c.endOfLocalCandidates(1000));
+      w.apply(n, c.endOfRemoteCandidates(1000));
+    }
+    expect([A.state, B.state]).toEqual(['completed', 'completed']);
+  });
+
+  it('candidates of another session (ufrag extension) are ignored', () => {
+    const A = new IceCore({ randomBytes: seededBytes(1) });
+    A.addLocalCandidate(hostA, 0);
+    A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0);
+    A.addRemoteCandidate({ ...signalled(hostB), extensions: [['ufrag', 'old1']] }, 0);
+    expect(A.remoteCandidates).toEqual([]);
+    A.addRemoteCandidate({ ...signalled(hostB), extensions: [['ufrag', 'rrrr']] }, 0);
+    expect(A.remoteCandidates).toHaveLength(1);
+  });
+});
+
+/** A and B completed host to host (A at 70, B at 60). */
+function connected(opts: Parameters<typeof setup>[0] = {}) {
+  const r = setup(opts);
+  exchange(r.w, { name: 'A', core: r.A, locals: [hostA] }, { name: 'B', core: r.B, locals: [hostB] });
+  r.w.run(1000);
+  expect([r.A.state, r.B.state]).toEqual(['completed', 'completed']);
+  return r;
+}
+
+/** A check as an attacker (or a confused peer) would build it. */
+function forged(build: (b: MessageBuilder) => void, key?: Buffer, fingerprint = true): Buffer {
+  const b = new MessageBuilder(Method.Binding, MessageClass.Request);
+  build(b);
+  return b.encode({ integrity: key ? { key } : undefined, fingerprint });
+}
+
+describe('ICE core: wrong credentials and bad packets never disturb a working pair', () => {
+  it('answers 400 and 401 as RFC 8489 9.1.3 says, 420 for unknown attributes, and keeps the selected pair', () => {
+    const { w, A, B } = connected();
+    const before = { state: B.state, pair: B.selectedPair(), path: B.dataPath() };
+    const attacker = addr('10.6.6.6', 6666);
+    const lfrag = B.localParameters.ufrag;
+    const good = shortTermKey(B.localParameters.pwd);
+    const wrong = shortTermKey('w'.repeat(22));
+    const role = (b: MessageBuilder) => b.add(Attr.Priority, 1).add(Attr.IceControlling, 99n);
+    const cases: Array<[string, Buffer, number, boolean]> = [
+      ['no USERNAME', forged((b) => role(b), good), 400, false],
+      ['no MESSAGE-INTEGRITY', forged((b) => role(b.add(Attr.Username, `${lfrag}:x`))), 400, false],
+      ['another ufrag', forged((b) => role(b.add(Attr.Username, `nope:x`)), good), 401, false],
+      ['the wrong password', forged((b) => role(b.add(Attr.Username, `${lfrag}:x`)), wrong), 401, false],
+      ['no PRIORITY', forged((b) => b.add(Attr.Username, `${lfrag}:x`).add(Attr.IceControlling, 99n), good), 400, true],
+      ['no role', forged((b) => b.add(Attr.Username, `${lfrag}:x`).add(Attr.Priority, 1), good), 400, true],
+      ['an unknown comprehension-required attribute', forged((b) => role(b.add(Attr.Username, `${lfrag}:x`)).addRaw(0x0042, Buffer.from('hi')), good), 420, true],
+    ];
+    for (const [what, data, code, signed] of cases) {
+      const actions = B.handleStun(1, data, attacker, w.now);
+      const sends = actions.filter((a) => a.type === 'send');
+      expect(sends, what).toHaveLength(1);
+      const m = decode((sends[0] as { data: Buffer }).data);
+      expect(m.isError(), what).toBe(true);
+      expect(m.get(Attr.ErrorCode)?.code, what).toBe(code);
+      expect(verifyFingerprint(m), what).toBe(true);
+      expect(checkIntegrity(m, good), what).toBe(signed ? 'sha1' : 'absent');
+      if (code === 420) expect(m.get(Attr.UnknownAttributes)).toEqual([0x0042]);
+      expect(actions.filter((a) => a.type !== 'send'), what).toEqual([]);
+    }
+    expect(B.stats.errorsSent).toEqual({ 400: 4, 401: 2, 420: 1 });
+    expect({ state: B.state, pair: B.selectedPair(), path: B.dataPath() }).toEqual(before);
+    expect(B.remoteCandidates).toHaveLength(1);
+    // And the pair goes on working: consent still answered.
+    w.run(11_000);
+    expect(A.state).toBe('completed');
+    expect(B.state).toBe('completed');
+  });
+
+  it('drops and counts what is malformed, forged or unexpected, without answering', () => {
+    const { w, A, B } = connected();
+    const from = addr('10.0.0.2', 2000);
+    const drops: Array<[string, Buffer]> = [
+      ['malformed', Buffer.from('hello, this is not STUN at all')],
+      ['malformed', Buffer.from([0, 1, 0, 4, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])],
+      ['rfc3489', Buffer.alloc(20)],
+      ['not-binding', new MessageBuilder(Method.Allocate, MessageClass.Request).encode({ fingerprint: true })],
+      ['unknown-transaction', new MessageBuilder(Method.Binding, MessageClass.SuccessResponse).add(Attr.XorMappedAddress, from).encode({ integrity: { key: shortTermKey(B.localParameters.pwd) }, fingerprint: true })],
+    ];
+    const badFp = new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.Username, 'x:y').encode({ fingerprint: true });
+    badFp[badFp.length - 1]! ^= 1;
+    drops.push(['bad-fingerprint', badFp]);
+    for (const [reason, data] of drops) {
+      const before = A.stats.dropped[reason as keyof typeof A.stats.dropped];
+      expect(A.handleStun(1, data, from, w.now), reason).toEqual([]);
+      expect(A.stats.dropped[reason as keyof typeof A.stats.dropped], reason).toBe(before + 1);
+    }
+    expect(A.handleStun(1, Buffer.from(new MessageBuilder(Method.Binding, MessageClass.Indication).encode({ fingerprint: true })), from, w.now)).toEqual([]);
+    expect(A.stats.indicationsReceived).toBe(1);
+    expect(A.state).toBe('completed');
+  });
+
+  it('a forged answer to a check in flight is dropped; the real one still counts', () => {
+    const { w, A, B } = setup();
+    let forgedOnce = false;
+    w.drop = (p) => {
+      const m = decode(p.data);
+      if (p.sender === 'A' && m.isRequest() && !forgedOnce) {
+        forgedOnce = true;
+        // Someone on the path answers first, with the right transaction id and a wrong key.
+        const fake = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, Buffer.from(m.transactionId)).add(Attr.XorMappedAddress, addr('6.6.6.6', 6)).encode({ integrity: { key: shortTermKey('f'.repeat(22)) }, fingerprint: true });
+        expect(A.handleStun(1, fake, p.to, p.t + 1)).toEqual([]);
+      }
+      return false;
+    };
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    expect(A.stats.dropped['unauthenticated-response']).toBe(1);
+    expect(A.selectedPair()!.local.address).toBe('10.0.0.1');
+    expect(w.eventsOf('local-prflx')).toEqual([]);
+  });
+
+  it('an answer from another address than the check went to fails the pair (RFC 8445 7.2.5.2.1)', () => {
+    const { w, A, B } = setup({ basesB: { 1: addr('10.0.0.2', 2000), 2: addr('10.0.0.2', 2999) } });
+    // B's answers leave from another port than A's checks went to.
+    const realApply = w.apply.bind(w);
+    w.apply = (name, actions) => realApply(name, name === 'B' ? actions.map((a) => (a.type === 'send' && decode(a.data).isSuccess() ? { ...a, baseId: 2 } : a)) : actions);
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(200);
+    expect(A.checklist[0]!.state).toBe('failed');
+    expect(A.state).toBe('failed');
+  });
+
+  it('survives any bytes from anywhere (property): no throw, same state, same pair', () => {
+    const { w, A } = connected();
+    const pair = A.selectedPair();
+    const key = shortTermKey(A.localParameters.pwd);
+    const stunish = fc.tuple(fc.constantFrom(0, 1, 2, 3), fc.uint8Array({ maxLength: 60 }), fc.boolean()).map(([cls, tail, signed]) => {
+      const b = new MessageBuilder(Method.Binding, cls as 0);
+      if (tail.length > 4) b.addRaw(0x0006, tail.subarray(0, 8)).addRaw(0x0024, tail.subarray(0, 4));
+      const m = b.encode({ integrity: signed ? { key } : undefined, fingerprint: true });
+      return Buffer.concat([m.subarray(0, 20), Buffer.from(tail), m.subarray(20)]);
+    });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.from(u)), stunish), fc.constantFrom(addr('10.0.0.2', 2000), addr('10.6.6.6', 1), addr('2001:db8::6', 6)), (data, from) => {
+        A.handleStun(1, data, from, w.now);
+        A.handleStun(7, data, from, w.now);
+      }),
+      { seed: 8445, numRuns: 2000 },
+    );
+    expect(A.state).toBe('completed');
+    expect(A.selectedPair()).toEqual(pair);
+  });
+});
+
+describe('ICE core: consent freshness (RFC 7675) and keepalives (RFC 8445 11)', () => {
+  it('checks consent every 4 to 6 s, randomised by the injected source', () => {
+    for (const [r, interval] of [
+      [0, 4000],
+      [0.5, 5000],
+      [0.999, 5998],
+    ] as const) {
+      const { w, A } = connected({ a: { random: () => r } });
+      w.run(20_000);
+      const consent = w.stun('A').filter((p) => p.msg.isRequest() && p.t > 100);
+      const times = consent.map((p) => p.t);
+      expect(times[0]).toBeCloseTo(70 + interval, 6);
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeCloseTo(interval, 6);
+      // A consent check is a check without USE-CANDIDATE, on the selected pair, sent once.
+      for (const p of consent) {
+        expect(p.msg.has(AttrType.USE_CANDIDATE)).toBe(false);
+        expect(p.msg.get(Attr.Username)).toBe(`${w.core('B').localParameters.ufrag}:${A.localParameters.ufrag}`);
+        expect(p.to).toEqual(addr('10.0.0.2', 2000));
+      }
+      expect(A.stats.retransmissions).toBe(0);
+    }
+  });
+
+  it('the peer goes silent: disconnected after 12.5 s without an answer, failed when consent expires at 30 s; data stops', () => {
+    const { w, A } = connected();
+    // From t = 1000 nothing from B reaches A.
+    w.drop = (p) => p.sender === 'B' && p.t >= 1000;
+    w.run(40_000);
+    // A's last answer was the nomination's, at 70.
+    expect(w.states('A')).toEqual([
+      [0, 'checking'],
+      [70, 'completed'],
+      [12_570, 'disconnected'],
+      [30_070, 'failed'],
+    ]);
+    expect(A.dataPath()).toBeUndefined();
+    // No consent check after consent expired, and no timer left.
+    expect(w.stun('A').filter((p) => p.t > 30_070)).toEqual([]);
+    expect(A.nextTimeout()).toBeUndefined();
+  });
+
+  it('disconnected comes back when answers do', () => {
+    const { w, A } = connected();
+    w.drop = (p) => p.sender === 'B' && p.t >= 1000 && p.t < 14_000;
+    w.run(20_000);
+    // Consent checks at 5070, 10070 unanswered; the one at 15070 is answered at 15090.
+    expect(w.states('A')).toEqual([
+      [0, 'checking'],
+      [70, 'completed'],
+      [12_570, 'disconnected'],
+      [15_090, 'completed'],
+    ]);
+    expect(A.dataPath()).toBeDefined();
+  });
+
+  it('without consent checks, a Binding indication goes out after Tr = 15 s of silence (data counts as traffic)', () => {
+    const { w, A } = connected({ a: { consent: false }, b: { consent: false } });
+    w.run(20_000);
+    // The last thing A sent on the pair was the nomination, at 50.
+    const ind = () => w.stun('A').filter((p) => p.msg.isIndication());
+    expect(ind().map((p) => p.t)).toEqual([15_050]);
+    expect(ind()[0]!.msg.attributes.map((a) => a.type)).toEqual([AttrType.FINGERPRINT]);
+    A.dataSent(25_000);
+    w.run(45_000);
+    expect(ind().map((p) => p.t)).toEqual([15_050, 40_000]);
+    expect(A.stats.keepalivesSent).toBe(2);
+    expect(A.state).toBe('completed');
+  });
+});
+
+describe('ICE core: restart (RFC 8445 section 9)', () => {
+  it('new credentials, checks again, the old pair carries data until the new one is selected', () => {
+    const { w, A, B } = connected();
+    const oldA = A.localParameters;
+    const oldB = B.localParameters;
+    const oldPath = A.dataPath();
+    w.run(2000);
+    w.apply('A', A.restart(2000));
+    const newA = A.localParameters;
+    expect(newA.ufrag).not.toBe(oldA.ufrag);
+    expect(A.generation).toBe(1);
+    // Still connected over the old pair while the new session has nothing.
+    expect(A.state).toBe('connected');
+    expect(A.dataPath()).toEqual(oldPath);
+    // B hears A's new parameters: B restarts too and says so.
+    const actions = w.apply('B', B.setRemoteParameters(newA, 2000));
+    const restart = actions.find((a) => a.type === 'restart');
+    expect(restart).toEqual({ type: 'restart', parameters: B.localParameters });
+    expect(B.localParameters.ufrag).not.toBe(oldB.ufrag);
+    w.apply('A', A.setRemoteParameters(B.localParameters, 2000));
+    // Before anyone re-sends candidates, data still flows on the old pair, and consent
+    // checks on it use the old credentials.
+    w.run(8000);
+    expect(A.dataPath()).toEqual(oldPath);
+    const consentOld = w.stun('A').filter((p) => p.msg.isRequest() && p.t > 2000 && p.t <= 8000);
+    expect(consentOld.map((p) => [p.t, p.msg.get(Attr.Username)])).toEqual([[5070, `${oldB.ufrag}:${oldA.ufrag}`]]);
+    // Candidates again (the same addresses), then end-of-candidates.
+    for (const [me, peer, locals] of [
+      [A, B, [hostB]],
+      [B, A, [hostA]],
+    ] as const) {
+      const name = me === A ? 'A' : 'B';
+      for (const c of locals) w.apply(name, me.addRemoteCandidate(signalled(c), 8000));
+      w.apply(name, me.endOfRemoteCandidates(8000));
+      void peer;
+    }
+    w.run(9000);
+    const checks = w.stun('A').filter((p) => p.msg.isRequest() && p.t >= 8000);
+    expect(checks[0]!.t).toBe(8000);
+    expect(checks[0]!.msg.get(Attr.Username)).toBe(`${B.localParameters.ufrag}:${newA.ufrag}`);
+    expect(w.states('A')).toEqual([
+      [0, 'checking'],
+      [70, 'completed'],
+      [2000, 'connected'],
+      [8070, 'completed'],
+    ]);
+    expect(w.eventsOf('selected-pair', 'A').map((e) => e.t)).toEqual([70, 8070]);
+    // Consent now runs in the new session only.
+    w.run(20_000);
+    const consentNew = w.stun('A').filter((p) => p.msg.isRequest() && p.t > 9000);
+    expect(consentNew.map((p) => p.msg.get(Attr.Username))).toEqual([`${B.localParameters.ufrag}:${newA.ufrag}`, `${B.localParameters.ufrag}:${newA.ufrag}`]);
+    expect(B.state).toBe('completed');
+  });
+
+  it('restarting a failed agent starts over', () => {
+    const { w, A } = setup();
+    w.drop = () => true;
+    A.addLocalCandidate(hostA, 0);
+    A.endOfLocalCandidates(0);
+    A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0);
+    A.addRemoteCandidate(signalled(hostB), 0);
+    w.apply('A', A.endOfRemoteCandidates(0));
+    w.run(50_000);
+    expect(A.state).toBe('failed');
+    w.apply('A', A.restart(50_000, { ufrag: 'new1', pwd: 'n'.repeat(22) }));
+    expect(A.state).toBe('new');
+    expect(A.localParameters).toEqual({ ufrag: 'new1', pwd: 'n'.repeat(22) });
+    expect(A.remoteCandidates).toEqual([]);
+  });
+});
+
+describe('ICE core: inputs it refuses, and close', () => {
+  it('says what is wrong with a remote candidate, parameters or options', () => {
+    const A = new IceCore({ randomBytes: seededBytes(1), maxRemoteCandidates: 1 });
+    const r = signalled(hostB);
+    const bad: Array<[Partial<typeof r>, string]> = [
+      [{ address: 'abc.local' }, 'resolve .local names first'],
+      [{ port: 0 }, 'port'],
+      [{ component: 2 }, 'component'],
+      [{ priority: 0 }, 'priority'],
+      [{ type: 'stun' as never }, 'type'],
+    ];
+    expect.assertions(bad.length * 3 + 6);
+    for (const [patch, words] of bad) {
+      const e = thrown(IceError, () => A.addRemoteCandidate({ ...r, ...patch }, 0));
+      expect(e.code).toBe('BAD_CANDIDATE');
+      expect(e.message).toContain(words);
+    }
+    A.addRemoteCandidate(r, 0);
+    expect(thrown(IceError, () => A.addRemoteCandidate({ ...r, port: 2001 }, 0)).code).toBe('TOO_MANY_CANDIDATES');
+    expect(thrown(IceError, () => A.setRemoteParameters({ ufrag: 'ab', pwd: 'p'.repeat(22) }, 0)).code).toBe('BAD_PARAMETERS');
+    expect(thrown(IceError, () => new IceCore({ ta: -1 })).code).toBe('BAD_OPTION');
+  });
+
+  it('close: state closed, nothing more sent, later packets counted as dropped', () => {
+    const { w, A } = connected();
+    w.apply('A', A.close(w.now));
+    expect(A.state).toBe('closed');
+    expect(w.states('A').at(-1)).toEqual([1000, 'closed']);
+    expect(A.nextTimeout()).toBeUndefined();
+    expect(A.dataPath()).toBeUndefined();
+    expect(A.handleStun(1, Buffer.alloc(20), addr('10.0.0.2', 2000), 1001)).toEqual([]);
+    expect(A.stats.dropped.closed).toBe(1);
+    expect(thrown(IceError, () => A.addRemoteCandidate(signalled(hostB), 1001)).code).toBe('CLOSED');
+  });
+
+  it('two components: connected only when both have a selected pair', () => {
+    const { w, A, B } = setup({ a: { components: 2 }, b: { components: 2 }, basesA: { 1: addr('10.0.0.1', 1000), 2: addr('10.0.0.1', 1001) }, basesB: { 1: addr('10.0.0.2', 2000), 2: addr('10.0.0.2', 2001) } });
+    const a2 = localCandidate('host', 2, '10.0.0.1', 1001, { component: 2 });
+    const b2 = localCandidate('host', 2, '10.0.0.2', 2001, { component: 2 });
+    exchange(w, { name: 'A', core: A, locals: [hostA, a2] }, { name: 'B', core: B, locals: [hostB, b2] });
+    w.run(2000);
+    expect(A.state).toBe('completed');
+    expect(A.selectedPair(1)!.local.port).toBe(1000);
+    expect(A.selectedPair(2)!.local.port).toBe(1001);
+    expect(B.selectedPair(2)!.remote.port).toBe(1001);
+    // Component 1 is selected first; the state waits for component 2.
+    const sel = w.eventsOf('selected-pair', 'A').map((e) => e.t);
+    expect(sel).toHaveLength(2);
+    expect(w.states('A').find(([, s]) => s === 'completed')![0]).toBe(Math.max(...sel));
+  });
+});

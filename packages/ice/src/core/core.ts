@@ -836,8 +836,11 @@ export class IceCore {
   private fail(now: number): void {
     this.failed = true;
     this.session.checklistState = 'failed';
-    for (const tx of this.txs.values()) if (!tx.cancelled && tx.kind === 'check') this.cancelTx(tx, now);
+    // Failure is final for the session (RFC 8445 8.1.2, RFC 7675 5.1): no answer is awaited.
+    this.txs.clear();
+    for (const p of this.session.byKey.values()) p.tx = undefined;
     this.session.triggered = [];
+    void now;
   }
 
   // -------------------------------------------------------------------------------------

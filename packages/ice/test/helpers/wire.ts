@@ -124,6 +124,8 @@ export class Wire {
 
   nat(n: Nat): void {
     this.nats.push({ ...n, permits: new Set(), mappings: new Map() });
+    const ep = this.endpoints.get(n.name)!;
+    if (n.filter !== 'symmetric') this.bound.set(key(n.public), { ep, baseId: n.baseId });
   }
 
   core(name: string): IceCore {
