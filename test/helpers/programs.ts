@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const DEBIAN_PACKAGES: Record<string, string> = {
   turnserver: 'coturn',
@@ -66,9 +67,8 @@ export function missingPrograms(): string[] {
   return Object.keys(DEBIAN_PACKAGES).filter((p) => !which(p));
 }
 
+/** Installs the packages behind `programs` with test/setup/apt-install.sh (no service left started or enabled). */
 export function installDebianPackages(programs: string[]): void {
   const pkgs = [...new Set(programs.map((p) => DEBIAN_PACKAGES[p]!))];
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
+  execFileSync('sh', [fileURLToPath(new URL('../setup/apt-install.sh', import.meta.url)), ...pkgs], { stdio: 'inherit' });
 }
