@@ -8,3 +8,4 @@ export * from './formats/jingle.js';
 export * from './core/errors.js';
 export type * from './core/types.js';
 export * from './core/core.js';
+export * from './mdns/resolver.js';
