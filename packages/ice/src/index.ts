@@ -9,3 +9,5 @@ export * from './core/errors.js';
 export type * from './core/types.js';
 export * from './core/core.js';
 export * from './mdns/resolver.js';
+export type * from './agent/gatherer-like.js';
+export * from './agent/agent.js';
