@@ -10,4 +10,5 @@ export type * from './core/types.js';
 export * from './core/core.js';
 export * from './mdns/resolver.js';
 export type * from './agent/gatherer-like.js';
-export * from './agent/agent.js';
+// IceAgent joins the package exports with the Gatherer (src/gather): without it there is no
+// default gatherer, and test/vnet's ICE test waits for this export.

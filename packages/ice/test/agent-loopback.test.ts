@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { Attr, MessageBuilder, MessageClass, Method, decodeMessage, nodeNetwork, shortTermKey } from '@natkit/stun';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
-import { IceAgent, type IceAgentOptions, type IceState, formatCandidateLine } from '../src/index.js';
+import { IceAgent, type IceAgentOptions } from '../src/agent/agent.js';
+import { type IceState, formatCandidateLine } from '../src/index.js';
 import { TestGatherer } from './helpers/test-gatherer.js';
 
 const cleanup = useCleanup();
