@@ -308,18 +308,19 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     expect(A.selectedPair()!.local.type).toBe('relay');
   });
 
-  it('a better pair that goes unanswered holds the nomination for three sends, then the valid relay pair is nominated', () => {
+  it('a better pair that goes unanswered holds the nomination for one RTO and twice the RTT, then the valid relay pair is nominated', () => {
     const { w, A, B } = setup({ basesA });
     // The direct path is blocked both ways; the relay path works.
     w.drop = (p) => p.from.address.startsWith('10.0.0.') && p.to.address.startsWith('10.0.0.');
     exchange(w, { name: 'A', core: A, locals: [hostA, relayA] }, { name: 'B', core: B, locals: [hostB] });
     w.run(3000);
     const hostSends = w.sent.filter((p) => p.sender === 'A' && p.from.port === 1000 && decode(p.data).isRequest()).map((p) => p.t);
-    expect(hostSends.slice(0, 3)).toEqual([0, 500, 1500]);
+    expect(hostSends.slice(0, 2)).toEqual([0, 500]);
     const nominations = w.stun('A').filter((p) => p.msg.isRequest() && p.msg.has(AttrType.USE_CANDIDATE));
-    // The third send of the host pair at 1500 is what lets the relay pair be nominated, at
-    // once (the pacing slot is free).
-    expect(nominations.map((p) => p.t)).toEqual([1500]);
+    // The host pair's check went unanswered for a full RTO (500) and its retransmission for
+    // twice the relay pair's RTT (2 x 20): then the relay pair is nominated, at once (the
+    // pacing slot is free).
+    expect(nominations.map((p) => p.t)).toEqual([540]);
     expect(nominations[0]!.from.port).toBe(40000);
     expect(A.selectedPair()!.local.type).toBe('relay');
     expect(B.selectedPair()!.remote.address).toBe('198.51.100.9');
@@ -327,13 +328,16 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
 
   it('a better pair that answers within that time wins over the valid relay pair', () => {
     const { w, A, B } = setup({ basesA });
-    // The direct path loses only what is sent in the first 300 ms.
-    w.drop = (p) => p.t < 300 && p.from.address.startsWith('10.0.0.') && p.to.address.startsWith('10.0.0.');
+    // The direct path loses only what is sent in the first 100 ms: the host pair's
+    // retransmission at 500 is answered at 520, before the relay pair could be nominated (540).
+    w.drop = (p) => p.t < 100 && p.from.address.startsWith('10.0.0.') && p.to.address.startsWith('10.0.0.');
     exchange(w, { name: 'A', core: A, locals: [hostA, relayA] }, { name: 'B', core: B, locals: [hostB] });
     w.run(3000);
     expect(A.selectedPair()!.local.type).toBe('host');
     expect(B.selectedPair()!.remote.address).toBe('10.0.0.1');
     expect(w.eventsOf('selected-pair')).toHaveLength(2);
+    // The answer came to the retransmission: the RTT is timed from it (Karn), not from t0.
+    expect(A.selectedPair()!.rtt).toBe(20);
   });
 
   it('aggressive nomination: every check carries USE-CANDIDATE and the first success is selected', () => {

@@ -49,6 +49,8 @@ export class IceCore {
   private closed = false;
   private currentState: IceState = 'new';
   private nextCheckAt = Number.NEGATIVE_INFINITY;
+  /** When a nomination (or, aggressive, the end of checking) may become possible by time alone. */
+  private nominationWakeAt = Number.POSITIVE_INFINITY;
   private pairIds = 0;
   private out: IceAction[] = [];
   private readonly random: () => number;
@@ -93,7 +95,7 @@ export class IceCore {
       rtoMin: num('rtoMin', options.rtoMin, 500, 1),
       rc: num('rc', options.rc, 7, 1),
       rm: num('rm', options.rm, 16, 1),
-      nominationPatience: num('nominationPatience', options.nominationPatience, 3, 1),
+      nominationPatience: num('nominationPatience', options.nominationPatience, 2, 1),
       consent,
       disconnectedAfterMs: num('disconnectedAfterMs', options.disconnectedAfterMs, 12_500, 1),
       keepaliveMs: num('keepaliveMs', options.keepaliveMs, 15_000, 1),
@@ -207,6 +209,7 @@ export class IceCore {
       else at(tx.expiresAt);
     }
     if (!this.failed && this.hasCheckWork()) at(this.nextCheckAt);
+    if (!this.failed) at(this.nominationWakeAt);
     for (const p of this.dataPairs()) {
       if (p.consent && !p.consent.expired && this.options.consent) {
         if (!this.lite) at(p.consent.nextCheckAt);
@@ -651,6 +654,7 @@ export class IceCore {
       timer,
       cancelled: false,
       sentAt: now,
+      lastSentAt: now,
       expiresAt: Number.POSITIVE_INFINITY,
     };
     if (pair.tx) this.cancelTx(pair.tx, now);
@@ -684,7 +688,9 @@ export class IceCore {
     this.runTransactions(now);
     this.runConsent(now);
     if (!this.failed) {
+      this.nominationWakeAt = Number.POSITIVE_INFINITY;
       this.evaluateNomination(now);
+      this.evaluateCompletion(this.session, now);
       if (this.hasCheckWork() && now >= this.nextCheckAt) {
         const next = this.nextCheck(this.session);
         if (next) {
@@ -708,6 +714,7 @@ export class IceCore {
       const r = tx.timer.onTimeout(now);
       if (r === 'retransmit') {
         this.stats.retransmissions++;
+        tx.lastSentAt = now;
         tx.pair.lastSentAt = now;
         this.send(tx.baseId, tx.to, tx.request);
       } else if (r === 'timeout') {
@@ -738,7 +745,7 @@ export class IceCore {
    * Regular nomination (RFC 8445 8.1.1) by the controlling agent: the best valid pair is
    * nominated as soon as no better pair can still succeed: every pair above it has
    * succeeded or failed, or is frozen behind a failed foundation, or has gone
-   * `nominationPatience` sends unanswered. No per-candidate-type waits.
+   * `nominationPatience` sends unanswered (by default one full RTO). No per-type waits.
    */
   private evaluateNomination(now: number): void {
     const s = this.session;
@@ -746,7 +753,12 @@ export class IceCore {
     for (let c = 1; c <= this.options.components; c++) {
       if (s.selected.has(c) || s.nominating.has(c)) continue;
       const best = s.valid.find((p) => p.component === c);
-      if (!best || !this.settled(s, c, best)) continue;
+      if (!best) continue;
+      const settled = this.settled(s, c, best, now);
+      if (settled !== true) {
+        this.nominationWakeAt = Math.min(this.nominationWakeAt, settled);
+        continue;
+      }
       if (best.nominated) continue; // aggressive: already nominated by its own check
       const g = best.generating ?? best;
       if (!g.inChecklist) this.insert(s, g, 'succeeded');
@@ -754,28 +766,46 @@ export class IceCore {
       s.nominating.add(c);
       this.enqueueTriggered(s, g, true);
     }
-    void now;
   }
 
-  /** True when no pair of the component with a higher priority than `best` can still succeed. */
-  private settled(s: Session, component: number, best: Pair): boolean {
-    const patience = this.options.nominationPatience;
+  /**
+   * A better pair in progress is given up (for nomination only; its check goes on) once it
+   * has been sent `nominationPatience` times and its last send has had twice the valid
+   * pair's round-trip time to be answered. Returns true, or the time that happens.
+   */
+  private givenUp(q: Pair, best: Pair, now: number): true | number {
+    const tx = q.tx;
+    if (!tx?.timer || tx.timer.sendCount < this.options.nominationPatience) return tx?.timer?.nextTimeout() ?? Number.POSITIVE_INFINITY;
+    const at = tx.lastSentAt + 2 * (best.rtt ?? 0);
+    return now >= at ? true : at;
+  }
+
+  /**
+   * True when no pair of the component with a higher priority than `best` can still
+   * succeed; otherwise the earliest time that may change by time alone (or Infinity).
+   */
+  private settled(s: Session, component: number, best: Pair, now: number): true | number {
+    let wake = Number.POSITIVE_INFINITY;
     const hopeless = new Set<string>();
     for (const q of s.pairs) {
-      if (q.state === 'failed' || (q.state === 'in-progress' && (q.tx?.timer?.sendCount ?? 0) >= patience)) hopeless.add(q.foundation);
+      if (q.state === 'failed' || (q.state === 'in-progress' && this.givenUp(q, best, now) === true)) hopeless.add(q.foundation);
     }
+    let settled = true;
     for (const q of s.pairs) {
       if (q.component !== component || q === best.generating || q === best) continue;
       if (q.priority <= best.priority) break;
       if (q.state === 'succeeded' || q.state === 'failed') continue;
       if (q.state === 'in-progress') {
-        if ((q.tx?.timer?.sendCount ?? 0) >= patience) continue;
-        return false;
+        const g = this.givenUp(q, best, now);
+        if (g === true) continue;
+        wake = Math.min(wake, g);
+        settled = false;
+        continue;
       }
       if (q.state === 'frozen' && hopeless.has(q.foundation)) continue;
-      return false;
+      settled = false;
     }
-    return true;
+    return settled ? true : wake;
   }
 
   /** The selected pair of each component: the nominated valid pair with the highest priority. */
@@ -790,7 +820,7 @@ export class IceCore {
       this.out.push({ type: 'selected-pair', pair: best.info() });
     }
     if (this.legacy && s === this.session && this.allSelected(s)) this.legacy = undefined;
-    this.evaluateCompletion(s);
+    this.evaluateCompletion(s, now);
   }
 
   private allSelected(s: Session): boolean {
@@ -804,10 +834,16 @@ export class IceCore {
    * With aggressive nomination the controlling agent first waits until no better pair can
    * still succeed.
    */
-  private evaluateCompletion(s: Session): void {
+  private evaluateCompletion(s: Session, now: number): void {
     if (s.checklistState !== 'running' || !this.allSelected(s)) return;
     if (this.isControlling && this.options.nomination === 'aggressive') {
-      for (const [c, p] of s.selected) if (!this.settled(s, c, p)) return;
+      for (const [c, p] of s.selected) {
+        const settled = this.settled(s, c, p, now);
+        if (settled !== true) {
+          this.nominationWakeAt = Math.min(this.nominationWakeAt, settled);
+          return;
+        }
+      }
     }
     s.checklistState = 'completed';
     for (const p of [...s.pairs]) {
@@ -919,6 +955,7 @@ export class IceCore {
       timer: undefined,
       cancelled: false,
       sentAt: now,
+      lastSentAt: now,
       // RFC 7675 section 5.1: an answer to any consent request sent within the consent
       // lifetime counts, not only to the latest.
       expiresAt: now + (this.options.consent ? this.options.consent.expiryMs : 30_000),
@@ -1244,7 +1281,9 @@ export class IceCore {
       s.byKey.set(vp.key, vp);
     }
     pair.state = 'succeeded';
-    pair.rtt = now - tx.sentAt;
+    // From the latest send: an answer to a retransmitted check cannot say which send it
+    // answers (Karn), and timing it from the first would add the RTO.
+    pair.rtt = now - tx.lastSentAt;
     pair.validPair = vp;
     vp.generating = pair;
     vp.rtt = pair.rtt;

@@ -129,6 +129,8 @@ export interface Tx {
   /** RFC 8445 7.3.1.4: no more retransmissions, but an answer still counts. */
   cancelled: boolean;
   sentAt: number;
+  /** The last (re)transmission. */
+  lastSentAt: number;
   /** The record is forgotten after this. */
   expiresAt: number;
 }

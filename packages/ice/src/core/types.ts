@@ -116,8 +116,10 @@ export interface IceCoreOptions {
   rm?: number;
   /**
    * A better pair still checking holds back the nomination of a valid one until its check
-   * has been sent this many times unanswered (first send and retransmissions at the RTO
-   * schedule), fails, or succeeds. Default 3. There is no per-type wait.
+   * has been sent this many times unanswered (the first send and retransmissions at the RTO
+   * schedule) and the last send has had twice the valid pair's round-trip time, or fails, or
+   * succeeds. Default 2: a check unanswered for one full RTO (RFC 8445 14.3, 500 ms) and its
+   * retransmission for two RTTs is presumed blocked. There is no per-candidate-type wait.
    */
   nominationPatience?: number;
   /** RFC 7675 consent freshness; false turns it off (keepalives still run). */
