@@ -281,14 +281,13 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
    */
   send(data: Uint8Array): boolean {
     this.checkOpen();
-    const path = this.core.dataPath(1);
-    const base = path && this.gathererInstance?.base(path.baseId);
-    if (!path || !base) {
+    const route = this.core.route(this.clock.now(), 1);
+    const base = route && this.gathererInstance?.base(route.baseId);
+    if (!route || !base) {
       this.agentStats.dataDropped.notConnected++;
       return false;
     }
-    base.send(data, path.to);
-    this.core.dataSent(this.clock.now(), 1);
+    base.send(data, route.to);
     this.agentStats.dataSent++;
     return true;
   }

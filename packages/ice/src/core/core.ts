@@ -178,6 +178,18 @@ export class IceCore {
     return p ? { baseId: p.local.baseId, to: p.remoteAddress, pair: p.info() } : undefined;
   }
 
+  /**
+   * The data path for the per-datagram send: the same as `dataPath` without a snapshot (the
+   * object is the pair's own and does not change), and it notes the send for keepalives
+   * (RFC 8445 section 11: no keepalive while data flows).
+   */
+  route(now: number, component = 1): { readonly baseId: number; readonly to: TransportAddress } | undefined {
+    const p = this.dataPair(component);
+    if (!p) return undefined;
+    p.lastSentAt = now;
+    return p.route;
+  }
+
   /** Tell the core data went out on the data path (RFC 8445 section 11: no keepalive needed then). */
   dataSent(now: number, component = 1): void {
     const p = this.dataPair(component);

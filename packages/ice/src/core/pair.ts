@@ -73,6 +73,7 @@ export class Pair {
     this.component = local.component;
     this.key = `${localKey(local)}#${remoteKey(remote.component, remote.address, remote.port)}`;
     this.foundation = `${local.foundation}:${remote.foundation}`;
+    this.route = { baseId: local.baseId, to: toTransportAddress(remote) };
   }
 
   /** RFC 8445 section 6.1.2.3: G is the controlling agent's candidate's priority. */
@@ -81,8 +82,11 @@ export class Pair {
     this.priority = controlling ? pairPriority(this.local.priority, this.remote.priority) : pairPriority(this.remote.priority, this.local.priority);
   }
 
+  /** Where data for this pair goes: the base and the remote address (built once). */
+  readonly route: { readonly baseId: number; readonly to: TransportAddress };
+
   get remoteAddress(): TransportAddress {
-    return toTransportAddress(this.remote);
+    return this.route.to;
   }
 
   info(): PairInfo {
