@@ -156,6 +156,46 @@ describe('ICE core: the checklist (RFC 8445 6.1.2)', () => {
   });
 });
 
+describe('ICE core: unfreezing (RFC 8445 6.1.4.2)', () => {
+  it('a frozen pair waits while its foundation has a pair in progress, and is checked when that one fails', () => {
+    const { w, A } = setup({ a: { rtoMin: 100, rc: 2, rm: 2 } });
+    w.drop = () => true;
+    A.addLocalCandidate(hostA, 0);
+    A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0);
+    // Two remote candidates on one address: one foundation.
+    const r1 = signalled(localCandidate('host', 1, '10.9.0.1', 4000));
+    const r2 = signalled(localCandidate('host', 2, '10.9.0.1', 4001, { localPreference: 65534 }));
+    w.apply('A', A.addRemoteCandidate(r1, 0));
+    w.apply('A', A.addRemoteCandidate(r2, 0));
+    expect(A.checklist.map((p) => p.state)).toEqual(['in-progress', 'frozen']);
+    w.run(1000);
+    // r1: sent at 0 and 100 (Rc = 2), failed at 100 + Rm * RTO = 300; only then is r2's
+    // pair unfrozen and checked, not at t0 + Ta.
+    const sends = (port: number) => w.sent.filter((p) => p.to.port === port).map((p) => p.t);
+    expect(sends(4000)).toEqual([0, 100]);
+    expect(sends(4001)).toEqual([300, 400]);
+    expect(A.checklist.map((p) => p.state)).toEqual(['failed', 'failed']);
+  });
+});
+
+describe('ICE core: the controlled side (RFC 8445 7.3.1.5)', () => {
+  it('USE-CANDIDATE on a pair it has not checked: a triggered check, nominated when it succeeds', () => {
+    const { w, A, B } = setup({ a: { nomination: 'aggressive' } });
+    w.apply('A', A.addLocalCandidate(hostA, 0));
+    w.apply('B', B.addLocalCandidate(hostB, 0));
+    w.apply('A', A.setRemoteParameters(B.localParameters, 0));
+    w.apply('A', A.addRemoteCandidate(signalled(hostB), 0));
+    // B has A's parameters but not its candidate.
+    w.apply('B', B.setRemoteParameters(A.localParameters, 0));
+    w.run(100);
+    // A's check (USE-CANDIDATE) reaches B at 10: B answers, learns A as peer-reflexive and
+    // checks back at once; the answer to that check comes at 30 and selects the pair.
+    expect(w.stun('B').filter((p) => p.msg.isRequest()).map((p) => p.t)).toEqual([10]);
+    expect(w.eventsOf('selected-pair', 'B').map((e) => [e.t, e.action.pair.remote.type])).toEqual([[30, 'prflx']]);
+    expect(w.eventsOf('selected-pair', 'A').map((e) => e.t)).toEqual([20]);
+  });
+});
+
 describe('ICE core: pacing, RTO and retransmissions (RFC 8445 14; RFC 8489 6.2.1)', () => {
   it('sends one new check every Ta and retransmits each at its RTO, doubling, until it fails', () => {
     const { w, A } = setup();
