@@ -4,7 +4,7 @@ import {
   ErrorCode,
   Method,
   type StunMessage,
-  TransactionTimer,
+  TransactionTable,
   type TransportAddress,
   canonicalIp,
   checkIntegrity,
@@ -43,7 +43,8 @@ export class IceCore {
   private legacy: { session: Session; pairs: Map<number, Pair> } | undefined;
   private readonly locals: LocalCandidate[] = [];
   private readonly localByKey = new Map<string, LocalCandidate>();
-  private readonly txs = new Map<string, Tx>();
+  /** Checks and consent checks in flight: the STUN client's sans-I/O table (RFC 8489 6.2, 6.3). */
+  private readonly txs = new TransactionTable<Tx>();
   private localEoc = false;
   private failed = false;
   private closed = false;
@@ -216,10 +217,7 @@ export class IceCore {
     const at = (x: number | undefined) => {
       if (x !== undefined && x < t) t = x;
     };
-    for (const tx of this.txs.values()) {
-      if (tx.timer && !tx.cancelled) at(tx.timer.nextTimeout());
-      else at(tx.expiresAt);
-    }
+    at(this.txs.nextTimeout());
     if (!this.failed && this.hasCheckWork()) at(this.nextCheckAt);
     if (!this.failed) at(this.nominationWakeAt);
     for (const p of this.dataPairs()) {
@@ -649,10 +647,7 @@ export class IceCore {
       useCandidate,
     });
     const rto = this.checkRto(s);
-    const timer = new TransactionTimer(now, { rto, rc: this.options.rc, rm: this.options.rm });
-    const tx: Tx = {
-      key: id.toString('hex'),
-      id,
+    const tx = {
       kind: 'check',
       pair,
       session: s,
@@ -661,16 +656,14 @@ export class IceCore {
       useCandidate,
       controlling: this.isControlling,
       priority,
-      responseKey: s.remoteKey!,
-      request,
-      timer,
       cancelled: false,
       sentAt: now,
       lastSentAt: now,
-      expiresAt: Number.POSITIVE_INFINITY,
-    };
-    if (pair.tx) this.cancelTx(pair.tx, now);
-    this.txs.set(tx.key, tx);
+    } as Tx;
+    // RFC 8489 6.2.1 with the RTO of RFC 8445 14.3; the answer must be signed with the
+    // peer's password (RFC 8445 7.2.5.1, RFC 8489 9.1.4).
+    tx.handle = this.txs.start(id, request, now, { retransmit: { rto, rc: this.options.rc, rm: this.options.rm }, verifyKey: s.remoteKey!, context: tx });
+    if (pair.tx) this.cancelTx(pair.tx);
     pair.tx = tx;
     if (pair.state !== 'succeeded') pair.state = 'in-progress';
     pair.lastSentAt = now;
@@ -683,13 +676,9 @@ export class IceCore {
    * RFC 8445 7.3.1.4: a cancelled check is not retransmitted and its timeout is no failure,
    * but an answer within the transaction's lifetime still counts.
    */
-  private cancelTx(tx: Tx, now: number): void {
-    if (tx.cancelled) return;
+  private cancelTx(tx: Tx): void {
     tx.cancelled = true;
     if (tx.pair.tx === tx) tx.pair.tx = undefined;
-    const rto = tx.timer ? tx.timer.nextTimeout() : undefined;
-    tx.expiresAt = Math.max(now, rto ?? now) + this.options.rm * this.options.rtoMin;
-    tx.timer?.finish();
   }
 
   // -------------------------------------------------------------------------------------
@@ -716,22 +705,17 @@ export class IceCore {
   }
 
   private runTransactions(now: number): void {
-    for (const tx of [...this.txs.values()]) {
-      if (!tx.timer || tx.cancelled) {
-        if (now >= tx.expiresAt) this.txs.delete(tx.key);
-        continue;
-      }
-      const due = tx.timer.nextTimeout();
-      if (due === undefined || now < due) continue;
-      const r = tx.timer.onTimeout(now);
-      if (r === 'retransmit') {
+    for (const a of this.txs.onTimeout(now)) {
+      const tx = a.transaction.context;
+      if (a.type === 'retransmit') {
+        // A cancelled check waits out its transaction silently (RFC 8445 7.3.1.4).
+        if (tx.cancelled) continue;
         this.stats.retransmissions++;
         tx.lastSentAt = now;
         tx.pair.lastSentAt = now;
-        this.send(tx.baseId, tx.to, tx.request);
-      } else if (r === 'timeout') {
-        this.txs.delete(tx.key);
-        if (tx.session === this.session && tx.pair.tx === tx) this.checkFailed(tx.session, tx.pair, now);
+        this.send(tx.baseId, tx.to, a.transaction.bytes);
+      } else if (tx.kind === 'check' && !tx.cancelled && tx.session === this.session && tx.pair.tx === tx) {
+        this.checkFailed(tx.session, tx.pair, now);
       }
     }
   }
@@ -787,7 +771,7 @@ export class IceCore {
    */
   private givenUp(q: Pair, best: Pair, now: number): true | number {
     const tx = q.tx;
-    if (!tx?.timer || tx.timer.sendCount < this.options.nominationPatience) return tx?.timer?.nextTimeout() ?? Number.POSITIVE_INFINITY;
+    if (!tx || tx.handle.sends < this.options.nominationPatience) return tx?.handle.deadline ?? Number.POSITIVE_INFINITY;
     const at = tx.lastSentAt + 2 * (best.rtt ?? 0);
     return now >= at ? true : at;
   }
@@ -861,7 +845,7 @@ export class IceCore {
     for (const p of [...s.pairs]) {
       if (p.state === 'waiting' || p.state === 'frozen') this.removeFromChecklist(s, p);
       else if (p.state === 'in-progress' && p.tx) {
-        this.cancelTx(p.tx, p.tx.sentAt);
+        this.cancelTx(p.tx);
         this.removeFromChecklist(s, p);
       }
     }
@@ -951,9 +935,7 @@ export class IceCore {
       tieBreaker: this.tieBreaker,
       useCandidate: false,
     });
-    const tx: Tx = {
-      key: id.toString('hex'),
-      id,
+    const tx = {
       kind: 'consent',
       pair: p,
       session: s,
@@ -962,17 +944,14 @@ export class IceCore {
       useCandidate: false,
       controlling: this.isControlling,
       priority,
-      responseKey: s.remoteKey,
-      request,
-      timer: undefined,
       cancelled: false,
       sentAt: now,
       lastSentAt: now,
-      // RFC 7675 section 5.1: an answer to any consent request sent within the consent
-      // lifetime counts, not only to the latest.
-      expiresAt: now + (this.options.consent ? this.options.consent.expiryMs : 30_000),
-    };
-    this.txs.set(tx.key, tx);
+    } as Tx;
+    // RFC 7675 section 5.1: sent once; an answer to any consent request sent within the
+    // consent lifetime counts, not only to the latest, so each waits that long.
+    const expiry = this.options.consent ? this.options.consent.expiryMs : 30_000;
+    tx.handle = this.txs.start(id, request, now, { retransmit: { rto: expiry, rc: 1, rm: 1 }, verifyKey: s.remoteKey, context: tx });
     p.lastSentAt = now;
     this.stats.consentRequestsSent++;
     this.send(tx.baseId, tx.to, request);
@@ -998,8 +977,8 @@ export class IceCore {
     for (const [c, p] of old.selected) if (p.consent && !p.consent.expired && !this.failed) live.set(c, p);
     if (live.size > 0) this.legacy = { session: old, pairs: live };
     else if (this.legacy && this.legacy.pairs.size === 0) this.legacy = undefined;
-    for (const tx of [...this.txs.values()]) {
-      if (tx.session === old && tx.kind === 'check') this.txs.delete(tx.key);
+    for (const t of [...this.txs.values()]) {
+      if (t.context.session === old && t.context.kind === 'check') this.txs.cancel(t.id);
     }
     old.triggered = [];
     // Peer-reflexive local candidates belong to the old session's checks.
@@ -1149,7 +1128,7 @@ export class IceCore {
           if (!pair.inChecklist && s.checklistState === 'running') this.insert(s, pair, 'succeeded');
           break;
         case 'in-progress':
-          if (pair.tx) this.cancelTx(pair.tx, now);
+          if (pair.tx) this.cancelTx(pair.tx);
           pair.state = 'waiting';
           this.enqueueTriggered(s, pair);
           break;
@@ -1203,14 +1182,12 @@ export class IceCore {
   // Responses (RFC 8445 section 7.2.5)
 
   private onResponse(baseId: number, msg: StunMessage, from: TransportAddress, now: number): void {
-    const tx = this.txs.get(msg.transactionId.toString('hex'));
-    if (!tx) return this.drop('unknown-transaction');
-    // RFC 8445 7.2.5 / RFC 8489 9.1.4: the answer is signed with the peer's password.
-    const integrity = checkIntegrity(msg, tx.responseKey);
-    if (integrity !== 'sha1' && integrity !== 'sha256') return this.drop('unauthenticated-response');
+    // RFC 8445 7.2.5 / RFC 8489 9.1.4: matched by transaction id, signed with the peer's password.
+    const m = this.txs.match(msg, now);
+    if (m.kind === 'unmatched') return this.drop('unknown-transaction');
+    if (m.kind === 'dropped') return this.drop(m.reason === 'fingerprint' ? 'bad-fingerprint' : 'unauthenticated-response');
+    const tx = m.transaction.context;
     this.stats.responsesReceived++;
-    this.txs.delete(tx.key);
-    tx.timer?.finish();
     const s = tx.session;
     const pair = tx.pair;
     const current = s === this.session || (this.legacy?.session === s && tx.kind === 'consent');

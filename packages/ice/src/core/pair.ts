@@ -1,4 +1,4 @@
-import { type TransportAddress, type TransactionTimer, canonicalIp, ipFamily } from '@natkit/stun';
+import { type ClientTransaction, type TransportAddress, canonicalIp, ipFamily } from '@natkit/stun';
 import { type Candidate, type LocalCandidate, pairPriority } from '../candidate.js';
 import type { IceParameters } from '../formats/parameters.js';
 import type { PairInfo, PairState } from './types.js';
@@ -111,10 +111,12 @@ export function comparePairs(a: Pair, b: Pair): number {
   return a.component - b.component || a.id - b.id;
 }
 
-/** One STUN transaction the core sent: a connectivity check or a consent check. */
+/**
+ * What the core keeps with each STUN transaction it runs on @natkit/stun's TransactionTable
+ * (RFC 8489 timers and response matching, shared with StunClient): a connectivity check or
+ * a consent check.
+ */
 export interface Tx {
-  key: string;
-  id: Buffer;
   kind: 'check' | 'consent';
   pair: Pair;
   session: Session;
@@ -125,18 +127,16 @@ export interface Tx {
   controlling: boolean;
   /** The PRIORITY sent: a peer-reflexive local candidate learned from the answer gets it. */
   priority: number;
-  /** The peer's password key: the answer must be signed with it. */
-  responseKey: Buffer;
-  request: Buffer;
-  /** Checks retransmit (RFC 8489 6.2.1 with the RTO of RFC 8445 14.3); consent checks do not. */
-  timer: TransactionTimer | undefined;
-  /** RFC 8445 7.3.1.4: no more retransmissions, but an answer still counts. */
+  /**
+   * RFC 8445 7.3.1.4: no more retransmissions, and its timeout is no failure, but an answer
+   * within the transaction's lifetime still counts. It stays in the table until then.
+   */
   cancelled: boolean;
   sentAt: number;
   /** The last (re)transmission. */
   lastSentAt: number;
-  /** The record is forgotten after this. */
-  expiresAt: number;
+  /** Its entry in the table (id, sends so far, next deadline). */
+  handle: ClientTransaction<Tx>;
 }
 
 /**
