@@ -372,6 +372,15 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   }
 
   private perform(actions: IceAction[]): void {
+    try {
+      this.performAll(actions);
+    } finally {
+      // Even if a listener throws, the core's next deadline stays on the clock.
+      this.schedule();
+    }
+  }
+
+  private performAll(actions: IceAction[]): void {
     for (const a of actions) {
       switch (a.type) {
         case 'send': {
@@ -408,7 +417,6 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
           break;
       }
     }
-    this.schedule();
   }
 
   /** RFC 8656 section 12: once a relayed pair is selected, data goes as ChannelData. */
