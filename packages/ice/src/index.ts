@@ -1,6 +1,7 @@
 // @natkit/ice: the ICE (RFC 8445) agent: gathering, candidate formats, checks, nomination.
 export * from './candidate.js';
 export type * from './base.js';
+export * from './gather/index.js';
 export * from './formats/errors.js';
 export * from './formats/candidate-line.js';
 export * from './formats/parameters.js';
@@ -10,5 +11,4 @@ export type * from './core/types.js';
 export * from './core/core.js';
 export * from './mdns/resolver.js';
 export type * from './agent/gatherer-like.js';
-// IceAgent joins the package exports with the Gatherer (src/gather): without it there is no
-// default gatherer, and test/vnet's ICE test waits for this export.
+export * from './agent/agent.js';

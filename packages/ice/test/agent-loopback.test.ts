@@ -3,12 +3,10 @@
 // nothing sleeps and no assertion depends on how fast the machine is.
 import * as dgram from 'node:dgram';
 import { once } from 'node:events';
-import { Attr, MessageBuilder, MessageClass, Method, decodeMessage, nodeNetwork, shortTermKey } from '@natkit/stun';
+import { Attr, MessageBuilder, MessageClass, Method, decodeMessage, shortTermKey } from '@natkit/stun';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
-import { IceAgent, type IceAgentOptions } from '../src/agent/agent.js';
-import { type IceState, formatCandidateLine } from '../src/index.js';
-import { TestGatherer } from './helpers/test-gatherer.js';
+import { IceAgent, type IceAgentOptions, type IceState, formatCandidateLine } from '../src/index.js';
 
 const cleanup = useCleanup();
 const DEADLINE = 20_000;
@@ -31,7 +29,8 @@ function waitFor<T extends unknown[]>(agent: IceAgent, event: string, pred: (...
 }
 
 function loopbackAgent(opts: IceAgentOptions = {}): IceAgent {
-  const agent = new IceAgent({ gatherer: () => new TestGatherer({ network: nodeNetwork, addresses: ['127.0.0.1'] }), ...opts });
+  // The Gatherer of src/gather, with host candidates on loopback only.
+  const agent = new IceAgent({ addresses: ['127.0.0.1'], includeLoopback: true, families: ['IPv4'], ...opts });
   cleanup.track(agent);
   return agent;
 }

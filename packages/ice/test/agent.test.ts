@@ -5,8 +5,7 @@ import { type TransportAddress, ManualClock, MessageBuilder, MessageClass, Metho
 import { describe, expect, it } from 'vitest';
 import { MemorySegment, type MemoryHost } from '../../../test/helpers/memnet.js';
 import { thrown } from '../../../test/helpers/thrown.js';
-import { IceAgent, type IceAgentOptions } from '../src/agent/agent.js';
-import { CandidateLineError, IceError, formatCandidateLine } from '../src/index.js';
+import { CandidateLineError, IceAgent, type IceAgentOptions, IceError, formatCandidateLine } from '../src/index.js';
 import { decodeQuery, encodeAnswer } from '../src/mdns/dns.js';
 import { seededBytes } from './helpers/wire.js';
 import { TestGatherer } from './helpers/test-gatherer.js';

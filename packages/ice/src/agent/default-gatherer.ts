@@ -1,10 +1,7 @@
-import { IceError } from '../core/errors.js';
+import { Gatherer } from '../gather/gatherer.js';
 import type { AgentGathererOptions, GathererLike } from './gatherer-like.js';
 
-/**
- * The gatherer an IceAgent makes when none is given. The Gatherer of src/gather (ice-gather)
- * is not on this branch yet; until it is merged, pass `options.gatherer`.
- */
-export function defaultGatherer(_options: AgentGathererOptions): GathererLike {
-  throw new IceError('BAD_OPTION', 'no gatherer on this build: pass options.gatherer (the default Gatherer comes with src/gather)');
+/** The gatherer an IceAgent makes when none is given: src/gather's Gatherer. */
+export function defaultGatherer(options: AgentGathererOptions): GathererLike {
+  return new Gatherer(options);
 }
