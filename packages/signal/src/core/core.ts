@@ -287,11 +287,21 @@ export class SignalCore {
     for (const p of this.parties.values()) n += p.pendingBytes + p.inflightBytes;
     return n;
   }
+  /** Connections whose socket is full (the reader is slow). */
+  get blockedCount(): number {
+    let n = 0;
+    for (const c of this.conns.values()) if (c.blockedAt !== undefined) n++;
+    return n;
+  }
   /** Connections by protocol (undecided ones under "pending"). */
   get connectionsByProtocol(): { plain: number; json: number; pending: number } {
     const r = { plain: 0, json: 0, pending: 0 };
     for (const c of this.conns.values()) r[c.proto ?? 'pending']++;
     return r;
+  }
+  /** Rooms with a party here. */
+  localRooms(): RoomKey[] {
+    return [...this.rooms.keys()];
   }
   /** Other instances this one has parties paired with or frames for (to watch their liveness). */
   remoteInstances(): string[] {
