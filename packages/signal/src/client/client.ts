@@ -313,7 +313,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         const s = this.sock;
         this.sock = undefined;
         s.destroy();
-        this.onDrop(new Error(`nothing from the server for ${quiet} ms`));
+        this.onDrop(new Error(`nothing from the server for ${Math.round(quiet)} ms`));
         return;
       }
       this.watchdog = this.clock.setTimeout(check, this.deadAfter - quiet);
