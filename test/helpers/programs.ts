@@ -15,6 +15,10 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   ip: 'iproute2',
   nft: 'nftables',
   chromium: 'chromium',
+  'redis-server': 'redis-server',
+  socat: 'socat',
+  nc: 'netcat-openbsd',
+  python3: 'python3',
 };
 
 // The Debian programs live in the system directories. PATH under npx/vitest starts with
