@@ -514,6 +514,45 @@ describe('several instances', () => {
   });
 });
 
+describe('an asynchronous directory (Redis)', () => {
+  it('a connection that closes while its join is under way gives the place back when the answer comes', async () => {
+    cl = new Cluster();
+    const held: Array<() => void> = [];
+    const local = cl.directory;
+    const d = cl.drivers[0]!;
+    (d as unknown as { directory: unknown }).directory = {
+      join: (req: Parameters<typeof local.join>[0]) => new Promise((resolve) => held.push(() => resolve(local.join(req)))),
+      leave: (room: string, member: string) => local.leave(room, member),
+    };
+    const a = cl.open();
+    cl.json(a, { type: 'join', room: 'r' }, { type: 'app', data: 'early' });
+    cl.hangUp(a);
+    held.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(local.members(roomKey('r'))).toEqual([]);
+    // And one that stays gets its place, with what it sent meanwhile.
+    const b = cl.open();
+    cl.json(b, { type: 'join', room: 'r' }, cand(1));
+    const c = cl.open();
+    cl.json(c, { type: 'join', room: 'r' });
+    held.shift()!();
+    await new Promise((r) => setImmediate(r));
+    held.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(cl.take(c)).toEqual([expect.objectContaining({ type: 'joined', peer: true }), cand(1)]);
+    cl.advance(DEFAULT_LIMITS.joinTimeout * 2);
+    expect(local.members(roomKey('r'))).toHaveLength(2);
+  });
+
+  it('a join the directory never answers ends in "unavailable" after joinTimeout', () => {
+    cl = new Cluster(1, { joinTimeout: 3000 });
+    (cl.drivers[0] as unknown as { directory: unknown }).directory = { join: () => new Promise(() => {}), leave: () => {} };
+    const a = cl.join('r');
+    cl.advance(3000);
+    expect(cl.take(a)).toEqual([{ type: 'error', code: 'unavailable', reason: 'the room directory did not answer in time', fatal: true }]);
+  });
+});
+
 describe('shutdown', () => {
   it('sends shutdown to JSON parties, tells peers elsewhere, refuses new connections', () => {
     cl = new Cluster(2);

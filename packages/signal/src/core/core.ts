@@ -582,7 +582,7 @@ export class SignalCore {
     this.stats.closed[code] = (this.stats.closed[code] ?? 0) + 1;
     if (code !== 'closed' && code !== 'bye') this.log('info', 'connection closed', { conn: c.id, ip: c.ip, why: code, ...(reason ? { reason } : {}) });
     if (c.party) this.leave(c.party, CLOSE_TO_LEFT[code] ?? 'error');
-    if (c.token) this.joining.delete(c.token);
+    // A join under way stays in `joining` (closing): its answer gives the place back.
     this.conns.delete(c.id);
     const n = (this.perIp.get(c.ip) ?? 1) - 1;
     if (n > 0) this.perIp.set(c.ip, n);
@@ -613,11 +613,12 @@ export class SignalCore {
     }
     const c = this.joining.get(token);
     this.joining.delete(token);
-    if (!c || c.closing) {
-      // Closed while joining: give the place back.
+    if (!c) return;
+    if (c.closing) {
+      // Closed while joining: give the place back; a peer it was given learns it left.
       if (result.ok) {
-        const room = c?.room;
-        if (room) this.out.push({ type: 'leave', room, member: token });
+        this.out.push({ type: 'leave', room: c.room!, member: token });
+        if (result.replaced) this.takeOver(result.replaced);
         if (result.peer) this.frame(result.peer.instance, { k: 'l', to: result.peer.member, from: token, why: 'closed' }, undefined, 0);
       }
       return;
