@@ -22,14 +22,14 @@ function next<T>(c: SignalClient, name: 'message' | 'line' | 'peer-joined' | 'pe
   return new Promise((resolve, reject) => {
     const got: T[] = [];
     const t = setTimeout(() => {
-      c.off(name, on);
+      c.off(name, on as never);
       reject(new Error(`waited ${ms} ms for ${n} ${name} events, got ${got.length}`));
     }, ms);
     const on = (v: T) => {
       got.push(v);
       if (got.length === n) {
         clearTimeout(t);
-        c.off(name, on);
+        c.off(name, on as never);
         resolve(got);
       }
     };
