@@ -260,7 +260,8 @@ export class SignalCore {
 
   constructor(options: CoreOptions = {}) {
     this.instance = options.instance ?? newInstanceId();
-    this.limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => k !== 'instance' && v !== undefined)) };
+    // Only the limits: a caller may pass a wider object (the server's options).
+    this.limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => k in DEFAULT_LIMITS && v !== undefined)) };
   }
 
   /** Connections open. */
