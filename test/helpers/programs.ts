@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const DEBIAN_PACKAGES: Record<string, string> = {
   turnserver: 'coturn',
@@ -15,10 +16,19 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   ip: 'iproute2',
   nft: 'nftables',
   chromium: 'chromium',
+  // ICE interop (test/helpers/ice-peers): libnice's harness is compiled at run time, so it
+  // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
+  // aioice is keyed by its module file (it loads under /usr/bin/python3).
+  gcc: 'gcc',
+  'pkg-config': 'pkg-config',
+  '/usr/include/nice/agent.h': 'libnice-dev',
+  '/usr/lib/python3/dist-packages/aioice/__init__.py': 'python3-aioice',
+  // signalserver interop: Redis for several instances, plain line clients, and the
+  // tutorial's Python server run by Debian's python3.
   'redis-server': 'redis-server',
   socat: 'socat',
   nc: 'netcat-openbsd',
-  python3: 'python3',
+  '/usr/bin/python3': 'python3',
 };
 
 // The Debian programs live in the system directories. PATH under npx/vitest starts with
@@ -26,6 +36,15 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter).filter((d) => !d.includes('node_modules')), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 export function which(program: string): string | undefined {
+  // An absolute path names a file that proves a package is installed (headers, a module).
+  if (program.startsWith('/')) {
+    try {
+      accessSync(program, constants.R_OK);
+      return program;
+    } catch {
+      return undefined;
+    }
+  }
   for (const dir of SEARCH) {
     if (!dir) continue;
     const p = join(dir, program);
@@ -70,9 +89,8 @@ export function missingPrograms(): string[] {
   return Object.keys(DEBIAN_PACKAGES).filter((p) => !which(p));
 }
 
+/** Installs the packages behind `programs` with test/setup/apt-install.sh (no service left started or enabled). */
 export function installDebianPackages(programs: string[]): void {
   const pkgs = [...new Set(programs.map((p) => DEBIAN_PACKAGES[p]!))];
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
+  execFileSync('sh', [fileURLToPath(new URL('../setup/apt-install.sh', import.meta.url)), ...pkgs], { stdio: 'inherit' });
 }

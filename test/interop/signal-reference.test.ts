@@ -3,7 +3,6 @@
 // client script runs against both, and every client receives the same bytes. Where the
 // reference's code and its stated intent differ (it lets a third party in), the test
 // shows the difference and which one natkit follows.
-import { existsSync } from 'node:fs';
 import * as http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { RawClient } from '../../packages/signal/test/tcp.js';
@@ -49,7 +48,7 @@ function poll(check: () => Promise<boolean> | boolean, what: string, ms = 15_000
 }
 
 async function python(ctx: { skip: (note?: string) => void }): Promise<Target> {
-  const py = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : needProgram(ctx, 'python3');
+  const py = needProgram(ctx, '/usr/bin/python3');
   const p: Proc = start(py, ['-u', `${ROOT}packages/signal/test/reference/tutorial_server.py`, '127.0.0.1', '0']);
   const m = await p.waitFor(/listening on (\d+)/);
   const count = (re: RegExp) => (p.stdout().match(re) ?? []).length;
