@@ -38,6 +38,7 @@ export class Cluster {
         if (c && !c.closed) c.closed = { graceful, code };
       },
       publish: (to, packet) => {
+        if (process.env.FUZZ_REPLAY) this.logs.push(`t=${this.clock.now()} ${core.instance} -> ${to} ${this.dropAll ? 'DROPPED ' : ''}${JSON.stringify(packet)}`);
         if (this.dropAll) return;
         // Through JSON, as the Redis bus carries it.
         this.bus.push({ to, packet: JSON.parse(JSON.stringify(packet)) as Packet });

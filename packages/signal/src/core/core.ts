@@ -39,6 +39,12 @@ import {
  * talk through links: ordered frames numbered per link, acknowledged cumulatively and sent
  * again until acknowledged, so a bus that loses messages (Redis restarting, pub/sub
  * reconnecting) loses nothing. A party's frames in flight count against its maxBuffer.
+ * An instance whose frames stay unacknowledged for linkTimeout is given up: its peers here
+ * are told `server-lost`, and the link starts a new epoch (numbering from 1). The other
+ * side, seeing a new epoch, knows frames may have been lost and has every party paired
+ * over that link ask the directory again. The directory is the authority on who is in a
+ * room: a frame that contradicts a pairing makes the party ask it, rather than win.
+ * (The random-event property test, test/core-fuzz.test.ts, found each of these cases.)
  */
 
 export interface CoreOptions {
@@ -157,8 +163,14 @@ interface Link {
   /** When the oldest unacknowledged frame was first sent / last sent. */
   firstSent: number;
   lastSent: number;
-  /** Next sequence number expected from it; 0: none seen yet. */
+  /** This side's sending epoch: a new one whenever the link is given up and made again. */
+  epoch: string;
+  /** The other side's sending epoch, as last seen; undefined: nothing received yet. */
+  recvEpoch: string | undefined;
+  /** Next sequence number expected from it. */
   expect: number;
+  /** When a packet last came from it. */
+  heard: number;
   ackDue: boolean;
   /** Frames to send at the end of this handle() call. */
   out: Sent[];
@@ -245,12 +257,12 @@ export class SignalCore {
   private readonly perIp = new Map<string, number>();
   private readonly parties = new Map<string, Party>();
   private readonly joining = new Map<string, Conn>();
-  private readonly reasserting = new Map<string, RoomKey>();
+  /** Parties asking the directory for their place again; `trustEmpty`: no peer in the answer means the peer is gone. */
+  private readonly reasserting = new Map<string, { room: RoomKey; trustEmpty: boolean }>();
+  private epochSeq = 0;
   /** Parties per room on this instance. */
   private readonly rooms = new Map<RoomKey, number>();
   private readonly links = new Map<string, Link>();
-  /** Instances given up, and when: a packet from one starts a fresh link. */
-  private readonly forgotten = new Map<string, number>();
   private memberSeq = 0;
   private now = 0;
   private out: CoreAction[] = [];
@@ -609,7 +621,7 @@ export class SignalCore {
     const reasserted = this.reasserting.get(token);
     if (reasserted !== undefined) {
       this.reasserting.delete(token);
-      this.onReassertResult(token, reasserted, result);
+      this.onReassertResult(token, reasserted.room, reasserted.trustEmpty, result);
       return;
     }
     const c = this.joining.get(token);
@@ -761,7 +773,7 @@ export class SignalCore {
   }
 
   private onFrame(f: Frame): void {
-    const p = this.parties.get(f.to);
+    const p = f.k === 's' ? undefined : this.parties.get(f.to);
     switch (f.k) {
       case 'j': {
         if (!p) {
@@ -770,7 +782,13 @@ export class SignalCore {
           return;
         }
         if (p.peer?.member === f.from) return;
-        // The directory gave this place to `from`: whoever p had is no longer in the room.
+        if (p.peer && !f.r) {
+          // p has a peer already: this frame or that pairing is stale (frames from
+          // different instances can arrive in any order). The directory decides.
+          this.reassert(p, true);
+          return;
+        }
+        // `from` joined p's room (or took over the session of p's peer: r).
         p.peer = { member: f.from, instance: f.i };
         if (p.conn.proto === 'json') this.writeMessage(p.conn, { type: 'peer-joined', resumed: f.r });
         const pending = p.pending;
@@ -791,6 +809,8 @@ export class SignalCore {
         if (!p || p.peer?.member !== f.from) return;
         this.deliverLocal(p, { data: f.b ? Buffer.from(f.d, 'base64') : f.d, size: f.b ? (f.d.length * 3) >> 2 : Buffer.byteLength(f.d) });
         return;
+      case 's':
+        return;
       case 'x':
         if (!p) return;
         p.replaced = true;
@@ -805,7 +825,7 @@ export class SignalCore {
   private link(instance: string): Link {
     let l = this.links.get(instance);
     if (!l) {
-      l = { instance, nextSeq: 1, unacked: [], firstSent: 0, lastSent: 0, expect: 0, ackDue: false, out: [] };
+      l = { instance, nextSeq: 1, unacked: [], firstSent: 0, lastSent: 0, epoch: `${this.instance}/${++this.epochSeq}`, recvEpoch: undefined, expect: 1, heard: this.now, ackDue: false, out: [] };
       this.links.set(instance, l);
     }
     return l;
@@ -818,10 +838,12 @@ export class SignalCore {
       if (l.out.length) {
         packet.s = l.out[0]!.seq;
         packet.f = l.out.map((s) => s.frame);
+        packet.e = l.epoch;
         l.out = [];
       }
-      if (l.ackDue && l.expect > 0) {
+      if (l.ackDue && l.recvEpoch !== undefined) {
         packet.a = l.expect - 1;
+        packet.ae = l.recvEpoch;
         l.ackDue = false;
       }
       if (packet.f || packet.a !== undefined) {
@@ -836,15 +858,9 @@ export class SignalCore {
     this.stats.packetsIn++;
     const from = packet.i;
     if (typeof from !== 'string' || from === this.instance) return;
-    let l = this.links.get(from);
-    if (!l) {
-      // A link starts at sequence 1, unless this instance gave the sender up (it had
-      // stopped answering) and it has come back: then it starts where the sender is.
-      const forgotten = this.forgotten.delete(from);
-      l = this.link(from);
-      if (forgotten && typeof packet.s === 'number') l.expect = packet.s;
-    }
-    if (typeof packet.a === 'number') {
+    const l = this.link(from);
+    l.heard = this.now;
+    if (typeof packet.a === 'number' && packet.ae === l.epoch) {
       let n = 0;
       while (n < l.unacked.length && l.unacked[n]!.seq <= packet.a) {
         const s = l.unacked[n]!;
@@ -856,8 +872,17 @@ export class SignalCore {
         l.firstSent = l.lastSent = this.now;
       }
     }
-    if (Array.isArray(packet.f) && typeof packet.s === 'number') {
-      if (l.expect === 0) l.expect = 1;
+    if (Array.isArray(packet.f) && typeof packet.s === 'number' && typeof packet.e === 'string') {
+      if (packet.e !== l.recvEpoch) {
+        // Every epoch starts at sequence 1 (the sender sends again from its oldest
+        // unacknowledged frame until it is acknowledged).
+        l.expect = 1;
+        l.recvEpoch = packet.e;
+        // A new epoch: the sender gave an earlier one up, and frames of it that never got
+        // here (a party leaving, say) are lost. Parties here paired with one there ask the
+        // directory whether they still are.
+        this.revalidate(from);
+      }
       for (let k = 0; k < packet.f.length; k++) {
         const seq = packet.s + k;
         if (seq < l.expect) continue; // seen already
@@ -874,20 +899,45 @@ export class SignalCore {
     }
   }
 
-  /** Another instance is gone: its parties have left. */
-  private onInstanceDown(instance: string): void {
+  /** Parties here paired with a party on `instance` check their pairing with the directory. */
+  private revalidate(instance: string): void {
+    for (const p of this.parties.values()) if (p.peer?.instance === instance) this.reassert(p, true);
+  }
+
+  /**
+   * Another instance is gone (its liveness key expired) or does not answer (frames
+   * unacknowledged for linkTimeout): the parties here that had a peer there are told it
+   * left, and ask the directory for their place again. The directory drops the entries of
+   * an instance that is really gone; if the instance was only cut off, the answer names
+   * the same peer and the pair forms again once the bus carries frames.
+   */
+  private onInstanceDown(instance: string, silent = false): void {
     if (instance === this.instance) return;
     const l = this.links.get(instance);
-    if (l) for (const s of l.unacked) if (s.party) s.party.inflightBytes = Math.max(0, s.party.inflightBytes - s.size);
-    this.links.delete(instance);
-    this.forgotten.set(instance, this.now);
+    if (l && !silent) {
+      // Gone for good (its liveness key expired).
+      for (const s of l.unacked) if (s.party) s.party.inflightBytes = Math.max(0, s.party.inflightBytes - s.size);
+      this.links.delete(instance);
+    } else if (l) {
+      // The sending half starts again in a new epoch (what was not acknowledged is given
+      // up; the other side, seeing the new epoch, checks its pairings). The receiving half
+      // stays: if the other instance was only cut off, its frames go on in order.
+      for (const s of l.unacked) if (s.party) s.party.inflightBytes = Math.max(0, s.party.inflightBytes - s.size);
+      l.unacked = [];
+      l.out = [];
+      l.nextSeq = 1;
+      l.epoch = `${this.instance}/${++this.epochSeq}`;
+      // Open the new epoch at once: when frames pass again, the other side sees it and
+      // checks its pairings (it may hold a party paired with one that left here).
+      this.frame(instance, { k: 's' }, undefined, 0);
+    }
     for (const p of [...this.parties.values()]) {
       if (p.peer?.instance !== instance) continue;
-      this.out.push({ type: 'leave', room: p.room, member: p.peer.member });
       p.peer = undefined;
       if (p.conn.proto === 'json') this.writeMessage(p.conn, { type: 'peer-left', reason: 'server-lost' });
+      this.reassert(p, false);
     }
-    this.log('warn', 'another instance is gone; its parties have left', { instance });
+    this.log('warn', 'another instance is gone or does not answer; its parties have left', { instance });
   }
 
   /**
@@ -896,14 +946,16 @@ export class SignalCore {
    * data learns it again, and frames not yet acknowledged go out again at once.
    */
   private onDirectoryUp(): void {
-    for (const p of this.parties.values()) {
-      this.reasserting.set(p.member, p.room);
-      this.out.push({ type: 'join', token: p.member, request: { room: p.room, member: p.member, instance: this.instance, ...(p.conn.session ? { session: p.conn.session } : {}) } });
-    }
+    for (const p of this.parties.values()) this.reassert(p, false);
     for (const l of this.links.values()) this.retransmit(l);
   }
 
-  private onReassertResult(member: string, room: RoomKey, result: JoinResult): void {
+  private reassert(p: Party, trustEmpty: boolean): void {
+    this.reasserting.set(p.member, { room: p.room, trustEmpty });
+    this.out.push({ type: 'join', token: p.member, request: { room: p.room, member: p.member, instance: this.instance, reassert: true, ...(p.conn.session ? { session: p.conn.session } : {}) } });
+  }
+
+  private onReassertResult(member: string, room: RoomKey, trustEmpty: boolean, result: JoinResult): void {
     const p = this.parties.get(member);
     if (!p) {
       // It left while the directory was away: give the place back.
@@ -911,14 +963,27 @@ export class SignalCore {
       return;
     }
     if (!result.ok) {
-      if (result.reason === 'full') {
+      if (result.reason === 'replaced') {
+        // Its session joined again elsewhere (the 'x' telling it so may still be on its way).
+        p.replaced = true;
+        this.finish(p.conn, 'replaced', true);
+      } else if (result.reason === 'full') {
         // Someone else took the place while the directory was away.
         this.stats.full++;
         this.finish(p.conn, 'room-full', true, false, 'the room filled up while the directory was unavailable');
       }
       return;
     }
-    if (!result.peer) return;
+    if (!result.peer) {
+      // Nobody else in the room. After a directory restart that may only mean the peer
+      // has not asserted itself yet (it will, and find this party); after a link reset it
+      // means the peer left while its leaving could not get through.
+      if (trustEmpty && p.peer) {
+        p.peer = undefined;
+        if (p.conn.proto === 'json') this.writeMessage(p.conn, { type: 'peer-left', reason: 'closed' });
+      }
+      return;
+    }
     if (p.peer?.member !== result.peer.member) {
       p.peer = result.peer;
       this.stats.pairs++;
@@ -947,6 +1012,8 @@ export class SignalCore {
   private onTick(): void {
     const L = this.limits;
     const now = this.now;
+    // Deadlines set while ticking (due()) count too.
+    this.next = Number.POSITIVE_INFINITY;
     let next = Number.POSITIVE_INFINITY;
     const at = (t: number) => {
       if (t < next) next = t;
@@ -1000,15 +1067,16 @@ export class SignalCore {
     for (const l of [...this.links.values()]) {
       if (l.unacked.length === 0) continue;
       if (now - l.firstSent >= L.linkTimeout) {
-        this.onInstanceDown(l.instance);
+        this.onInstanceDown(l.instance, true);
         continue;
       }
       if (now - l.lastSent >= L.retransmitInterval) this.retransmit(l);
       at(l.lastSent + L.retransmitInterval);
       at(l.firstSent + L.linkTimeout);
     }
-    for (const [i, t] of this.forgotten) if (now - t > 3_600_000) this.forgotten.delete(i);
-    this.next = next;
+    // Links to instances not heard from for an hour, with nothing to send, are dropped.
+    for (const [i, l] of this.links) if (l.unacked.length === 0 && now - l.heard > 3_600_000) this.links.delete(i);
+    this.next = Math.min(this.next, next);
   }
 
   // -------------------------------------------------------------------------------------

@@ -20,10 +20,15 @@ export class LocalDirectory implements Directory {
     for (const [member, e] of room) {
       if (member === req.member) continue;
       if (this.dead.has(e.instance)) gone.push(member);
-      else if (req.session !== undefined && e.session === req.session) replaced = { member, instance: e.instance };
+      else if (req.session !== undefined && e.session === req.session && !req.reassert) replaced = { member, instance: e.instance };
       else others.push({ member, instance: e.instance });
     }
     for (const m of gone) room.delete(m);
+    // A party asserting its place after its session was taken over has lost it.
+    if (req.reassert && req.session !== undefined && [...room.entries()].some(([m, e]) => m !== req.member && e.session === req.session)) {
+      room.delete(req.member);
+      return { ok: false, reason: 'replaced' };
+    }
     if (others.length >= 2) {
       if (room.size === 0) this.rooms.delete(req.room);
       return { ok: false, reason: 'full' };

@@ -28,6 +28,8 @@ export interface JoinRequest {
   member: string;
   instance: string;
   session?: string;
+  /** A party asserting the place it has (after a directory restart or a link reset): its session is recorded but takes nobody's place. */
+  reassert?: boolean;
 }
 
 export type JoinResult =
@@ -38,7 +40,8 @@ export type JoinResult =
       /** The party of the same session that this join took the place of. */
       replaced?: MemberRef;
     }
-  | { ok: false; reason: 'full' | 'unavailable' };
+  /** full: two others are in the room; replaced (reassert only): its session is held by another party now. */
+  | { ok: false; reason: 'full' | 'unavailable' | 'replaced' };
 
 /**
  * Who is in which room, shared by every instance: in memory (LocalDirectory) for one
@@ -55,17 +58,20 @@ export type Frame =
   | { k: 'j'; to: string; from: string; i: string; r: boolean } // `from` (on instance i) joined as `to`'s peer; r: it resumed a session
   | { k: 'l'; to: string; from: string; why: PeerLeftReason } // `from` left
   | { k: 'd'; to: string; from: string; d: string; b?: boolean } // data; b: base64 bytes (plain mode)
-  | { k: 'x'; to: string }; // `to`'s session was taken over: close it
+  | { k: 'x'; to: string } // `to`'s session was taken over: close it
+  | { k: 's' }; // nothing: opens a new epoch, so the other side checks its pairings
 
 /** What goes through the bus from one instance to another. */
 export interface Packet {
   /** Sender instance. */
   i: string;
-  /** Sequenced frames, `s` numbering the first. */
+  /** Sequenced frames, `s` numbering the first, of the sender's link epoch `e`. */
   s?: number;
   f?: Frame[];
-  /** Cumulative acknowledgement: every frame up to this sequence number arrived. */
+  e?: string;
+  /** Cumulative acknowledgement: every frame of the receiver's epoch `ae` up to `a` arrived. */
   a?: number;
+  ae?: string;
 }
 
 export type CoreEvent =

@@ -57,6 +57,11 @@ for i = 1, #entries, 2 do
     if redis.call('EXISTS', ARGV[1] .. inst) == 0 then
       redis.call('HDEL', KEYS[1], m)
     elseif ARGV[4] ~= '' and sess == ARGV[4] then
+      if ARGV[6] == '1' then
+        -- asserting a place whose session another party has taken over: it is lost
+        redis.call('HDEL', KEYS[1], ARGV[2])
+        return { 'replaced' }
+      end
       replaced = { m, inst }
     else
       table.insert(others, { m, inst })
@@ -132,8 +137,9 @@ export async function connectRedis(options: RedisOptions, log: (level: 'debug' |
         req.instance,
         req.session ?? '',
         ttl * 2,
+        req.reassert ? '1' : '0',
       )) as JoinReply;
-      if (r[0] !== 'ok') return { ok: false, reason: 'full' };
+      if (r[0] !== 'ok') return { ok: false, reason: r[0] === 'replaced' ? 'replaced' : 'full' };
       return {
         ok: true,
         ...(r[1] ? { peer: { member: r[1], instance: r[2]! } } : {}),
