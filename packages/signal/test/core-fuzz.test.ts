@@ -135,3 +135,81 @@ if (process.env.FUZZ_REPLAY) {
     run(n, ops);
   });
 }
+
+describe('plain mode against a model of the tutorial\'s server', () => {
+  // The model: at most two parties; bytes go to the other one, or are held for the next
+  // one while a party is alone (up to maxBuffer: past it the sender is closed); a third is
+  // closed at once; a party that leaves takes what it had held with it.
+  type PlainOp = { k: 'open' } | { k: 'send'; conn: number; data: Uint8Array } | { k: 'hang'; conn: number };
+  const plainOp: fc.Arbitrary<PlainOp> = fc.oneof(
+    { weight: 2, arbitrary: fc.constant({ k: 'open' as const }) },
+    { weight: 5, arbitrary: fc.record({ k: fc.constant('send' as const), conn: fc.nat(12), data: fc.uint8Array({ minLength: 1, maxLength: 40 }) }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('hang' as const), conn: fc.nat(12) }) },
+  );
+
+  it('every connection receives exactly the bytes the model says, and is closed when the model says', () => {
+    fc.assert(
+      fc.property(fc.array(plainOp, { maxLength: 60 }), (ops) => {
+        const maxBuffer = 100;
+        const cl = new Cluster(1, { mode: 'plain', maxBuffer, maxLine: 1 << 20 });
+        const conns: Array<{ fake: ReturnType<Cluster['open']>; got: Buffer[]; open: boolean }> = [];
+        let parties: number[] = [];
+        let held: Buffer[] = [];
+        let heldBytes = 0;
+        const leave = (i: number) => {
+          conns[i]!.open = false;
+          if (parties.length === 1) {
+            held = [];
+            heldBytes = 0;
+          }
+          parties = parties.filter((x) => x !== i);
+        };
+        try {
+          for (const o of ops) {
+            if (o.k === 'open') {
+              const fake = cl.open();
+              const i = conns.push({ fake, got: [], open: true }) - 1;
+              if (parties.length < 2) {
+                parties.push(i);
+                if (parties.length === 2) {
+                  conns[i]!.got.push(...held);
+                  held = [];
+                  heldBytes = 0;
+                }
+              } else {
+                conns[i]!.open = false;
+              }
+              continue;
+            }
+            if (conns.length === 0) continue;
+            const i = o.conn % conns.length;
+            const c = conns[i]!;
+            if (!c.open) continue;
+            if (o.k === 'hang') {
+              cl.hangUp(c.fake);
+              leave(i);
+              continue;
+            }
+            const data = Buffer.from(o.data);
+            cl.send(c.fake, data);
+            if (parties.length === 2) {
+              conns[parties.find((x) => x !== i)!]!.got.push(data);
+            } else if (heldBytes + data.length > maxBuffer) {
+              leave(i);
+            } else {
+              held.push(data);
+              heldBytes += data.length;
+            }
+          }
+          for (const c of conns) {
+            expect(Buffer.concat(c.fake.out).equals(Buffer.concat(c.got))).toBe(true);
+            expect(c.fake.closed === undefined).toBe(c.open);
+          }
+        } finally {
+          cl.stop();
+        }
+      }),
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 500) },
+    );
+  });
+});
