@@ -112,6 +112,10 @@ describe('signalserver instances on Redis', () => {
     expect(await a.messages(1)).toEqual([{ type: 'peer-joined', resumed: false }]);
     await y.json({ type: 'app', data: 'the other room goes on' });
     expect(await x.messages(1)).toEqual([{ type: 'app', data: 'the other room goes on' }]);
+    // A clean stop tells peers on other instances at once.
+    expect(await i3.proc.stop('SIGTERM')).toBe(0);
+    expect(await a.messages(1)).toEqual([{ type: 'peer-left', reason: 'shutdown' }]);
+    expect(await x.messages(1)).toEqual([{ type: 'peer-left', reason: 'shutdown' }]);
   });
 
   it('survives a Redis restart: pairs stay, what was sent meanwhile arrives, places are known again', async (ctx) => {

@@ -878,10 +878,6 @@ export class SignalCore {
         // unacknowledged frame until it is acknowledged).
         l.expect = 1;
         l.recvEpoch = packet.e;
-        // A new epoch: the sender gave an earlier one up, and frames of it that never got
-        // here (a party leaving, say) are lost. Parties here paired with one there ask the
-        // directory whether they still are.
-        this.revalidate(from);
       }
       for (let k = 0; k < packet.f.length; k++) {
         const seq = packet.s + k;
@@ -889,7 +885,12 @@ export class SignalCore {
         if (seq > l.expect) break; // a gap: wait for the sender to send again from it
         l.expect++;
         try {
-          this.onFrame(packet.f[k]!);
+          const f = packet.f[k]!;
+          // An epoch that a sender opened after giving an earlier one up: frames of that
+          // one that never got here (a party leaving, say) are lost. Parties here paired
+          // with one there ask the directory whether they still are.
+          if (f.k === 's') this.revalidate(from);
+          else this.onFrame(f);
         } catch (err) {
           this.log('warn', 'bad frame from another instance', { from, error: (err as Error).message });
         }
