@@ -772,11 +772,18 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
   const sysctls = new Map<string, string[]>(all.map((ns) => [ns, ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']]));
   const lateSysctls = new Map<string, string[]>();
   const rulesets = new Map<string, string>();
+  // Every veth pair gets interface indexes that differ between its two ends (inet's ports
+  // from 100, a router's private side from 200; the other end is numbered by its namespace
+  // from 2). The kernel treats a carrier change as urgent only when a device's index
+  // differs from its peer's (linkwatch_urgent_event), and two fresh namespaces both
+  // number their first interface 2: such a pair would come up only with the linkwatch's
+  // once-a-second batch, which made every lab wait ~1 s.
   let port = 0;
   /** A host on the public segment: `ifname` in `ns` <-> pN on the bridge in inet. */
   const attach = (ns: string, ifname: string) => {
-    const p = `p${port++}`;
-    veths.push(`link add ${p} netns ${inet} type veth peer name ${ifname} netns ${ns}`);
+    const n = port++;
+    const p = `p${n}`;
+    veths.push(`link add ${p} index ${100 + n} netns ${inet} type veth peer name ${ifname} netns ${ns}`);
     cmds(inet, `link set ${p} master br0 up`);
   };
 
@@ -791,11 +798,11 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     sysctls.get(r.ns)!.push('net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0');
     // the private side: a veth "lan" to the only client, or a bridge "lan" with a port per client
     if (r.clients.length === 1) {
-      veths.push(`link add lan netns ${r.ns} type veth peer name eth0 netns ${clientNs[r.clients[0]!]}`);
+      veths.push(`link add lan index 200 netns ${r.ns} type veth peer name eth0 netns ${clientNs[r.clients[0]!]}`);
     } else {
       cmds(r.ns, 'link add lan type bridge stp_state 0 forward_delay 0');
       r.clients.forEach((ci, k) => {
-        veths.push(`link add l${k} netns ${r.ns} type veth peer name eth0 netns ${clientNs[ci]}`);
+        veths.push(`link add l${k} index ${200 + k} netns ${r.ns} type veth peer name eth0 netns ${clientNs[ci]}`);
         cmds(r.ns, `link set l${k} master lan up`);
       });
     }
