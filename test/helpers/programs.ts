@@ -15,6 +15,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   stund: 'stun-server',
   ip: 'iproute2',
   nft: 'nftables',
+  conntrack: 'conntrack',
   chromium: 'chromium',
 };
 
