@@ -21,4 +21,5 @@ export * from './server/binding.js';
 export * from './server/server.js';
 export * from './nat/discovery.js';
 export * from './nat/prober.js';
+export * from './nat/lifetime.js';
 export * as cli from './cli/shared.js';
