@@ -22,4 +22,5 @@ export * from './server/server.js';
 export * from './nat/discovery.js';
 export * from './nat/prober.js';
 export * from './nat/lifetime.js';
+export * from './nat/lifetime-prober.js';
 export * as cli from './cli/shared.js';

@@ -1,5 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import * as dgram from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { killAll, runBin, startBin } from '../../../test/helpers/spawn.js';
 import {
+  Attr,
+  MessageBuilder,
+  MessageClass,
+  StunServer,
+  UdpLifetimeProber,
+  checkBindingLifetime,
+  decodeMessage,
   type LifetimePort,
   type LifetimeProber,
   type LifetimeProgress,
@@ -361,5 +370,142 @@ describe('discoverBindingLifetime against a simulated NAT with a known lifetime 
     await onClock(clock, discoverBindingLifetime(sim, SERVER, { clock, parallel: 8 }));
     sends.sort((a, b) => a - b);
     for (let i = 1; i < sends.length; i++) expect(sends[i]! - sends[i - 1]!).toBeGreaterThanOrEqual(100);
+  });
+});
+
+/** A UDP server on loopback that answers each request with what `answer` builds (sent to `reply(from)`). */
+async function fakeServer(answer: (req: ReturnType<typeof decodeMessage>) => Buffer): Promise<{ port: number; close: () => Promise<void> }> {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (buf, r) => {
+    try {
+      s.send(answer(decodeMessage(buf)), r.port, r.address);
+    } catch {
+      // not for us
+    }
+  });
+  await new Promise<void>((res) => s.bind(0, '127.0.0.1', res));
+  return { port: s.address().port, close: () => new Promise<void>((res) => s.close(() => res())) };
+}
+
+const QUICK = { rto: 20, rc: 3, rm: 4 };
+
+describe('UdpLifetimeProber over real sockets (loopback, no NAT)', () => {
+  it("against natkit's stunserver every probe's answer comes back to X: no mapping to expire", async () => {
+    const server = await StunServer.start({ address: '127.0.0.1', port: 0, tcp: false });
+    try {
+      const at: TransportAddress = { family: 'IPv4', address: '127.0.0.1', port: server.listening[0]!.port };
+      const events: LifetimeProgress[] = [];
+      const r = await checkBindingLifetime(at, { minMs: 20, maxMs: 200, resolutionMs: 40, parallel: 2, paceMs: 5, retransmit: QUICK, onProgress: (e) => events.push(e) });
+      expect(r.deadMs).toBeUndefined();
+      expect(r.aliveMs).toBeGreaterThanOrEqual(160);
+      expect(r.trials.length).toBeGreaterThan(2);
+      expect(events.filter((e) => e.kind === 'trial').every((e) => e.kind === 'trial' && e.answeredOn === 'x')).toBe(true);
+      expect(r.server).toEqual(at);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a server that ignores RESPONSE-PORT (answers the requesting port) is named, not measured', async () => {
+    expect.assertions(2);
+    const fake = await fakeServer((m) =>
+      new MessageBuilder(m.method, MessageClass.SuccessResponse, m.transactionId).add(Attr.XorMappedAddress, { family: 'IPv4', address: '127.0.0.1', port: 1 }).encode(),
+    );
+    try {
+      await checkBindingLifetime({ family: 'IPv4', address: '127.0.0.1', port: fake.port }, { retransmit: QUICK, paceMs: 5 });
+    } catch (err) {
+      expect((err as LifetimeError).code).toBe('RESPONSE_PORT_UNSUPPORTED');
+      expect((err as Error).message).toMatch(/ignores RESPONSE-PORT/);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('a server that answers 420 to RESPONSE-PORT is named, not measured', async () => {
+    expect.assertions(2);
+    const fake = await fakeServer((m) =>
+      m.has(Attr.ResponsePort.type)
+        ? new MessageBuilder(m.method, MessageClass.ErrorResponse, m.transactionId).add(Attr.ErrorCode, { code: 420, reason: 'Unknown Attribute' }).add(Attr.UnknownAttributes, [Attr.ResponsePort.type]).encode()
+        : new MessageBuilder(m.method, MessageClass.SuccessResponse, m.transactionId).add(Attr.XorMappedAddress, { family: 'IPv4', address: '127.0.0.1', port: 1 }).encode(),
+    );
+    try {
+      await checkBindingLifetime({ family: 'IPv4', address: '127.0.0.1', port: fake.port }, { retransmit: QUICK, paceMs: 5 });
+    } catch (err) {
+      expect((err as LifetimeError).code).toBe('RESPONSE_PORT_UNSUPPORTED');
+      expect((err as Error).message).toMatch(/420 \(Unknown Attribute\) to RESPONSE-PORT/);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('no server: NO_ANSWER after the retransmissions, and every socket closed', async () => {
+    expect.assertions(1);
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((res) => silent.bind(0, '127.0.0.1', res));
+    const port = silent.address().port;
+    try {
+      await checkBindingLifetime({ family: 'IPv4', address: '127.0.0.1', port }, { retransmit: QUICK });
+    } catch (err) {
+      expect((err as LifetimeError).code).toBe('NO_ANSWER');
+    } finally {
+      await new Promise<void>((res) => silent.close(() => res()));
+    }
+  });
+
+  it('close() ends transactions in flight', async () => {
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((res) => silent.bind(0, '127.0.0.1', res));
+    try {
+      const p = await UdpLifetimeProber.open({ family: 'IPv4', address: '127.0.0.1', port: silent.address().port }, { retransmit: { rto: 10_000, rc: 2, rm: 2 } });
+      const x = await p.open();
+      const pending = x.bind();
+      await p.close();
+      expect(await pending).toBeUndefined();
+    } finally {
+      await new Promise<void>((res) => silent.close(() => res()));
+    }
+  });
+});
+
+describe('natcheck --lifetime', () => {
+  afterEach(killAll);
+
+  it('is in --help, and refuses flags that do not fit, with status 2', async () => {
+    const h = await runBin('stun', 'natcheck', ['--help']);
+    for (const flag of ['--lifetime ', '--lifetime-min SECONDS', '--lifetime-max SECONDS']) expect(h.stdout).toContain(flag);
+    expect(h.stdout).toMatch(/RFC 5780 section 4\.6; takes minutes/);
+    const bad: [string[], RegExp][] = [
+      [['--lifetime-max', '60', '127.0.0.1'], /--lifetime-min and --lifetime-max go with --lifetime/],
+      [['--lifetime', '--lifetime-min', '30', '--lifetime-max', '30', '127.0.0.1'], /--lifetime-min \(30\) must be less than --lifetime-max \(30\)/],
+      [['--lifetime', '--lifetime-min', '0', '127.0.0.1'], /--lifetime-min must be at least 1/],
+      [['--lifetime', '--lifetime-max', 'long', '127.0.0.1'], /--lifetime-max expects a number/],
+    ];
+    for (const [args, message] of bad) {
+      const r = await runBin('stun', 'natcheck', args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('measures on loopback (no NAT: "at least" the longest idle time tested), in text and JSON', async () => {
+    const s = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', '0']);
+    const port = (await s.waitFor(/udp 127\.0\.0\.1:(\d+)/))[1]!;
+    const args = ['--timeout', '1000', '--lifetime', '--lifetime-min', '1', '--lifetime-max', '2', `127.0.0.1:${port}`];
+    const text = await runBin('stun', 'natcheck', args);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^binding lifetime {5}at least 1\.\d s idle \(the longest tested; RFC 5780 4\.6: \d+ trials in 1 rounds, \d+ s\)$/m);
+    expect(text.stdout).toMatch(/^keepalive advice {5}send something on each mapping at least every 1 s/m);
+    expect(text.stderr).toMatch(/^natcheck: lifetime round 1: idle 1\.0, 1\.3, 1\.5, 1\.8 s$/m);
+    const json = await runBin('stun', 'natcheck', ['--json', ...args]);
+    const r = JSON.parse(json.stdout);
+    expect(r.classic).toBe('Unknown'); // one address: no behaviour tests
+    expect(r.lifetime).toMatchObject({ minMs: 1000, maxMs: 2000, rounds: 1, keepaliveSec: 1, server: { address: '127.0.0.1', port: Number(port) } });
+    expect(r.lifetime.aliveMs).toBeGreaterThanOrEqual(1750);
+    expect(Number.isInteger(r.lifetime.aliveMs)).toBe(true);
+    expect('deadMs' in r.lifetime).toBe(false); // undefined: none expired
+    expect(r.lifetime.trials).toHaveLength(4);
+    expect(r.lifetime.trials.every((t: { alive: boolean }) => t.alive)).toBe(true);
+    expect(await s.stop()).toBe(0);
   });
 });

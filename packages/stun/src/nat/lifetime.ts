@@ -289,7 +289,7 @@ export async function discoverBindingLifetime(prober: LifetimeProber, server: Tr
       if (!(await sleepOn(clock, idleMs, signal, cancel))) return undefined;
       await slot();
       if (cancel?.aborted) return undefined;
-      const idle = clock.now() - boundAt;
+      const idle = Math.round(clock.now() - boundAt);
       const where = await port.probe(mapped);
       return { idle, where };
     };
@@ -356,7 +356,7 @@ export async function discoverBindingLifetime(prober: LifetimeProber, server: Tr
     return {
       ...est,
       server,
-      elapsedMs: clock.now() - started,
+      elapsedMs: Math.round(clock.now() - started),
       refreshedByInbound,
       keepaliveSec: keepaliveFor(est),
     };
