@@ -17,6 +17,13 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   nft: 'nftables',
   conntrack: 'conntrack',
   chromium: 'chromium',
+  // ICE interop (test/helpers/ice-peers): libnice's harness is compiled at run time, so it
+  // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
+  // aioice is keyed by its module file (it loads under /usr/bin/python3).
+  gcc: 'gcc',
+  'pkg-config': 'pkg-config',
+  '/usr/include/nice/agent.h': 'libnice-dev',
+  '/usr/lib/python3/dist-packages/aioice/__init__.py': 'python3-aioice',
 };
 
 // The Debian programs live in the system directories. PATH under npx/vitest starts with
@@ -24,6 +31,15 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter).filter((d) => !d.includes('node_modules')), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 export function which(program: string): string | undefined {
+  // An absolute path names a file that proves a package is installed (headers, a module).
+  if (program.startsWith('/')) {
+    try {
+      accessSync(program, constants.R_OK);
+      return program;
+    } catch {
+      return undefined;
+    }
+  }
   for (const dir of SEARCH) {
     if (!dir) continue;
     const p = join(dir, program);

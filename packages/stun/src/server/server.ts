@@ -1,4 +1,3 @@
-import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -6,7 +5,7 @@ import { type Family, type TransportAddress, canonicalIp, ipFamily } from '../co
 import { NatkitError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
 import { StreamFramer } from '../net/framing.js';
-import { serverUdpSocket } from '../net/udp.js';
+import { type DatagramSocket, type Network, nodeNetwork } from '../net/network.js';
 import { BindingService, type BindingServiceOptions, type BindingStats } from './binding.js';
 
 export interface StunServerOptions extends BindingServiceOptions {
@@ -29,6 +28,11 @@ export interface StunServerOptions extends BindingServiceOptions {
   /** Close TCP/TLS connections idle this long (default 30 s). */
   idleTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * The network UDP sockets are opened on (default: the operating system's). TCP and TLS
+   * listeners always use node:net and node:tls.
+   */
+  network?: Network;
 }
 
 export interface Listening {
@@ -40,22 +44,15 @@ export interface Listening {
 
 export class StunServerError extends NatkitError {}
 
-function bindUdp(family: Family, address: string, port: number): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = serverUdpSocket(family, { bigBuffers: true });
-    const onError = (err: Error) => {
-      s.close();
-      reject(err);
-    };
-    s.once('error', onError);
-    s.bind({ address, port, exclusive: true }, () => {
-      s.off('error', onError);
-      resolve(s);
-    });
-  });
+/**
+ * A listening UDP socket every client shares: larger kernel buffers (1 MiB asked; the
+ * kernel caps it at net.core.rmem_max/wmem_max) so bursts wait instead of being dropped.
+ */
+function bindUdp(network: Network, family: Family, address: string, port: number): Promise<DatagramSocket> {
+  return network.createUdpSocket({ family, address, port, recvBufferSize: 1 << 20, sendBufferSize: 1 << 20 });
 }
 
-function closeUdp(s: dgram.Socket): Promise<void> {
+function closeUdp(s: DatagramSocket): Promise<void> {
   return new Promise((r) => {
     try {
       s.close(() => r());
@@ -73,7 +70,7 @@ function closeUdp(s: dgram.Socket): Promise<void> {
 export class StunServer extends EventEmitter {
   readonly service: BindingService;
   readonly listening: Listening[] = [];
-  private readonly udp: dgram.Socket[] = [];
+  private readonly udp: DatagramSocket[] = [];
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   private readonly clock: Clock;
@@ -123,22 +120,23 @@ export class StunServer extends EventEmitter {
     }
     const port = options.port ?? 3478;
     const udpOn = options.udp ?? true;
-    let sockets: dgram.Socket[] = [];
+    const network = options.network ?? nodeNetwork;
+    let sockets: DatagramSocket[] = [];
     let endpoints: TransportAddress[] = [];
     if (udpOn) {
       // With port 0 the kernel picks P and P2; A2 must then get the same two, which may be
       // taken, so try a few times.
       for (let attempt = 0; ; attempt++) {
         try {
-          const sAP = await bindUdp(family, address, port);
+          const sAP = await bindUdp(network, family, address, port);
           sockets = [sAP];
           const P = sAP.address().port;
           if (alt !== undefined) {
-            const sAP2 = await bindUdp(family, address, options.alternatePort ?? (port === 0 ? 0 : port + 1));
+            const sAP2 = await bindUdp(network, family, address, options.alternatePort ?? (port === 0 ? 0 : port + 1));
             sockets.push(sAP2);
             const P2 = sAP2.address().port;
-            sockets.push(await bindUdp(family, alt, P));
-            sockets.push(await bindUdp(family, alt, P2));
+            sockets.push(await bindUdp(network, family, alt, P));
+            sockets.push(await bindUdp(network, family, alt, P2));
           }
           break;
         } catch (err) {
@@ -168,7 +166,7 @@ export class StunServer extends EventEmitter {
     return server;
   }
 
-  private attachUdp(s: dgram.Socket, index: number): void {
+  private attachUdp(s: DatagramSocket, index: number): void {
     this.udp[index] = s;
     const a = s.address();
     this.listening.push({ transport: 'udp', family: a.family as Family, address: canonicalIp(a.address), port: a.port });

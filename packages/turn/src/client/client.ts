@@ -1,14 +1,15 @@
-import type * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import {
   Attr,
   type Clock,
   type Credentials,
+  type DatagramSocket,
   type Family,
   type MessageBuilder,
   MessageBuilder as Builder,
   MessageClass,
   Method,
+  type Network,
   type RetransmitOptions,
   type ServerSpec,
   StunClient,
@@ -37,7 +38,11 @@ export interface TurnClientOptions {
   /** Ask for an IPv6 relayed address as well (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 7.2). */
   dualStack?: boolean;
   /** A bound UDP socket to allocate from (shared with ICE, say); never closed by the client. */
-  socket?: dgram.Socket;
+  socket?: DatagramSocket;
+  /** Where the client's own UDP socket comes from (default nodeNetwork); TCP and TLS use node:net and node:tls. */
+  network?: Network;
+  /** Local address for the client's own socket or connection (default: the wildcard, the kernel picks). */
+  bindAddress?: string;
   retransmit?: RetransmitOptions;
   software?: string | false;
   clock?: Clock;
@@ -90,6 +95,8 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.stun = new StunClient({
       clock: this.clock,
       socket: options.socket,
+      network: options.network,
+      bindAddress: options.bindAddress,
       registry: turnRegistry,
       retransmit: options.retransmit,
       software: options.software,
@@ -98,11 +105,11 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     });
   }
 
-  /** Creates the client and allocates. */
-  static async allocate(options: TurnClientOptions): Promise<TurnClient> {
+  /** Creates the client and allocates; `signal` abandons the Allocate (and closes the client). */
+  static async allocate(options: TurnClientOptions & { signal?: AbortSignal }): Promise<TurnClient> {
     const c = new TurnClient(options);
     try {
-      await c.allocate();
+      await c.allocate({ signal: options.signal });
     } catch (err) {
       await c.close().catch(() => {});
       throw err;
@@ -110,20 +117,34 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     return c;
   }
 
-  private request(method: number, add?: (b: MessageBuilder) => void): Promise<StunMessage> {
-    return this.stun.request(this.server, { method, attributes: add, retransmit: this.opts.retransmit }).then((r) => r.message);
+  private request(method: number, add?: (b: MessageBuilder) => void, signal?: AbortSignal): Promise<StunMessage> {
+    return this.stun.request(this.server, { method, attributes: add, retransmit: this.opts.retransmit, signal }).then((r) => r.message);
   }
 
+  /** The local address of the client's UDP socket or TCP/TLS connection, once allocated. */
+  get local(): TransportAddress | undefined {
+    return this.localAddress;
+  }
+  private localAddress: TransportAddress | undefined;
+
   /** RFC 8656 section 7.1: Allocate with REQUESTED-TRANSPORT UDP. */
-  async allocate(): Promise<void> {
+  async allocate(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     if (this.state !== 'new') throw new StunTransactionError('CLOSED', 'already allocated or closed');
     const o = this.opts;
-    const m = await this.request(Method.Allocate, (b) => {
-      b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
-      if (o.family && o.family !== 'IPv4') b.add(TurnAttr.RequestedAddressFamily, o.family);
-      if (o.dualStack) b.add(TurnAttr.AdditionalAddressFamily, 'IPv6');
-      if (o.lifetime !== undefined) b.add(TurnAttr.Lifetime, o.lifetime);
+    const r = await this.stun.request(this.server, {
+      method: Method.Allocate,
+      retransmit: this.opts.retransmit,
+      signal: options.signal,
+      attributes: (b) => {
+        b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
+        if (o.family && o.family !== 'IPv4') b.add(TurnAttr.RequestedAddressFamily, o.family);
+        if (o.dualStack) b.add(TurnAttr.AdditionalAddressFamily, 'IPv6');
+        if (o.lifetime !== undefined) b.add(TurnAttr.Lifetime, o.lifetime);
+      },
     });
+    if (this.state !== 'new') throw new StunTransactionError('CLOSED', 'the client was closed');
+    const m = r.message;
+    this.localAddress = r.local;
     this.relayed = m.getAll(TurnAttr.XorRelayedAddress);
     if (this.relayed.length === 0) throw new StunTransactionError('BAD_RESPONSE', 'Allocate success without XOR-RELAYED-ADDRESS');
     this.mapped = m.get(Attr.XorMappedAddress);
@@ -182,6 +203,11 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.schedule.permissionRefreshed(p.address, now);
     this.arm();
     return n;
+  }
+
+  /** Whether a permission for the peer's IP address is installed (RFC 8656 section 9). */
+  hasPermission(peer: TransportAddress | string): boolean {
+    return this.permitted.has(canonicalIp(typeof peer === 'string' ? peer : peer.address));
   }
 
   /** The channel bound to a peer, if any. */

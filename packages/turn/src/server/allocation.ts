@@ -1,5 +1,4 @@
-import type * as dgram from 'node:dgram';
-import type { Family, TransportAddress } from '@natkit/stun';
+import type { DatagramSocket, Family, TransportAddress } from '@natkit/stun';
 
 /**
  * One allocation's state (RFC 8656 section 2.2): the client's 5-tuple, the relayed
@@ -25,7 +24,7 @@ export interface RelaySocket {
   family: Family;
   address: string;
   port: number;
-  socket: dgram.Socket;
+  socket: DatagramSocket;
 }
 
 export interface Channel {

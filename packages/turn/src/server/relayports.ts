@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { type Family, serverUdpSocket } from '@natkit/stun';
+import { type Family, type Network, nodeNetwork } from '@natkit/stun';
 import type { RelaySocket } from './allocation.js';
 
 /**
@@ -24,8 +24,10 @@ export class RelayPorts {
   private readonly reservations = new Map<string, Reservation>();
   /** How long a reserved port is kept for its token (RFC 8656 suggests about 30 s). */
   readonly reservationMs: number;
+  private readonly network: Network;
 
-  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number }) {
+  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number; network?: Network }) {
+    this.network = options.network ?? nodeNetwork;
     this.min = options.min ?? 49152;
     this.max = options.max ?? 65535;
     if (this.min < 1 || this.max > 65535 || this.min > this.max) throw new Error(`bad relay port range ${this.min}-${this.max}`);
@@ -38,18 +40,13 @@ export class RelayPorts {
     const key = `${family}:${port}`;
     if (this.used.has(key)) return Promise.resolve(undefined);
     this.used.add(key);
-    return new Promise((resolve) => {
-      const socket = serverUdpSocket(family);
-      socket.once('error', () => {
+    return this.network.createUdpSocket({ family, address, port }).then(
+      (socket) => ({ family, address, port, socket }),
+      () => {
         this.used.delete(key);
-        socket.close();
-        resolve(undefined);
-      });
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.removeAllListeners('error');
-        resolve({ family, address, port, socket });
-      });
-    });
+        return undefined;
+      },
+    );
   }
 
   /** A relay socket on a random free port (even, if asked); undefined when none is free. */

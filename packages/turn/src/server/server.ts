@@ -1,18 +1,19 @@
-import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as tls from 'node:tls';
 import {
   Attr,
   BindingService,
   type Clock,
+  type DatagramInfo,
+  type DatagramSocket,
   ERROR_REASONS,
   ErrorCode,
   type Family,
   MessageBuilder,
   MessageClass,
   Method,
+  type Network,
   RateLimiter,
   StreamFramer,
   type StunMessage,
@@ -21,8 +22,8 @@ import {
   decodeMessage,
   formatAddress,
   ipFamily,
+  nodeNetwork,
   realClock,
-  serverUdpSocket,
   softwareText,
   verifyFingerprint,
 } from '@natkit/stun';
@@ -84,6 +85,12 @@ export interface TurnServerOptions {
   maxConnectionsPerIp?: number;
   idleTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * The network UDP sockets are opened on, listening and relayed (default: the operating
+   * system's); also where the host's interface addresses come from, which the peer policy
+   * refuses. TCP and TLS listeners always use node:net and node:tls.
+   */
+  network?: Network;
   /** Unix time in ms for REST credential expiry (default Date.now). */
   wallClock?: () => number;
   /** Structured log events. */
@@ -99,7 +106,7 @@ export interface TurnListening {
 
 /** A UDP listening socket and the allocations made through it, by client IP then port. */
 interface UdpListener {
-  socket: dgram.Socket;
+  socket: DatagramSocket;
   local: TransportAddress;
   allocs: Map<string, Map<number, Allocation>>;
 }
@@ -283,23 +290,24 @@ export class TurnServer extends EventEmitter {
     for (const [f, a] of Object.entries(relayAddresses)) {
       if (ipFamily(a) !== f) throw new TurnServerError(`relay address ${a} is not ${f}`);
     }
+    const network = options.network ?? nodeNetwork;
     // Bind each relay address once now, so an address this host does not have fails at
     // start and not as a 508 at the first Allocate.
     for (const [family, address] of Object.entries(relayAddresses) as Array<[Family, string]>) {
-      await new Promise<void>((resolve, reject) => {
-        const s = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
-        s.once('error', (err: NodeJS.ErrnoException) => {
-          s.close();
-          const hint = err.code === 'EADDRNOTAVAIL' ? ' (it is not an address of this host)' : '';
-          reject(new TurnServerError(`cannot bind relay address ${address}: ${err.message}${hint}`));
-        });
-        s.bind({ address, port: 0, exclusive: true }, () => s.close(() => resolve()));
-      });
+      let s: DatagramSocket;
+      try {
+        s = await network.createUdpSocket({ family, address, port: 0 });
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        const hint = err.code === 'EADDRNOTAVAIL' ? ' (it is not an address of this host)' : '';
+        throw new TurnServerError(`cannot bind relay address ${address}: ${err.message}${hint}`);
+      }
+      await new Promise<void>((resolve) => s.close(() => resolve()));
     }
-    const relays = new RelayPorts({ min: options.relayPortMin, max: options.relayPortMax, addresses: relayAddresses });
+    const relays = new RelayPorts({ min: options.relayPortMin, max: options.relayPortMax, addresses: relayAddresses, network });
     // The server's own addresses: what it listens and relays on, what it advertises, and
     // every address of this host's interfaces (a wildcard listen means all of them).
-    const interfaces = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.split('%')[0]!));
+    const interfaces = network.interfaces().map((i) => i.address.split('%')[0]!);
     const own = [...listen, ...Object.values(relayAddresses), ...Object.values(options.externalAddresses ?? {}), ...interfaces].filter(
       (a) => a !== '0.0.0.0' && a !== '::' && ipFamily(a) !== undefined,
     );
@@ -314,7 +322,7 @@ export class TurnServer extends EventEmitter {
       const port = options.port ?? 3478;
       for (const address of listen) {
         let p = port;
-        if (options.udp ?? true) p = await server.listenUdp(address, port);
+        if (options.udp ?? true) p = await server.listenUdp(network, address, port);
         if (options.tcp ?? true) await server.listenStream('tcp', address, p);
         if (options.tls) await server.listenStream('tls', address, options.tls.port ?? 5349);
       }
@@ -329,22 +337,18 @@ export class TurnServer extends EventEmitter {
   // ------------------------------------------------------------------------------------
   // Listeners
 
-  private listenUdp(address: string, port: number): Promise<number> {
+  private async listenUdp(network: Network, address: string, port: number): Promise<number> {
     const family = ipFamily(address)!;
-    return new Promise((resolve, reject) => {
-      const socket = serverUdpSocket(family, { bigBuffers: true });
-      socket.once('error', reject);
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.off('error', reject);
-        const a = socket.address();
-        const l: UdpListener = { socket, local: { family, address: canonicalIp(a.address), port: a.port }, allocs: new Map() };
-        this.udp.push(l);
-        this.listening.push({ transport: 'udp', family, address: l.local.address, port: a.port });
-        socket.on('message', (buf, rinfo) => this.onUdp(l, buf, rinfo));
-        socket.on('error', (err) => this.log('warn', 'UDP socket error', { error: err.message }));
-        resolve(a.port);
-      });
-    });
+    // Every client shares this socket: larger kernel buffers (1 MiB asked; the kernel caps
+    // it at net.core.rmem_max/wmem_max) so bursts wait instead of being dropped.
+    const socket = await network.createUdpSocket({ family, address, port, recvBufferSize: 1 << 20, sendBufferSize: 1 << 20 });
+    const a = socket.address();
+    const l: UdpListener = { socket, local: { family, address: canonicalIp(a.address), port: a.port }, allocs: new Map() };
+    this.udp.push(l);
+    this.listening.push({ transport: 'udp', family, address: l.local.address, port: a.port });
+    socket.on('message', (buf, rinfo) => this.onUdp(l, buf, rinfo));
+    socket.on('error', (err) => this.log('warn', 'UDP socket error', { error: err.message }));
+    return a.port;
   }
 
   private async listenStream(transport: 'tcp' | 'tls', address: string, port: number): Promise<void> {
@@ -423,7 +427,7 @@ export class TurnServer extends EventEmitter {
   // ------------------------------------------------------------------------------------
   // The client-to-server direction
 
-  private onUdp(l: UdpListener, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onUdp(l: UdpListener, buf: Buffer, rinfo: DatagramInfo): void {
     // A source port of 0 cannot be answered (Node's send throws on it): spoofed, drop it.
     if (rinfo.port === 0) {
       this.drops.malformed.inc();
@@ -505,7 +509,7 @@ export class TurnServer extends EventEmitter {
     buf: Buffer,
     streamPath: ClientPath | undefined,
     conn: StreamConn | undefined,
-    udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined,
+    udp: { l: UdpListener; rinfo: DatagramInfo } | undefined,
   ): Promise<void> | void {
     if (conn && (buf[0]! & 0xc0) === 0x40) {
       if (!conn.allocation) {
@@ -972,7 +976,7 @@ export class TurnServer extends EventEmitter {
     this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity);
   }
 
-  private onSend(msg: StunMessage, path: ClientPath, conn: StreamConn | undefined, udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined, now: number): void {
+  private onSend(msg: StunMessage, path: ClientPath, conn: StreamConn | undefined, udp: { l: UdpListener; rinfo: DatagramInfo } | undefined, now: number): void {
     const alloc = conn ? conn.allocation : udp!.l.allocs.get(path.remote.address)?.get(path.remote.port);
     if (!alloc || alloc.expiresAt <= now) {
       this.drops.no_allocation.inc();
@@ -1110,7 +1114,7 @@ interface Ctx {
   msg: StunMessage;
   path: ClientPath;
   conn: StreamConn | undefined;
-  udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined;
+  udp: { l: UdpListener; rinfo: DatagramInfo } | undefined;
   now: number;
   fingerprint: boolean;
 }
