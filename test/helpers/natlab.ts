@@ -333,6 +333,12 @@ function resolve(nat: NatType | NatBehaviour | undefined, hairpin: boolean | und
   return { type: 'custom', mapping: nat.mapping, filtering: nat.filtering, portAllocation, hairpin: nat.hairpin ?? hairpin ?? false, routed: true };
 }
 
+/** The RFC 4787 behaviour of a preset or behaviour, as the lab builds it ('none': no translation, or no filter). */
+export function natBehaviour(nat: NatType | NatBehaviour): { mapping: Dependence | 'none'; filtering: Dependence | 'none'; portAllocation: PortAllocation } {
+  const r = resolve(nat, undefined);
+  return { mapping: r.mapping, filtering: r.filtering, portAllocation: r.portAllocation };
+}
+
 export class NatLabError extends Error {
   override name = 'NatLabError';
 }
