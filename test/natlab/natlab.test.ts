@@ -11,7 +11,6 @@ import { mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSy
 import { describe, expect, test } from 'vitest';
 import {
   type ClientSpec,
-  type LabProcess,
   type NatLab,
   type NatLabOptions,
   type NatType,
@@ -330,6 +329,9 @@ test('the rulesets say what the header says', () => {
   const fc = routerRuleset({ publicAddress: '203.0.113.101', mapping: 'endpoint-independent', filtering: 'endpoint-independent', portAllocation: 'preserve', hairpin: false, timeoutSec: 300 });
   expect(fc).toContain('dnat ip to udp dport map @in');
   expect(fc).not.toContain('@permit');
+  // mappings are refreshed by inbound traffic too, as conntrack's entries are (the header's "Mapping lifetime")
+  expect(fc).toMatch(/chain refresh \{\s*type filter hook prerouting priority dstnat \+ 10;[^}]*iifname "wan" meta l4proto udp ct direction reply ct status snat update @out/);
+  expect(fc).toContain('timeout 300s');
   const sym = routerRuleset({ publicAddress: '203.0.113.101', mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', hairpin: true, timeoutSec: 300 });
   expect(sym).toContain('fully-random');
   expect(sym).not.toContain('map out');

@@ -14,11 +14,13 @@
 // temporary directory), from which `node test/natlab/p2p-table.mjs FILE` rewrites the README's
 // table.
 //
-// Cost, measured with stand-ins for the demos (test/natlab/lab-capacity.bench.ts, see its
-// header): a two-peer lab with its three servers starts in ~1.5 s and stops in ~0.5 s; eight
-// cells side by side keep the two cores busy without stretching each other much. The idle
-// cells (two minutes and more each) start first and run beside the others, so the whole list
-// is bounded by them, not by the sum.
+// Cost, measured with stand-ins for the demos (test/natlab/lab-capacity.bench.ts: each peer
+// runs natcheck, as the demo does first; on this 2-core machine, shared and loaded): a cell
+// (lab, stunserver and relayserver, two peers, teardown) takes ~9 s alone, mostly the peers'
+// waiting; the 25 cells take 198 s one at a time, 60 s four at a time, 52 s eight at a time
+// and 48 s twelve at a time, where single cells start to stretch (the slowest 35 s against
+// 24 s at eight). Hence eight. The idle cells (two minutes and more each) start first and run
+// beside the others, so the whole list is bounded by them, not by the sum.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';

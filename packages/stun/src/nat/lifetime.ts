@@ -375,7 +375,7 @@ function keepaliveFor(e: LifetimeEstimate): number {
 /** ICE's keepalive interval Tr (RFC 8445 section 11: 15 s by default, never less). */
 export const ICE_KEEPALIVE_SEC = 15;
 
-const sec = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+const sec = (ms: number) => `${(ms / 1000).toFixed(ms < 100_000 ? 1 : 0)} s`;
 
 /** The lines natcheck --lifetime prints. */
 export function formatLifetime(r: LifetimeReport): string {
