@@ -14,6 +14,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   stund: 'stun-server',
   ip: 'iproute2',
   nft: 'nftables',
+  conntrack: 'conntrack',
   chromium: 'chromium',
   // ICE interop (test/helpers/ice-peers): libnice's harness is compiled at run time, so it
   // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
