@@ -789,6 +789,9 @@ describe('ICE core: inputs it refuses, and close', () => {
       [{ component: 2 }, 'component'],
       [{ priority: 0 }, 'priority'],
       [{ type: 'stun' as never }, 'type'],
+      [{ address: '0.0.0.0' }, 'unspecified or multicast'],
+      [{ address: '224.0.0.251' }, 'unspecified or multicast'],
+      [{ address: 'ff02::fb' }, 'unspecified or multicast'],
     ];
     expect.assertions(bad.length * 3 + 6);
     for (const [patch, words] of bad) {

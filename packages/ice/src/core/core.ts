@@ -10,6 +10,7 @@ import {
   checkIntegrity,
   decodeMessage,
   ipFamily,
+  ipToBytes,
   shortTermKey,
   verifyFingerprint,
 } from '@natkit/stun';
@@ -443,6 +444,8 @@ export class IceCore {
     if (typeof candidate.address !== 'string' || !ipFamily(candidate.address) || candidate.address.includes('%')) {
       throw bad('the address is not an IP address (resolve .local names first)');
     }
+    // Checks go wherever a candidate says: never to "this host" or a multicast group.
+    if (isUnspecifiedOrMulticast(candidate.address)) throw bad('the address is unspecified or multicast');
     if (!Number.isInteger(candidate.port) || candidate.port < 1 || candidate.port > 65535) throw bad('the port is not 1-65535');
     if (!Number.isInteger(candidate.component) || candidate.component < 1 || candidate.component > this.options.components) {
       throw bad(`the component is not 1-${this.options.components}`);
@@ -1333,6 +1336,13 @@ export class IceCore {
     }
     return s.started ? 'checking' : 'new';
   }
+}
+
+/** 0.0.0.0, ::, 224.0.0.0/4 (and the reserved space above it), ff00::/8. */
+function isUnspecifiedOrMulticast(address: string): boolean {
+  const b = ipToBytes(address);
+  if (b.every((x) => x === 0)) return true;
+  return b.length === 4 ? b[0]! >= 224 : b[0] === 0xff;
 }
 
 /** fe80::/10. */
