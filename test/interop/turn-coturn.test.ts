@@ -90,14 +90,14 @@ function expectAllBack(r: UclientResult, msgs: number, bytes: number, info: stri
 }
 
 /** natkit relayed exactly `msgs` datagrams of `len` bytes each way, dropping nothing. */
-function expectRelayed(relay: NatkitRelay, msgs: number, len: number, info: string): void {
+async function expectRelayed(relay: NatkitRelay, msgs: number, len: number, info: string): Promise<void> {
   const s = relay.server;
-  expect(metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(msgs);
-  expect(metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(msgs);
-  expect(metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBe(msgs * len);
-  expect(metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info).toBe(msgs * len);
+  expect(await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(msgs);
+  expect(await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(msgs);
+  expect(await metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBe(msgs * len);
+  expect(await metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info).toBe(msgs * len);
   for (const reason of ['no_permission', 'no_channel', 'no_allocation', 'malformed', 'not_stun', 'bad_fingerprint', 'rate_limited', 'send_failed']) {
-    expect(metric(s, 'natkit_turn_dropped_total', { reason }), `${reason}\n${info}`).toBe(0);
+    expect(await metric(s, 'natkit_turn_dropped_total', { reason }), `${reason}\n${info}`).toBe(0);
   }
   for (const p of relayedPorts(relay)) {
     expect(p).toBeGreaterThanOrEqual(NATKIT_RELAY_MIN);
@@ -132,9 +132,9 @@ async function strictChannelRun(uclient: string, transport: 'udp' | 'tcp', args:
     expect(n, run.info).toBeGreaterThanOrEqual(0x5000);
     expect(n, run.info).toBeLessThanOrEqual(0x7fff);
     expect(run.r.sentMsgs, run.info).toBeUndefined();
-    expect(metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(1);
+    expect(await metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(1);
   } else {
-    expect(metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(0);
+    expect(await metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(0);
   }
   await run.tap.close();
   await run.relay.close();
@@ -152,7 +152,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
       // -c: no second ("RTCP") allocation per client; -s: Send indications, no channels.
       const { r, relay, tap, info } = await uclientRun(uclient, transport, ['-s', '-c', '-u', USER, '-w', PASS, '-e', LOOPBACK, '-r', String(peer.port), '-n', String(N), '-m', String(M), '-l', String(L)]);
       expectAllBack(r, M * N, M * N * L, info);
-      expectRelayed(relay, M * N, L, info);
+      await expectRelayed(relay, M * N, L, info);
       // On the wire: Send indications out, Data indications back, no ChannelData.
       expect(tap.toServer.sendIndications, info).toBe(M * N);
       expect(tap.toClient.dataIndications, info).toBe(M * N);
@@ -162,9 +162,9 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
       // allocation looks for ALTERNATE-SERVER); CreatePermission for the peer's two ports
       // (one IP) per client, and again as uclient refreshes them, every one answered with
       // success (0x0108); no channels; each real allocation relayed N each way.
-      expect(metric(relay.server, 'natkit_turn_allocations_created_total'), info).toBe(2 * M);
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBe(0);
-      const perms = metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' });
+      expect(await metric(relay.server, 'natkit_turn_allocations_created_total'), info).toBe(2 * M);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBe(0);
+      const perms = await metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' });
       expect(perms, info).toBeGreaterThanOrEqual(2 * M);
       expect(tap.toClient.stun.get(0x0108), info).toBe(perms);
       const busy = allocationCounters(relay).filter((c) => c.toPeerPackets + c.toClientPackets > 0);
@@ -183,7 +183,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
       const refused = await strictChannelRun(uclient, transport, args);
       const { r, relay, tap, info } = await uclientRun(uclient, transport, args, { legacyChannels: true });
       expectAllBack(r, N, N * L, info);
-      expectRelayed(relay, N, L, info);
+      await expectRelayed(relay, N, L, info);
       // On the wire: ChannelData both ways, on one channel each way, no indications.
       expect(tap.toServer.channelData, info).toBe(N);
       expect(tap.toClient.channelData, info).toBe(N);
@@ -199,9 +199,9 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
       // uclient binds a channel to the peer's port+1 and one to its port, each twice
       // (the second is a refresh), and may refresh again while it runs; natkit answered
       // every one and refused nothing.
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBeGreaterThanOrEqual(4);
-      expect(tap.toClient.stun.get(0x0109), info).toBe(metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }));
-      expect(metric(relay.server, 'natkit_turn_error_responses_total', { code: '400' }), info).toBe(0);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBeGreaterThanOrEqual(4);
+      expect(tap.toClient.stun.get(0x0109), info).toBe(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }));
+      expect(await metric(relay.server, 'natkit_turn_error_responses_total', { code: '400' }), info).toBe(0);
       const busy = allocationCounters(relay).filter((c) => c.toPeerPackets + c.toClientPackets > 0);
       expect(busy, info).toEqual([{ toPeerPackets: N, toPeerBytes: N * L, toClientPackets: N, toClientBytes: N * L }]);
       ctx.annotate(`uclient ${transport} channels: strict run ${refused === undefined ? 'accepted' : `refused 0x${refused.toString(16)} with 400`}; legacy run ${r.ms} ms`);
@@ -214,7 +214,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
     const N = 10;
     const { r, relay, tap, info } = await uclientRun(uclient, 'udp', ['-s', '-c', '-u', USER, '-W', SECRET, '-e', LOOPBACK, '-r', String(peer.port), '-n', String(N), '-m', '1']);
     expectAllBack(r, N, N * 100, info);
-    expectRelayed(relay, N, 100, info);
+    await expectRelayed(relay, N, 100, info);
     expect(tap.toServer.sendIndications, info).toBe(N);
     const users = new Set(relay.log.filter((l) => l.msg === 'allocation created').map((l) => String(l.fields.user)));
     expect(users.size, info).toBe(1);
@@ -222,7 +222,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
     expect(user, info).toMatch(new RegExp(`^(\\d+):${USER}$`));
     // uclient's expiry is in the future (it adds a day or so to now).
     expect(Number(user!.split(':')[0]) * 1000).toBeGreaterThan(Date.now());
-    expect(metric(relay.server, 'natkit_turn_auth_failures_total'), info).toBe(0);
+    expect(await metric(relay.server, 'natkit_turn_auth_failures_total'), info).toBe(0);
   });
 
   it('udp: client to client (-y): two allocations relay to each other by indications (-s), relayed address to relayed address', async (ctx) => {
@@ -231,7 +231,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
     const { r, relay, tap, info } = await uclientRun(uclient, 'udp', ['-y', '-s', '-c', '-u', USER, '-w', PASS, '-n', String(N), '-m', '1']);
     // Each of the two sessions sends N to the other's relayed address.
     expectAllBack(r, 2 * N, 2 * N * 100, info);
-    expectRelayed(relay, 2 * N, 100, info);
+    await expectRelayed(relay, 2 * N, 100, info);
     expect(tap.toServer.sendIndications, info).toBe(2 * N);
     expect(tap.toClient.dataIndications, info).toBe(2 * N);
     const busy = allocationCounters(relay).filter((c) => c.toPeerPackets + c.toClientPackets > 0);
@@ -253,14 +253,14 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
     }
     const text = await relay.scrape();
     const info = `metrics:\n${text}\nrelayserver:\n${relay.proc.stdout()}${relay.proc.stderr().slice(-4000)}`;
-    expect(metric(text, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(2 * M * N);
-    expect(metric(text, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(2 * M * N);
-    expect(metric(text, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBe(2 * M * N * 100);
-    expect(metric(text, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info).toBe(2 * M * N * 100);
+    expect(await metric(text, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(2 * M * N);
+    expect(await metric(text, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(2 * M * N);
+    expect(await metric(text, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBe(2 * M * N * 100);
+    expect(await metric(text, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info).toBe(2 * M * N * 100);
     // A probe allocation and a real one per client, per transport.
-    expect(metric(text, 'natkit_turn_allocations_created_total'), info).toBe(2 * 2 * M);
-    expect(metric(text, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBe(0);
-    expect(metric(text, 'natkit_turn_dropped_total', { reason: 'no_permission' }), info).toBe(0);
+    expect(await metric(text, 'natkit_turn_allocations_created_total'), info).toBe(2 * 2 * M);
+    expect(await metric(text, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBe(0);
+    expect(await metric(text, 'natkit_turn_dropped_total', { reason: 'no_permission' }), info).toBe(0);
     // Its JSON log (stderr; stdout has only the start-up line): every relayed address in
     // --min-port..--max-port.
     const created = relay.proc

@@ -16,8 +16,8 @@ interface Setup {
 }
 
 /** A client behind `nat` (client 0), a public peer without NAT (client 1), the TURN relay at 203.0.113.3. */
-async function setup(nat: Exclude<NatType, 'none' | 'firewall'>, seed = 1): Promise<Setup> {
-  const lab = createVnetLab({ clients: [{ nat }, { nat: 'none' }], seed, trace: true });
+async function setup(nat: Exclude<NatType, 'none' | 'firewall'>, seed = 1, mappingTimeoutSec?: number): Promise<Setup> {
+  const lab = createVnetLab({ clients: [{ nat }, { nat: 'none' }], seed, trace: true, mappingTimeoutSec });
   const turn = await startTurnServer(lab.vnet);
   const peer = await lab.clients[1]!.network.createUdpSocket({ family: 'IPv4', port: 7000 });
   const atPeer: Setup['atPeer'] = [];
@@ -33,10 +33,10 @@ async function teardown(s: Setup, client?: TurnClient): Promise<void> {
   expect(vnet.openSockets()).toEqual([]);
 }
 
-function allocate(s: Setup): Promise<TurnClient> {
+function allocate(s: Setup, options: { keepaliveMs?: number } = {}): Promise<TurnClient> {
   const c = s.lab.client;
   return s.lab.vnet.runUntil(
-    TurnClient.allocate({ server: { address: s.turn.address, port: s.turn.port }, username: s.turn.username, password: s.turn.password, network: c.network, clock: s.lab.vnet.clock }),
+    TurnClient.allocate({ server: { address: s.turn.address, port: s.turn.port }, username: s.turn.username, password: s.turn.password, network: c.network, clock: s.lab.vnet.clock, ...options }),
     { label: 'the allocation' },
   );
 }
@@ -107,6 +107,53 @@ describe('TURN on the virtual network', () => {
     await vnet.runUntil(() => got.length === 1);
     await vnet.runUntil(client.send(s.peerAddress, Buffer.from('yes')));
     await vnet.runUntil(() => s.atPeer.some((m) => m.text === 'yes'));
+    await teardown(s, client);
+  });
+
+  test('behind a NAT that forgets idle UDP mappings after 30 s, Binding indications every 15 s keep an idle allocation (and its permission) working', async () => {
+    const s = await setup('port-restricted-cone', 1, 30);
+    const { vnet } = s.lab;
+    const client = await allocate(s);
+    const got: string[] = [];
+    client.on('data', (d) => got.push(d.toString()));
+    const errors: Error[] = [];
+    client.on('error', (e) => errors.push(e));
+    await vnet.runUntil(client.createPermission(s.peerAddress));
+    const mark = vnet.traceEntries().length;
+    const port = s.lab.nat.router!.mappings()[0]!.external.port;
+    // Ten idle minutes: the permission refreshes (every 4 min) alone would leave the mapping
+    // dead for most of that time; the allocation's refresh at 300 s would come from a new one.
+    await vnet.run(10 * 60_000);
+    expect(errors).toEqual([]);
+    expect(s.lab.nat.router!.counters.mappingsExpired).toBe(0);
+    expect(s.lab.nat.router!.mappings().map((m) => m.external.port)).toEqual([port]);
+    // What reached the relay from the client in those ten minutes: never more than 15 s apart
+    // (the links' delays are fixed, so gaps at the relay are gaps at the client), and the
+    // keepalives are 28-byte Binding indications (header and FINGERPRINT).
+    const toRelay = vnet.traceEntries().slice(mark).filter((e) => e.event === 'deliver' && e.dst.address === '203.0.113.3' && e.dst.port === 3478);
+    const gaps = toRelay.slice(1).map((e, i) => e.t - toRelay[i]!.t);
+    expect(gaps.length).toBeGreaterThanOrEqual(39);
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(15_000);
+    expect(toRelay.filter((e) => e.size === 28).length).toBeGreaterThanOrEqual(30);
+    s.peer.send(Buffer.from('still there?'), client.relayed[0]!.port, client.relayed[0]!.address);
+    await vnet.runUntil(() => got.length === 1);
+    expect(got).toEqual(['still there?']);
+    await teardown(s, client);
+  });
+
+  test('without keepalives (keepaliveMs: 0) behind a symmetric NAT with 30 s mappings: the refresh comes from a new mapping and the allocation is lost', async () => {
+    // (A port-preserving NAT would hand the refresh the same external port again, and the
+    // relay would see the same 5-tuple: the symmetric NAT's random ports show the loss.)
+    const s = await setup('symmetric', 1, 30);
+    const { vnet } = s.lab;
+    const client = await allocate(s, { keepaliveMs: 0 });
+    const closed = new Promise<void>((r) => client.once('closed', () => r()));
+    const errors: Error[] = [];
+    client.on('error', (e) => errors.push(e));
+    await vnet.runUntil(closed, { maxMs: 10 * 60_000, label: 'the allocation being lost' });
+    expect(s.lab.nat.router!.counters.mappingsExpired).toBeGreaterThan(0);
+    // RFC 8656 section 7.3: a Refresh on a 5-tuple with no allocation is 437.
+    expect(errors.map((e) => (e as { errorCode?: number }).errorCode)).toContain(437);
     await teardown(s, client);
   });
 

@@ -12,7 +12,6 @@ export * from './credentials/prep.js';
 export * from './credentials/keys.js';
 export * from './net/clock.js';
 export * from './net/framing.js';
-export * from './net/udp.js';
 export * from './net/network.js';
 export * from './client/transaction.js';
 export * from './client/transactions.js';
@@ -21,6 +20,11 @@ export * from './client/client.js';
 export * from './server/ratelimit.js';
 export * from './server/binding.js';
 export * from './server/server.js';
+export * from './server/metrics.js';
 export * from './nat/discovery.js';
 export * from './nat/prober.js';
+/**
+ * @deprecated The binaries' helpers moved to the '@natkit/stun/cli' subpath; this alias
+ * stays until every natkit binary imports from there.
+ */
 export * as cli from './cli/shared.js';

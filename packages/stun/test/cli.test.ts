@@ -59,7 +59,7 @@ describe('stunserver CLI', () => {
     const port = (await a.waitFor(/udp 127\.0\.0\.1:(\d+)/))[1]!;
     const b = await runBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', port]);
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/cannot listen: .*EADDRINUSE.*pick one with --port/);
+    expect(b.stderr).toMatch(/^stunserver: cannot listen on udp 127\.0\.0\.1:\d+: .*EADDRINUSE.*pick one with --port/m);
     expect(await a.stop()).toBe(0);
   });
 

@@ -334,4 +334,24 @@ describe('StunClient over an injected Network and clock', () => {
     expect(net.opened).toHaveLength(1);
     expect(net.closed()).toBe(0);
   });
+
+  it('with listen: false leaves the socket to its owner, which hands datagrams to receive(); only its own answers are taken', async () => {
+    const net = fakeNetwork((msg) => {
+      const m = decodeMessage(msg);
+      return new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, m.transactionId).add(Attr.XorMappedAddress, { family: 'IPv4', address: '203.0.113.2', port: 2 }).encode();
+    });
+    const s = await net.network.createUdpSocket({ family: 'IPv4', address: '10.0.0.9' });
+    const c = track(new StunClient({ socket: s, listen: false, network: net.network }));
+    const mine: boolean[] = [];
+    const from = { family: 'IPv4' as const, address: '198.51.100.1', port: 3478 };
+    s.on('message', (d, r) => mine.push(c.receive(d, { family: r.family, address: r.address, port: r.port })));
+    const r = await c.binding(from);
+    expect(r.mapped.address).toBe('203.0.113.2');
+    expect(mine).toEqual([true]);
+    // Someone else's response, a request, and bytes that are not STUN are the owner's.
+    expect(c.receive(success(newTransactionId()).raw, from)).toBe(false);
+    expect(c.receive(request().bytes, from)).toBe(false);
+    expect(c.receive(Buffer.alloc(24), from)).toBe(false);
+    expect(c.receive(Buffer.from('hello'), from)).toBe(false);
+  });
 });

@@ -93,7 +93,7 @@ describe('relayserver flags', () => {
       'config', 'listen', 'port', 'no-udp', 'no-tcp', 'tls-cert', 'tls-key', 'tls-port', 'relay-ip', 'external-ip', 'min-port', 'max-port',
       'realm', 'user', 'users-file', 'auth-secret', 'auth-secret-file', 'rest-separator', 'userhash', 'no-auth', 'allow-peer', 'deny-peer',
       'user-quota', 'total-quota', 'max-permissions', 'max-channels', 'legacy-channels', 'max-connections-per-ip', 'default-lifetime', 'max-lifetime', 'error-rate', 'metrics',
-      'drain-timeout', 'log-format', 'log-level', 'software', 'no-software', 'help', 'version',
+      'drain-timeout', 'log-format', 'log-level', 'software', 'no-software', 'help', 'version', 'workers', 'auth-log-rate',
     ];
     expect(OPTIONS.map((o) => o.name).sort()).toEqual([...documented].sort());
     for (const name of documented) {
@@ -119,7 +119,6 @@ describe('relayserver flags', () => {
     ['a missing auth-secret file', () => ['--listen', '127.0.0.1', '--auth-secret-file', join(dir, 'nope')], {}, /--auth-secret-file: cannot read .*nope/],
     ['--relay-ip twice for one family', () => [...base, '--relay-ip', '127.0.0.1', '--relay-ip', '127.0.0.2'], {}, /--relay-ip: IPv4 is given twice \(127\.0\.0\.1 and 127\.0\.0\.2\)/],
     ['--relay-ip 0.0.0.0', () => [...base, '--relay-ip', '0.0.0.0'], {}, /--relay-ip: 0\.0\.0\.0 is not a specific address/],
-    ['no relay address', () => ['--user', 'alice:pw'], {}, /--relay-ip is needed: listening on 0\.0\.0\.0/],
     ['--external-ip of a family without a relay address', () => [...base, '--external-ip', '2001:db8::1'], {}, /--external-ip 2001:db8::1 is IPv6, but there is no IPv6 relay address/],
     ['--tls-cert without --tls-key', () => [...base, '--tls-cert', CERT], {}, /--tls-cert and --tls-key go together/],
     ['--tls-port without a certificate', () => [...base, '--tls-port', '5350'], {}, /--tls-port needs --tls-cert and --tls-key/],
@@ -353,7 +352,7 @@ describe('relayserver running', () => {
     const a = await start(['--user', 'a:b', '--no-tcp']);
     const b = await runBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', String(a.port), ...ports(), '--user', 'a:b']);
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/relayserver: cannot listen: .*EADDRINUSE.*pick one with --port/);
+    expect(b.stderr).toMatch(/relayserver: cannot listen on udp 127\.0\.0\.1:\d+: .*EADDRINUSE.*pick one with --port/);
     expect(b.stdout).toBe('');
     expect(await a.proc.stop('SIGINT')).toBe(0);
     // 198.51.100.0/24 is TEST-NET-2 (RFC 5737): no host has it.

@@ -36,6 +36,7 @@ import {
 } from '@natkit/stun';
 import {
   PeerPolicy,
+  type RelayPorts,
   TRANSPORT_UDP,
   TurnAttr,
   TurnServer,
@@ -48,6 +49,7 @@ import {
 } from '../src/index.js';
 import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
+import { waitFor } from '../../../test/helpers/wait.js';
 
 // node:crypto's timingSafeEqual, wrapped in a spy that calls through. The packages'
 // sources are loaded by vitest (the @natkit/* alias), so their `import { timingSafeEqual }
@@ -107,11 +109,8 @@ function within<T>(p: Promise<T>, what: string, ms = 3000): Promise<T> {
   );
 }
 
-/** Turns of the event loop until `cond` holds (for counters bumped by async socket errors). */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise<void>((r) => setImmediate(r));
-  if (!cond()) throw new Error(`never happened: ${what}`);
-}
+/** Waits (seconds, not event-loop turns) until `cond` holds: counters bumped by async socket errors. */
+const until = (cond: () => boolean, what: string) => waitFor(cond, what);
 
 // ---------------------------------------------------------------------------------------
 // A raw client: bytes out, messages in, over UDP or a TCP connection.
@@ -317,9 +316,7 @@ async function turn(s: TurnServer, opts: { from?: string; transport?: 'udp' | 't
 
 /** Every drop the server counted, whatever the reason. */
 function totalDrops(s: TurnServer): number {
-  let n = 0;
-  for (const m of s.metrics.render().matchAll(/^natkit_turn_dropped_total\{reason="[a-z_]+"\} (\d+)$/gm)) n += Number(m[1]);
-  return n;
+  return Object.values(s.counters.dropped).reduce((a, b) => a + b, 0);
 }
 
 async function rawPeer(address: string): Promise<RawUdp & { addr: TransportAddress }> {
@@ -445,7 +442,7 @@ describe('peer policy over the wire: every denied range in every spelling', () =
       const v6addresses = DENIED_V6.reduce((n, [, ips]) => n + ips.length, 0);
       expect(denied).toBe(v4addresses * SPELLINGS_PER_V4 + v6addresses);
       expect(allowed).toBe(ALLOWED_V4.length * SPELLINGS_PER_V4 + ALLOWED_V6.length);
-      expect(s.metrics.render()).toMatch(new RegExp(`natkit_turn_error_responses_total\\{code="403"\\} ${denied * 2}\\n`));
+      expect((await s.metrics.metrics())).toMatch(new RegExp(`natkit_turn_error_responses_total\\{code="403"\\} ${denied * 2}\\n`));
     });
   }
 
@@ -670,7 +667,7 @@ describe('authentication', () => {
     }
     expect(s.allocationCount).toBe(0);
     // Without credentials nothing counts as an authentication failure.
-    expect(s.metrics.render()).toMatch(/natkit_turn_auth_failures_total 0\n/);
+    expect((await s.metrics.metrics())).toMatch(/natkit_turn_auth_failures_total 0\n/);
   });
 
   it('401 for a wrong password and for an unknown user, with the same answer (no user enumeration)', async () => {
@@ -694,7 +691,7 @@ describe('authentication', () => {
     expect(unknown.get(Attr.ErrorCode)).toEqual(wrong.get(Attr.ErrorCode));
     expect(unknown.attributes.map((a) => a.type)).toEqual(wrong.attributes.map((a) => a.type));
     expect(s.allocationCount).toBe(0);
-    expect(s.metrics.render()).toMatch(/natkit_turn_auth_failures_total 3\n/);
+    expect((await s.metrics.metrics())).toMatch(/natkit_turn_auth_failures_total 3\n/);
     // The positive control: the right password with the same nonce works.
     await c.allocate();
   });
@@ -754,7 +751,7 @@ describe('authentication', () => {
     expect(outcome(await c.request(Method.Refresh))).toBe(438);
     c.nonce = fresh;
     expect(outcome(await c.request(Method.Refresh))).toBe('success');
-    expect(s.metrics.render()).toMatch(/natkit_turn_error_responses_total\{code="438"\} 2\n/);
+    expect((await s.metrics.metrics())).toMatch(/natkit_turn_error_responses_total\{code="438"\} 2\n/);
   });
 
   it('401 for a valid MESSAGE-INTEGRITY under another REALM', async () => {
@@ -803,9 +800,9 @@ describe('authentication', () => {
     expect(bobs.permissions.size).toBe(0);
     expect(bobs.channels.size).toBe(0);
     expect(s.allocationCount).toBe(2);
-    expect(s.metrics.render()).toMatch(/natkit_turn_error_responses_total\{code="441"\} 3\n/);
+    expect((await s.metrics.metrics())).toMatch(/natkit_turn_error_responses_total\{code="441"\} 3\n/);
     // A request authenticated as another user is refused for its credentials: counted.
-    expect(s.metrics.render()).toMatch(/natkit_turn_auth_failures_total 3\n/);
+    expect((await s.metrics.metrics())).toMatch(/natkit_turn_auth_failures_total 3\n/);
     // From another IP the nonce does not hold: 438.
     const elsewhere = await turn(s, { from: '127.0.0.2' });
     expect(outcome(await new Turn(elsewhere.wire).exchange(signed[0]!))).toBe(438);
@@ -1008,7 +1005,7 @@ describe('quotas', () => {
   it('EVEN-PORT reservations do not let a user hold relay ports past the quota', async () => {
     const s = await relay({ userQuota: 2, relayPortMin: 45100, relayPortMax: 45199 });
     const c = await turn(s);
-    const held = () => (s as unknown as { relays: { inUse: number } }).relays.inUse;
+    const held = () => (s.relays as RelayPorts).inUse;
     const results: Outcome[] = [];
     // Allocate with EVEN-PORT R (the next port is reserved for 30 s), delete, again: each
     // round leaves a reserved relay socket behind, and no allocation counts against the quota.
@@ -1276,7 +1273,7 @@ describe('hostile input', () => {
     const s = await relay();
     // The server's UDP socket, to deliver datagrams exactly as the OS would with rinfo.port 0
     // (what a spoofed datagram with UDP source port 0 gives; see the raw-socket test below).
-    const sock = (s as unknown as { udp: Array<{ socket: dgram.Socket }> }).udp[0]!.socket;
+    const sock = (s as unknown as { udp: Array<{ socket: dgram.Socket }> }).udp[0]!.socket; // the adapter's listener
     const requests = [
       new MessageBuilder(Method.Binding, MessageClass.Request).encode(),
       new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode(),
@@ -1417,7 +1414,7 @@ describe('hostile input', () => {
 
   it('TCP: a header announcing a huge message that never comes is held, not acted on, and freed on close', async () => {
     const s = await relay();
-    const conns = (s as unknown as { conns: Set<unknown> }).conns;
+    const conns = { get size() { return s.connections; } };
     const w = await tcpWire(s);
     const h = new MessageBuilder(Method.Allocate, MessageClass.Request).encode();
     h.writeUInt16BE(0xfffc, 2);

@@ -17,7 +17,13 @@
 //    gathering is done, not ICE. The peer reports werift's states as `native` and
 //    normalises that one to "new"; werift has no "checking" state, so the peer reports
 //    "checking" when it calls connect().
-//  - connect() needs the remote ufrag/pwd; the peer calls it when remote-params arrive.
+//  - connect() needs the remote ufrag/pwd, and it fails at once ("ICE negotiation failed")
+//    when its checklist is empty: no remote candidate yet and no check received before the
+//    call (checks that arrive earlier are kept as `earlyChecks` and become peer-reflexive
+//    pairs inside connect()). A peer whose candidates are never signalled (Chromium's
+//    non-loopback ones) is only learned from its checks, so the peer calls connect() once
+//    remote-params have arrived AND there is a remote candidate or an early check, however
+//    late the first check comes on a loaded machine.
 //  - send() silently drops data while consent is not fresh; the peer reports an error
 //    when nothing is nominated yet.
 //  - As controlling agent werift sets USE-CANDIDATE on every check (aggressive nomination).
@@ -51,8 +57,16 @@ out({ ev: 'local-params', ufrag: conn.localUsername, pwd: conn.localPassword });
 out({ ev: 'state', state: 'new', native: conn.state });
 const gathered = conn.gatherCandidates().then(() => out({ ev: 'end-of-candidates' }));
 
+// Resolves when werift has something to pair with (see the note on connect() above).
+async function somethingToCheck() {
+  while (!closing && conn.remoteCandidates.length === 0 && (conn.earlyChecks?.length ?? 0) === 0) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function connect() {
   await gathered;
+  await somethingToCheck();
   connecting = true;
   out({ ev: 'state', state: 'checking', native: '(connect() called)' });
   try {

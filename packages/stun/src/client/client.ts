@@ -41,6 +41,12 @@ export interface StunClientOptions {
    * mapping of a socket you will use for media). The client never closes it.
    */
   socket?: DatagramSocket;
+  /**
+   * With `socket`: false when the socket's owner listens to it and hands the client its
+   * datagrams through `receive()` (so the owner decides what is not the client's).
+   * Default true: the client listens to the socket itself.
+   */
+  listen?: boolean;
   /** Local address and port for the client's own UDP sockets (the address also for TCP/TLS connections of its family). */
   bindAddress?: string;
   bindPort?: number;
@@ -152,8 +158,17 @@ export class StunClient {
       const s = options.socket;
       const fam = (s.address().family as Family) ?? 'IPv4';
       this.sockets.set(fam, s);
-      s.on('message', this.onSocketMessage);
+      if (options.listen !== false) s.on('message', this.onSocketMessage);
     }
+  }
+
+  /**
+   * A datagram that arrived on the client's socket, from an owner that listens to it itself
+   * (`listen: false`). Returns true when it belonged to the client (a response to one of its
+   * transactions, taken or dropped by the checks); false when it is the owner's to handle.
+   */
+  receive(data: Buffer, from: TransportAddress): boolean {
+    return this.consume(data, from) === 'consumed';
   }
 
   /** The local address of the UDP socket for a family (creating and binding it if needed). */
@@ -435,21 +450,25 @@ export class StunClient {
   }
 
   private onData(buf: Buffer, from: TransportAddress, transport: Transport): void {
-    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) {
-      this.opts.onUnmatched?.(buf, from, transport);
-      return;
-    }
+    const r = this.consume(buf, from);
+    if (r === 'unmatched') this.opts.onUnmatched?.(buf, from, transport);
+    else if (r === 'undecodable') this.dropped++;
+  }
+
+  /** Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). */
+  private consume(buf: Buffer, from: TransportAddress): 'consumed' | 'unmatched' | 'undecodable' {
+    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) return 'unmatched';
     let msg: StunMessage;
     try {
       msg = decodeMessage(buf, { registry: this.registry });
     } catch {
-      this.dropped++;
-      return;
+      return 'undecodable';
     }
     const r = this.table.match(msg, this.clock.now());
-    if (r.kind === 'unmatched') this.opts.onUnmatched?.(buf, from, transport);
-    else if (r.kind === 'dropped') this.dropped++;
+    if (r.kind === 'unmatched') return 'unmatched';
+    if (r.kind === 'dropped') this.dropped++;
     else r.transaction.context.resolve(msg, from);
+    return 'consumed';
   }
 
   /** Cancels pending transactions and closes the client's own sockets and connections. */

@@ -46,7 +46,16 @@ export interface TurnClientOptions {
   retransmit?: RetransmitOptions;
   software?: string | false;
   clock?: Clock;
+  /**
+   * Over UDP, when nothing else went to the server for this long, send it a Binding
+   * indication so that a NAT keeps the client's mapping (and so the allocation's 5-tuple)
+   * alive. Default 15000 ms, the keepalive interval of RFC 8445 section 11; 0 turns it off.
+   */
+  keepaliveMs?: number;
 }
+
+/** RFC 8445 section 11's default keepalive interval, Tr. */
+export const TURN_KEEPALIVE_MS = 15_000;
 
 export interface TurnClientEvents {
   data: [data: Buffer, peer: TransportAddress];
@@ -118,6 +127,7 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
   }
 
   private request(method: number, add?: (b: MessageBuilder) => void, signal?: AbortSignal): Promise<StunMessage> {
+    this.schedule.sent(this.clock.now());
     return this.stun.request(this.server, { method, attributes: add, retransmit: this.opts.retransmit, signal }).then((r) => r.message);
   }
 
@@ -150,7 +160,9 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.mapped = m.get(Attr.XorMappedAddress);
     this.lifetime = m.get(TurnAttr.Lifetime) ?? 600;
     this.state = 'allocated';
-    this.schedule.allocationRefreshed(this.clock.now(), this.lifetime);
+    const now = this.clock.now();
+    this.schedule.allocationRefreshed(now, this.lifetime);
+    if (this.server.transport === 'udp') this.schedule.keepAlive(o.keepaliveMs ?? TURN_KEEPALIVE_MS, now);
     this.arm();
   }
 
@@ -231,6 +243,7 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
         .add(TurnAttr.Data, Buffer.from(data.buffer, data.byteOffset, data.length))
         .encode();
     }
+    this.schedule.sent(this.clock.now());
     await this.stun.send(this.server, bytes);
   }
 
@@ -278,7 +291,9 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.arm();
     for (const d of due) {
       try {
-        if (d.kind === 'allocation') await this.refresh(this.opts.lifetime);
+        // A Binding indication needs no answer; the server ignores it (RFC 8489 section 6.3.2).
+        if (d.kind === 'keepalive') await this.stun.send(this.server, new Builder(Method.Binding, MessageClass.Indication).encode({ fingerprint: true }));
+        else if (d.kind === 'allocation') await this.refresh(this.opts.lifetime);
         else if (d.kind === 'permissions') {
           const peers = d.peers.map((address) => ({ family: ipFamily(address)!, address, port: 0 }));
           await this.createPermission(peers);

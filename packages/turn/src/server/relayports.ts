@@ -16,7 +16,32 @@ export interface Reservation {
   owner: string;
 }
 
-export class RelayPorts {
+/**
+ * Where relayed transport addresses come from (RFC 8656 section 7.2 step 8): sockets on
+ * the relay's addresses, even ports, and reservations by token. RelayPorts is the default;
+ * replace it to pick addresses and ports your own way (a port pool shared with other
+ * services, a socket per family on another interface...). The relay closes a socket
+ * through release() only.
+ */
+export interface RelayAllocator {
+  /** The relay address of each family served (an Allocate for another family gets 440). */
+  readonly addresses: Partial<Record<Family, string>>;
+  /** A relayed socket (on an even port if asked); undefined when none can be had. */
+  allocate(family: Family, even?: boolean): Promise<RelaySocket | undefined>;
+  /** EVEN-PORT with R: an even port now, the next one held under the returned token. */
+  allocatePair(family: Family, now: number, owner?: string): Promise<{ relay: RelaySocket; token: Buffer } | undefined>;
+  /** Takes a reserved socket by its token; undefined if unknown or expired. */
+  redeem(token: Buffer, now: number): RelaySocket | undefined;
+  /** The owner of a live reservation. */
+  ownerOf(token: Buffer): string | undefined;
+  /** Drops reservations whose time is up; returns them (their quota slots end). */
+  sweep(now: number): Reservation[];
+  release(relay: RelaySocket): void;
+  /** Closes every reservation; returns them. */
+  close(): Reservation[];
+}
+
+export class RelayPorts implements RelayAllocator {
   readonly min: number;
   readonly max: number;
   readonly addresses: Partial<Record<Family, string>>;
@@ -98,13 +123,16 @@ export class RelayPorts {
     return r.relay;
   }
 
-  /** Releases reservations that were not redeemed in time. */
-  sweep(now: number): void {
+  /** Releases reservations that were not redeemed in time, and returns them. */
+  sweep(now: number): Reservation[] {
+    const gone: Reservation[] = [];
     for (const [k, r] of this.reservations) {
       if (r.expiresAt > now) continue;
       this.reservations.delete(k);
       this.release(r.relay);
+      gone.push(r);
     }
+    return gone;
   }
 
   get reservedCount(): number {
@@ -136,8 +164,10 @@ export class RelayPorts {
     }
   }
 
-  close(): void {
-    for (const r of this.reservations.values()) this.release(r.relay);
+  close(): Reservation[] {
+    const gone = [...this.reservations.values()];
+    for (const r of gone) this.release(r.relay);
     this.reservations.clear();
+    return gone;
   }
 }
