@@ -9,5 +9,5 @@ export { Driver, type DriverIo } from './core/driver.js';
 export * from './core/types.js';
 export { SignalServer, type SignalServerOptions, type LogFn } from './server/server.js';
 export type { RedisOptions } from './server/redis.js';
-export { signalMetrics, serveMetrics } from './server/metrics.js';
+export { signalMetrics } from './server/metrics.js';
 export { SignalClient, type SignalClientOptions, type SignalClientEvents, type ReconnectOptions, type ClientState } from './client/client.js';

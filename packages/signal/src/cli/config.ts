@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { cli } from '@natkit/stun';
+import * as cli from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { DEFAULT_LIMITS } from '../core/core.js';
 import type { Mode } from '../core/types.js';

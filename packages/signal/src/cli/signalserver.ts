@@ -1,6 +1,6 @@
 import type * as http from 'node:http';
-import { cli } from '@natkit/stun';
-import { serveMetrics, signalMetrics } from '../server/metrics.js';
+import * as cli from '@natkit/stun/cli';
+import { signalMetrics } from '../server/metrics.js';
 import { SignalServer } from '../server/server.js';
 import { HELP, PROGRAM, VERSION, resolveSettings } from './config.js';
 
@@ -42,7 +42,8 @@ cli.runCli(PROGRAM, async () => {
   let metricsUrl = '';
   if (s.metrics) {
     try {
-      metricsServer = await serveMetrics(await signalMetrics(server, { processMetrics: true }), s.metrics.address, s.metrics.port);
+      const registries = [await signalMetrics(server), cli.processMetrics()];
+      metricsServer = await cli.serveMetrics(() => cli.metricsText(registries), s.metrics.address, s.metrics.port);
     } catch (err) {
       await server.close();
       const e = err as NodeJS.ErrnoException;

@@ -1,12 +1,12 @@
-import * as http from 'node:http';
 import type { Registry } from 'prom-client';
 import type { SignalServer } from './server.js';
 
 /**
  * Prometheus metrics through prom-client (the team's choice for every server): the core
- * only bumps plain numbers; prom-client reads them when scraped, through collect().
- * With `processMetrics`, prom-client's process, GC and event-loop-lag metrics too (the
- * binary does that; a library user may have their own registry for them).
+ * only bumps plain numbers; prom-client reads them when scraped, through collect(). The
+ * binary serves them with '@natkit/stun/cli''s endpoint, next to prom-client's process,
+ * GC and event-loop-lag metrics (`processMetrics`: also here, for a library user who has
+ * no registry of their own for them).
  */
 export async function signalMetrics(server: SignalServer, options: { processMetrics?: boolean; registry?: Registry } = {}): Promise<Registry> {
   const prom = await import('prom-client');
@@ -83,38 +83,4 @@ export async function signalMetrics(server: SignalServer, options: { processMetr
   counter('natkit_signal_bus_retransmits_total', 'times unacknowledged frames were sent again', () => s.retransmits);
   if (server.redis) gauge('natkit_signal_redis_up', '1 when Redis is reachable', () => (server.redis?.up ? 1 : 0));
   return registry;
-}
-
-/** Serves GET /metrics (and /healthz) on address:port. */
-export async function serveMetrics(registry: Registry, address: string, port: number): Promise<http.Server> {
-  const srv = http.createServer((req, res) => {
-    const url = req.url?.split('?')[0];
-    if (req.method === 'GET' && url === '/metrics') {
-      registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(text);
-        },
-        (err: Error) => {
-          res.writeHead(500, { 'content-type': 'text/plain' });
-          res.end(`${err.message}\n`);
-        },
-      );
-    } else if (req.method === 'GET' && url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok\n');
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found: try /metrics\n');
-    }
-  });
-  srv.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, address, () => {
-      srv.off('error', reject);
-      resolve();
-    });
-  });
-  return srv;
 }
