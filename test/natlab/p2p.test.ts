@@ -75,11 +75,11 @@ function results(): Promise<CellResult[]> {
 
 const pick = (all: CellResult[], f: (o: CellOptions) => boolean) => CELLS.flatMap((o, i) => (f(o) ? [all[i]!] : []));
 
-// Kept out of the run until p2pdemo exists (issue 8's demo, built on @natkit/ice's IceAgent and
-// @natkit/signal, which is on branch `signal`, not on main yet). To wire it: remove `.skip`,
+// Kept out of the run until p2pdemo exists (issue 8's demo, on @natkit/ice's IceAgent and
+// @natkit/signal's client; both are on main, the demo is not). To wire it: remove `.skip`,
 // make findP2pdemo() find the demo, and make demoArgs() and parseDemoLine() in p2p-harness.ts
 // match its flags and its --json lines.
-describe.skip('two p2pdemo peers across real NATs (issue 8) [skipped: p2pdemo does not exist yet, nor signalserver on main]', () => {
+describe.skip('two p2pdemo peers across real NATs (issue 8) [skipped: p2pdemo does not exist yet]', () => {
   test('all 25 pairs of NAT types connect, directly where RFC 4787 allows, relayed where it does not', async (ctx) => {
     await needNatLab(ctx);
     const cells = pick(await results(), (o) => (o.scenario ?? 'connect') === 'connect' && !o.loss);
