@@ -15,12 +15,13 @@
 // table.
 //
 // Cost, measured with stand-ins for the demos (test/natlab/lab-capacity.bench.ts: each peer
-// runs natcheck, as the demo does first; on this 2-core machine, shared and loaded): a cell
-// (lab, stunserver and relayserver, two peers, teardown) takes ~9 s alone, mostly the peers'
-// waiting; the 25 cells take 198 s one at a time, 60 s four at a time, 52 s eight at a time
-// and 48 s twelve at a time, where single cells start to stretch (the slowest 35 s against
-// 24 s at eight). Hence eight. The idle cells (two minutes and more each) start first and run
-// beside the others, so the whole list is bounded by them, not by the sum.
+// runs natcheck, as the demo does first; this 2-core machine, shared): a cell (lab, stunserver
+// and relayserver, two peers, teardown) takes ~9 s alone, mostly the peers' waiting. The 25
+// cells took 193 s one at a time and 31 s eight at a time, each cell no slower than alone
+// (load average ~5 from others' work); under heavy load from others (load ~17) 198 s one at
+// a time, 60 s four, 52 s eight and 48 s twelve at a time, where single cells stretch (the
+// slowest 35 s against 24 s at eight). Hence eight. The idle cells (two minutes and more each)
+// start first and run beside the others, so the whole list is bounded by them, not the sum.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -74,11 +75,11 @@ function results(): Promise<CellResult[]> {
 
 const pick = (all: CellResult[], f: (o: CellOptions) => boolean) => CELLS.flatMap((o, i) => (f(o) ? [all[i]!] : []));
 
-// Kept out of the run until p2pdemo exists (issue 8's demo, built on @natkit/ice's IceAgent and
-// @natkit/signal, which is on branch `signal`, not on main yet). To wire it: remove `.skip`,
+// Kept out of the run until p2pdemo exists (issue 8's demo, on @natkit/ice's IceAgent and
+// @natkit/signal's client; both are on main, the demo is not). To wire it: remove `.skip`,
 // make findP2pdemo() find the demo, and make demoArgs() and parseDemoLine() in p2p-harness.ts
 // match its flags and its --json lines.
-describe.skip('two p2pdemo peers across real NATs (issue 8) [skipped: p2pdemo does not exist yet, nor signalserver on main]', () => {
+describe.skip('two p2pdemo peers across real NATs (issue 8) [skipped: p2pdemo does not exist yet]', () => {
   test('all 25 pairs of NAT types connect, directly where RFC 4787 allows, relayed where it does not', async (ctx) => {
     await needNatLab(ctx);
     const cells = pick(await results(), (o) => (o.scenario ?? 'connect') === 'connect' && !o.loss);
