@@ -39,7 +39,8 @@ describe('stunserver CLI', () => {
 
   it('says where it listens in one line, serves, and stops cleanly on SIGTERM and SIGINT', async () => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const p = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--alternate', '127.0.0.2', '--port', '0']);
+      // One process: this is one server's behaviour (workers: packages/turn/test/workers.test.ts).
+      const p = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--alternate', '127.0.0.2', '--port', '0', '--workers', '1']);
       const m = await p.waitFor(/^stunserver \S+ listening on udp 127\.0\.0\.1:(\d+), udp 127\.0\.0\.1:(\d+), udp 127\.0\.0\.2:\1, udp 127\.0\.0\.2:\2, tcp 127\.0\.0\.1:\1 \(RFC 5780 full mode\)\n/);
       const c = new StunClient();
       try {
@@ -55,6 +56,7 @@ describe('stunserver CLI', () => {
   });
 
   it('reports a port in use as an error with status 1', async () => {
+    // The first one on every core: a second server must still find the port taken.
     const a = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', '0', '--no-tcp']);
     const port = (await a.waitFor(/udp 127\.0\.0\.1:(\d+)/))[1]!;
     const b = await runBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', port]);

@@ -3,7 +3,6 @@
 // process, SIGHUP reloads, SIGTERM drains, metrics. Every wait is for a line of output or a
 // protocol answer, never a sleep; every process is stopped and awaited.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { type Proc, runBin, startBin } from '../../../test/helpers/spawn.js';
 import { openRawUdp } from '../../../test/helpers/udp.js';
 import { OPTIONS } from '../src/cli/config.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
+import { httpGet } from '../../../test/helpers/http.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const CERT = new URL('tls-cert.pem', fixtures).pathname;
@@ -65,23 +65,11 @@ const START = /^relayserver \S+ listening on (.*)\n/m;
 /** Starts relayserver on loopback, a free port and a fresh relay range; waits for the start-up line. */
 async function start(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Running> {
   const range = ports();
-  const proc = startBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', '0', ...range, ...args], { env });
+  // One process: these tests are about one relay's behaviour (workers: workers.test.ts).
+  const proc = startBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', '0', '--workers', '1', ...range, ...args], { env });
   const m = await proc.waitFor(START);
   const udp = /udp 127\.0\.0\.1:(\d+)/.exec(m[1]!);
   return { proc, line: m[0], port: udp ? Number(udp[1]) : 0, min: Number(range[1]), max: Number(range[3]) };
-}
-
-function httpGet(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    // No keep-alive agent: the connection closes with the answer, leaving no handle behind.
-    http
-      .get(url, { agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
 }
 
 describe('relayserver flags', () => {

@@ -7,7 +7,7 @@ import { StunServer } from '../server/server.js';
 import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
 import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
-import { Primary, planWorkers, tellListening, workerId } from './workers.js';
+import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
 
 /** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
 const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
@@ -100,6 +100,15 @@ runCli('stunserver', async () => {
   const plan = planWorkers(v.workers as number | undefined);
   if (plan.note) log[plan.asked ? 'warn' : 'info'](plan.note);
   if (plan.count === 1) return serve(options, format, statsEvery, metricsAt, false);
+  if (options.udp !== false) {
+    const P = options.port ?? 3478;
+    const P2 = options.alternatePort ?? (P === 0 ? 0 : P + 1);
+    const endpoints = [{ address: listen, port: P }];
+    if (alternate !== undefined) endpoints.push({ address: listen, port: P2 }, { address: alternate, port: P }, { address: alternate, port: P2 });
+    await checkUdpPortsFree(endpoints).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
   return primary(plan.count, metricsAt, log);
 });
 
@@ -167,14 +176,14 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
   await server.close();
   await closeMetrics(metrics?.server);
   log.info('stopped', { ...server.stats, stream: server.streamDrops });
-  if (worker) process.disconnect?.();
   return 0;
 }
 
 /** The primary of --workers N: forks them (the first one first, for its ports), sums their metrics, passes signals on. */
 async function primary(count: number, metricsAt: { address: string; port: number } | undefined, log: Logger): Promise<number> {
   let ports: Record<string, unknown> | undefined;
-  let stopping = false;
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
   const workers = new Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -182,6 +191,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
       if (i === 0) ports = { port: m.port, altPort: m.altPort, tlsPort: m.tlsPort };
     },
     onExit: (w, code, signal) => {
+      if (code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
     },
   });
@@ -195,6 +205,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
   let ready;
   try {
     ready = await workers.start();
+    stopping = false;
   } catch (err) {
     stopping = true;
     workers.signal('SIGINT');

@@ -110,7 +110,7 @@ export class Primary {
         w.on('message', onMsg);
         w.once('exit', onExit);
       });
-      if (!first) throw new Error(`worker ${i + 1} exited before it was listening`);
+      if (!first) throw new Error(`worker ${i + 1} exited before it was listening (its error is above)`);
       ready.push(first);
       this.opts.listening?.(i, first);
     }
@@ -140,4 +140,25 @@ export class Primary {
 /** In a worker: tells the primary it is listening (with whatever it needs to know). */
 export function tellListening(info: Record<string, unknown>): void {
   process.send?.({ natkit: 'listening', ...info });
+}
+
+/**
+ * In the primary, before forking: fails with EADDRINUSE if a UDP port the workers will
+ * share is held by someone else. Workers bind with SO_REUSEPORT, which the kernel lets any
+ * process of the same user join: without this check a second server started on the same
+ * port would silently split the first one's clients with it.
+ */
+export async function checkUdpPortsFree(endpoints: ReadonlyArray<{ address: string; port: number }>): Promise<void> {
+  const dgram = await import('node:dgram');
+  for (const { address, port } of endpoints) {
+    if (port === 0) continue;
+    await new Promise<void>((resolve, reject) => {
+      const s = dgram.createSocket(address.includes(':') ? 'udp6' : 'udp4');
+      s.once('error', (err) => {
+        s.close();
+        reject(Object.assign(new Error(`cannot listen on udp ${address.includes(':') ? `[${address}]` : address}:${port}: ${err.message}`), { code: (err as NodeJS.ErrnoException).code }));
+      });
+      s.bind({ address, port, exclusive: true }, () => s.close(() => resolve()));
+    });
+  }
 }

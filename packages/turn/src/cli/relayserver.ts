@@ -232,7 +232,6 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
   await server.close();
   await cli.closeMetrics(metrics?.server);
   log.info(`stopped; ${plural(cut, 'allocation')} cut`);
-  if (worker) process.disconnect?.();
   return 0;
 }
 
@@ -242,9 +241,15 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
  * SIGTERM and SIGINT to every worker, and exits when they all have.
  */
 async function primary(s: Settings, count: number, log: cli.Logger): Promise<number> {
+  if (s.udp) {
+    await cli.checkUdpPortsFree(s.listen.map((address) => ({ address, port: s.port }))).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
   let ports: { port?: number; tlsPort?: number } | undefined;
-  let stopping = false;
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
   const workers = new cli.Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -254,6 +259,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
     onMessage: (w, m) => broker.handle(w, m),
     onExit: (w, code, signal) => {
       broker.exited(w);
+      if (code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
     },
   });
@@ -271,6 +277,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   let ready: cli.IpcMessage[];
   try {
     ready = await workers.start();
+    stopping = false;
   } catch (err) {
     stopping = true;
     workers.signal('SIGINT');
