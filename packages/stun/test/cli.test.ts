@@ -77,7 +77,12 @@ describe('stunserver CLI', () => {
 
 describe('natcheck CLI', () => {
   it('prints usage, and refuses bad input with status 2', async () => {
-    expect((await runBin('stun', 'natcheck', ['--help'])).stdout).toMatch(/^Usage: natcheck \[options\] SERVER\[:PORT\]/);
+    const help = (await runBin('stun', 'natcheck', ['--help'])).stdout;
+    expect(help).toMatch(/^Usage: natcheck \[options\] SERVER\[:PORT\]/);
+    // What "Unknown" and "not tested" mean, where a user looks first.
+    expect(help).toMatch(/NAT type \(RFC 3489\)  Unknown +the behaviour tests could not all be made: the server\n +gave no OTHER-ADDRESS/);
+    expect(help).toMatch(/hairpinning  not tested +no NAT was found/);
+    expect(help).toContain('--no-hairpin was given');
     const none = await runBin('stun', 'natcheck', []);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/which STUN server\?/);

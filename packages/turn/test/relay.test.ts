@@ -645,7 +645,8 @@ describe('relayserver: hostile input', () => {
   });
 
   it('rate-limits error answers to unauthenticated requests', async () => {
-    const s = await relay({ errorRate: 1 });
+    // The injected clock stands still: a slow run cannot refill the bucket and change the count.
+    const s = await relay({ errorRate: 1, clock: new ManualClock(0) });
     const raw = await openRawUdp();
     defer(() => raw.close());
     const req = () => new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode();
@@ -662,5 +663,47 @@ describe('relayserver: hostile input', () => {
     }
     expect(answers).toBe(20); // the burst
     expect(s.dropped('rate_limited')).toBe(30);
+  });
+});
+
+describe('relayserver: IPv6 relayed addresses and TLS certificates', () => {
+  it("natkit's client asks for an IPv6 relayed address and relays both ways with an IPv6 peer, by indications and by channel", async () => {
+    const s = await relay({ listen: ['127.0.0.1', '::1'], allowPeers: ['::1/128'] });
+    const p = await openRawUdp('::1', 'udp6');
+    defer(() => p.close());
+    const peerAddr: TransportAddress = { family: 'IPv6', address: '::1', port: p.port };
+    const c = await client(s, { family: 'IPv6' });
+    expect(c.relayed).toEqual([{ family: 'IPv6', address: '::1', port: expect.any(Number) }]);
+    const relayed = c.relayed[0]!;
+    await c.createPermission(peerAddr);
+    await c.send(peerAddr, Buffer.from('to v6 peer'));
+    const [got, from] = await p.next();
+    expect(got.toString()).toBe('to v6 peer');
+    expect({ address: from.address, port: from.port }).toEqual({ address: '::1', port: relayed.port });
+    const d1 = nextData(c);
+    await p.send(Buffer.from('from v6 peer'), relayed.port, '::1');
+    expect(await d1).toEqual([Buffer.from('from v6 peer'), peerAddr]);
+    await c.bindChannel(peerAddr);
+    await c.send(peerAddr, Buffer.from('v6 channel'));
+    expect((await p.next())[0].toString()).toBe('v6 channel');
+    const d2 = nextData(c);
+    await p.send(Buffer.from('v6 channel back'), relayed.port, '::1');
+    expect((await d2)[0].toString()).toBe('v6 channel back');
+    expect(s.allAllocations()[0]!.counters).toEqual({ toPeerPackets: 2, toPeerBytes: 20, toClientPackets: 2, toClientBytes: 27 });
+  });
+
+  it('a TLS client refuses a certificate it does not trust, or one for another name; the relay serves the next client', async () => {
+    const other = readFileSync(new URL('other-cert.pem', fixtures));
+    const s = await relay({ tls: { cert, key, port: 0 } });
+    const port = s.listening.find((l) => l.transport === 'tls')!.port;
+    const attempt = (servername: string, ca: Buffer) =>
+      TurnClient.allocate({ username: 'alice', password: 'wonderland', server: { address: '127.0.0.1', port, transport: 'tls', servername, tls: { ca } } });
+    // Signed by nobody the client trusts.
+    await expect(attempt('natkit.test', other)).rejects.toMatchObject({ message: expect.stringMatching(/self[- ]signed certificate/i) });
+    // Trusted, but for natkit.test, not the name asked for.
+    await expect(attempt('other.test', cert)).rejects.toMatchObject({ message: expect.stringMatching(/Hostname\/IP does not match certificate's altnames/) });
+    expect(s.allocationCount).toBe(0);
+    const ok = track(await attempt('natkit.test', cert));
+    expect(ok.relayed).toHaveLength(1);
   });
 });
