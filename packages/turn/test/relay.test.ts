@@ -13,7 +13,9 @@ import {
   type TransportAddress,
 } from '@natkit/stun';
 import {
-  type LocalQuotas,
+  type Authenticator,
+  LocalQuotas,
+  LongTermAuthenticator,
   type RelayPorts,
   TRANSPORT_UDP,
   TurnAttr,
@@ -705,5 +707,42 @@ describe('relayserver: IPv6 relayed addresses and TLS certificates', () => {
     expect(s.allocationCount).toBe(0);
     const ok = track(await attempt('natkit.test', cert));
     expect(ok.relayed).toHaveLength(1);
+  });
+});
+
+describe("the README's embedding example: a custom authenticator, quotas and events", () => {
+  it('authenticates from a lookup, refuses clients the wrapper refuses (403), and tells allocations created and deleted', async () => {
+    const accounts = new Map([['carol', 'from-db']]);
+    const lookups: string[] = [];
+    const longTerm = new LongTermAuthenticator({
+      realm: 'example.org',
+      lookup: (username) => {
+        lookups.push(username);
+        return accounts.has(username) ? { password: accounts.get(username)! } : undefined;
+      },
+    });
+    const authenticator: Authenticator = {
+      authenticate: (msg, client, now) =>
+        client.address === '127.0.0.1' ? longTerm.authenticate(msg, client, now) : { ok: false, code: 403, reason: 'not from the office network', challenge: false },
+      challenge: (b, client, now) => longTerm.challenge(b, client, now),
+    };
+    const s = await relay({ authenticator, quotas: new LocalQuotas({ userQuota: 1, totalQuota: 500 }) });
+    const created: string[] = [];
+    const deleted: string[] = [];
+    s.on('allocation-created', ({ allocation, lifetime }) => created.push(`${allocation.username} ${lifetime}`));
+    s.on('allocation-deleted', ({ allocation, reason }) => deleted.push(`${allocation.username} ${reason}`));
+    const c = await client(s, { username: 'carol', password: 'from-db' });
+    expect(c.relayed).toHaveLength(1);
+    expect(lookups).toContain('carol');
+    // The quota of one: a second allocation of carol's gets 486.
+    await expect(client(s, { username: 'carol', password: 'from-db' })).rejects.toMatchObject({ errorCode: 486 });
+    // Unknown to the lookup: 401 like any unknown user.
+    await expect(client(s, { username: 'dave', password: 'x' })).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    // From another address the wrapper refuses before any password is checked.
+    const far = track(new StunClient({ bindAddress: '127.0.0.2', credentials: { username: 'carol', password: 'from-db' }, retransmit: { rto: 200, rc: 4, rm: 8 } }));
+    await expectError(far.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP) }), 403);
+    await c.close();
+    expect(created).toEqual(['carol 600']);
+    expect(deleted).toEqual(['carol refreshed with lifetime 0']);
   });
 });
