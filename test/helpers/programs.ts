@@ -15,6 +15,13 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   ip: 'iproute2',
   nft: 'nftables',
   chromium: 'chromium',
+  // ICE interop (test/helpers/ice-peers): libnice's harness is compiled at run time, so it
+  // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
+  // aioice is keyed by its module file (it loads under /usr/bin/python3).
+  gcc: 'gcc',
+  'pkg-config': 'pkg-config',
+  '/usr/include/nice/agent.h': 'libnice-dev',
+  '/usr/lib/python3/dist-packages/aioice/__init__.py': 'python3-aioice',
 };
 
 // The Debian programs live in the system directories. PATH under npx/vitest starts with
@@ -22,6 +29,15 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter).filter((d) => !d.includes('node_modules')), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 export function which(program: string): string | undefined {
+  // An absolute path names a file that proves a package is installed (headers, a module).
+  if (program.startsWith('/')) {
+    try {
+      accessSync(program, constants.R_OK);
+      return program;
+    } catch {
+      return undefined;
+    }
+  }
   for (const dir of SEARCH) {
     if (!dir) continue;
     const p = join(dir, program);
@@ -74,12 +90,17 @@ export const PACKAGE_USES: Record<string, string> = {
   iproute2: 'ip (network namespaces for the NAT lab)',
   nftables: 'nft (NAT rules in the NAT lab)',
   chromium: 'headless Chromium (WebRTC interop)',
+  gcc: 'the C compiler (builds the libnice ICE harness)',
+  'pkg-config': "pkg-config (finds libnice's build flags)",
+  'libnice-dev': 'libnice, the reference ICE library (ICE interop)',
+  'python3-aioice': 'aioice, an ICE agent in Python (ICE interop)',
 };
 
 /** Services the packages start and enable at boot, which the tests never want running. */
 export const PACKAGE_SERVICES: Record<string, string[]> = {
   coturn: ['coturn'],
   'stun-server': ['stun'],
+  'redis-server': ['redis-server'],
 };
 
 /** How the set-up runs a command (a test replaces it to see the plan). */

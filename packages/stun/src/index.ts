@@ -14,6 +14,8 @@ export * from './net/clock.js';
 export * from './net/framing.js';
 export * from './net/network.js';
 export * from './client/transaction.js';
+export * from './client/transactions.js';
+export * from './client/flow.js';
 export * from './client/client.js';
 export * from './server/ratelimit.js';
 export * from './server/binding.js';

@@ -276,6 +276,9 @@ describe('the request core, without sockets, on a clock the test moves', () => {
     const data = new MessageBuilder(Method.Data, MessageClass.Indication).encode();
     expect(c.message(data, cl.path, 0)).toEqual([]);
     expect(c.counters.dropped).toMatchObject({ not_stun: 2, unexpected: 2 });
+    // A Binding indication is a client's NAT keepalive: no answer, and not counted as a drop.
+    expect(c.message(new MessageBuilder(Method.Binding, MessageClass.Indication).encode({ fingerprint: true }), cl.path, 0)).toEqual([]);
+    expect(Object.values(c.counters.dropped).reduce((a, b) => a + b, 0)).toBe(4);
     const send = new MessageBuilder(Method.Send, MessageClass.Indication).add(TurnAttr.XorPeerAddress, { family: 'IPv4', address: '203.0.113.7', port: 9 }).add(TurnAttr.Data, Buffer.from('x')).encode();
     expect(c.message(send, cl.path, 0).map((a) => a.type)).toEqual(['indication']);
     // A Binding request is answered by the STUN Binding service, on the same path.

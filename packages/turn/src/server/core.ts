@@ -146,6 +146,9 @@ export class RequestCore {
       return [];
     }
     if (msg.cls === MessageClass.Indication) {
+      // A Binding indication is a client's NAT keepalive (RFC 8489 section 3): nothing to do,
+      // and not a drop either.
+      if (msg.method === Method.Binding) return [];
       if (msg.method !== Method.Send) drop.unexpected++;
       else if (!validated(msg)) drop.malformed++;
       else return [{ type: 'indication', path, message: msg }];
