@@ -153,6 +153,42 @@ describe('relayserver --workers', () => {
   );
 });
 
+describe('relayserver --workers: EVEN-PORT reservations', () => {
+  it(MULTI ? 'a token is redeemed on whichever worker the next 5-tuple lands on, for the very next port' : 'a token is redeemed for the very next port (one worker on this Node)', async () => {
+    const proc = startBin('turn', 'relayserver', [
+      '--listen', '127.0.0.1', '--port', '0', '--min-port', '42000', '--max-port', '42999', '--user', 'alice:pw', '--user-quota', '200', '--workers', '2', '--log-format', 'json',
+    ]);
+    defer(() => proc.stop('SIGINT'));
+    const port = Number((await proc.waitFor(/listening on udp 127\.0\.0\.1:(\d+)/))[1]);
+    const even = (c: StunClient) =>
+      c.request({ address: '127.0.0.1', port }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, 17).add(TurnAttr.EvenPort, { reserve: true }) });
+    const redeem = (c: StunClient, token: Buffer) =>
+      c.request({ address: '127.0.0.1', port }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, 17).add(TurnAttr.ReservationToken, token) });
+    const workerOf = async (relayedPort: number) => {
+      await waitFor(() => jsonLines(proc).some((l) => l.msg === 'allocation created' && (l.relayed as string[])[0] === `127.0.0.1:${relayedPort}`), `the allocation on ${relayedPort} logged`);
+      return jsonLines(proc).find((l) => l.msg === 'allocation created' && (l.relayed as string[])[0] === `127.0.0.1:${relayedPort}`)!.worker;
+    };
+    // Pairs until one reservation has been redeemed on the other worker (on one worker:
+    // three pairs). Each redemption must give exactly the reserved port.
+    let crossed = 0;
+    for (let pair = 0; pair < 64 && (MULTI ? crossed === 0 : pair < 3); pair++) {
+      const a = await even(client('alice', 'pw'));
+      const first = a.message.get(TurnAttr.XorRelayedAddress)!.port;
+      expect(first % 2).toBe(0);
+      const b = await redeem(client('alice', 'pw'), a.message.get(TurnAttr.ReservationToken)!);
+      expect(b.message.get(TurnAttr.XorRelayedAddress)!.port).toBe(first + 1);
+      if ((await workerOf(first)) !== (await workerOf(first + 1))) crossed++;
+    }
+    if (MULTI) expect(crossed).toBe(1);
+    // A token is good once, wherever it is tried.
+    const a = await even(client('alice', 'pw'));
+    const token = a.message.get(TurnAttr.ReservationToken)!;
+    await redeem(client('alice', 'pw'), token);
+    await expect(redeem(client('alice', 'pw'), token)).rejects.toMatchObject({ errorCode: 508 });
+    expect(await proc.stop('SIGINT')).toBe(0);
+  });
+});
+
 describe('stunserver --workers', () => {
   it(MULTI ? 'two workers on the RFC 5780 ports answer every client, metrics summed, SIGTERM stops both' : 'on this Node --workers 2 runs one worker and says so', async () => {
     const proc = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--alternate', '127.0.0.2', '--port', '0', '--workers', '2', '--metrics', '127.0.0.1:0', '--log-format', 'json']);

@@ -185,9 +185,13 @@ export function runCli(program: string, main: () => Promise<number | void>): voi
   // A --workers worker has an IPC channel to its primary that keeps it alive: let it go
   // once main is done, so the worker exits (and the primary sees it).
   const done = () => {
-    // worker.disconnect(), not process.disconnect(): the worker then exits with its own
-    // status instead of being ended with 0.
-    if (cluster.isWorker && process.connected) cluster.worker!.disconnect();
+    if (!cluster.isWorker || !process.connected) return;
+    // Tell the primary how this worker ended (a signal that reaches it while it exits must
+    // not count as a crash), then let go: worker.disconnect(), not process.disconnect(), so
+    // the worker exits with its own status instead of being ended with 0.
+    process.send!({ natkit: 'stopped', code: process.exitCode ?? 0 }, undefined, undefined, () => {
+      if (process.connected) cluster.worker!.disconnect();
+    });
   };
   main().then(
     (code) => {

@@ -176,12 +176,19 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
   await server.close();
   await closeMetrics(metrics?.server);
   log.info('stopped', { ...server.stats, stream: server.streamDrops });
+  // A worker hands its counters to the primary, which says what all of them did.
+  if (worker) await new Promise<void>((r) => process.send!({ natkit: 'stats', stats: server.stats, stream: server.streamDrops }, undefined, undefined, () => r()));
   return 0;
 }
 
 /** The primary of --workers N: forks them (the first one first, for its ports), sums their metrics, passes signals on. */
 async function primary(count: number, metricsAt: { address: string; port: number } | undefined, log: Logger): Promise<number> {
   let ports: Record<string, unknown> | undefined;
+  // The workers' final counters, summed for the primary's own 'stopped' line.
+  const total = { received: 0, responses: 0, errors: {} as Record<string, number>, dropped: {} as Record<string, number>, stream: {} as Record<string, number> };
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  };
   // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
   let stopping = true;
   const workers = new Primary({
@@ -190,8 +197,17 @@ async function primary(count: number, metricsAt: { address: string; port: number
     listening: (i, m) => {
       if (i === 0) ports = { port: m.port, altPort: m.altPort, tlsPort: m.tlsPort };
     },
+    onMessage: (_w, m) => {
+      if (m.natkit !== 'stats') return;
+      const st = m.stats as { received: number; responses: number; errors: Record<string, number>; dropped: Record<string, number> };
+      total.received += st.received;
+      total.responses += st.responses;
+      add(total.errors, st.errors);
+      add(total.dropped, st.dropped);
+      add(total.stream, m.stream as Record<string, number>);
+    },
     onExit: (w, code, signal) => {
-      if (code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
     },
   });
@@ -225,6 +241,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
   const codes = await workers.exited();
   await closeMetrics(metrics?.server);
   const bad = codes.filter((c) => c !== 0).length;
-  log.info(`stopped; ${count} workers exited${bad ? `, ${bad} with an error` : ''}`);
+  // The same line a single process writes, over every worker.
+  log.info('stopped', { ...total, workers: count, ...(bad ? { failed: bad } : {}) });
   return bad ? 1 : 0;
 }

@@ -4,7 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { type Family, ServerError } from '@natkit/stun';
 import * as cli from '@natkit/stun/cli';
 import { TurnServer } from '../server/server.js';
-import { ClusterQuotas, QuotaBroker } from './cluster.js';
+import { ClusterQuotas, ClusterRelayPorts, QuotaBroker, ReservationBroker } from './cluster.js';
 import {
   type Credentials,
   HELP,
@@ -116,6 +116,8 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     userQuota: s.userQuota,
     totalQuota: s.totalQuota,
     quotas: worker ? new ClusterQuotas() : undefined,
+    // EVEN-PORT reservations redeemable on any worker.
+    relayAllocator: worker ? new ClusterRelayPorts({ min: s.minPort, max: s.maxPort, addresses: s.relayAddresses }) : undefined,
     reusePort: worker,
     maxPermissions: s.maxPermissions,
     maxChannels: s.maxChannels,
@@ -247,6 +249,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
     });
   }
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
+  let reservations: ReservationBroker | undefined;
   let ports: { port?: number; tlsPort?: number } | undefined;
   // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
   let stopping = true;
@@ -256,13 +259,18 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
     listening: (i, m) => {
       if (i === 0) ports = { port: m.port as number | undefined, tlsPort: m.tlsPort as number | undefined };
     },
-    onMessage: (w, m) => broker.handle(w, m),
+    onMessage: (w, m) => {
+      broker.handle(w, m);
+      reservations?.handle(w, m);
+    },
     onExit: (w, code, signal) => {
       broker.exited(w);
-      if (code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
+      reservations?.exited(w);
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
     },
   });
+  reservations = new ReservationBroker(() => workers.workers);
   // Signals reach every worker; each drains or stops on its own, as a single relay does.
   let terms = 0;
   const forward = (signal: NodeJS.Signals) => {
