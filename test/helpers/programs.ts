@@ -14,6 +14,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   stund: 'stun-server',
   ip: 'iproute2',
   nft: 'nftables',
+  conntrack: 'conntrack',
   chromium: 'chromium',
   // ICE interop (test/helpers/ice-peers): libnice's harness is compiled at run time, so it
   // needs the headers (keyed by a file of libnice-dev), the compiler and pkg-config;
@@ -22,6 +23,12 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   'pkg-config': 'pkg-config',
   '/usr/include/nice/agent.h': 'libnice-dev',
   '/usr/lib/python3/dist-packages/aioice/__init__.py': 'python3-aioice',
+  // signalserver interop: Redis for several instances, plain line clients, and the
+  // tutorial's Python server run by Debian's python3.
+  'redis-server': 'redis-server',
+  socat: 'socat',
+  nc: 'netcat-openbsd',
+  '/usr/bin/python3': 'python3',
 };
 
 // The Debian programs live in the system directories. PATH under npx/vitest starts with

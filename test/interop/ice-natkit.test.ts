@@ -6,11 +6,6 @@
 // (test/helpers/ice-peers, README.md there) are proved against each other in
 // ice-harness.test.ts; natkit is paired with them through the same protocol
 // (test/helpers/ice-peers/natkit.ts).
-//
-// SKIPPED FOR NOW: IceAgent is not on main yet (issue 6; it is being built on branch
-// `ice`, gathering on `gather`). The tests are written against the contract in
-// /work/notes/ice-contract.md and are switched on (describe.skip -> describe) when the
-// agent lands; until then they would fail at NatkitPeer.start, not pass.
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { ChromiumPeer } from '../helpers/ice-peers/chromium.js';
@@ -34,7 +29,7 @@ function expectNatkitStates(n: IcePeer, info: () => string): void {
   ).toBe(true);
 }
 
-describe.skip("natkit's IceAgent against libnice, aioice and werift (SKIPPED: IceAgent is not on main yet, issue 6 branch ice)", () => {
+describe("natkit's IceAgent against libnice, aioice and werift", () => {
   for (const kind of FOREIGN_KINDS) {
     for (const role of ROLES) {
       it(`natkit ${role}, ${kind} ${other(role)}: the same pair on both sides, data both ways`, async (ctx) => {
@@ -73,7 +68,7 @@ describe.skip("natkit's IceAgent against libnice, aioice and werift (SKIPPED: Ic
   });
 });
 
-describe.skip("Chromium's ICE agent against natkit's IceAgent (SKIPPED: IceAgent is not on main yet, issue 6 branch ice)", () => {
+describe("Chromium's ICE agent against natkit's IceAgent", () => {
   for (const role of ROLES) {
     it(`chromium ${role} (${role === 'controlling' ? 'offerer' : 'answerer'}), natkit ${other(role)}: iceConnectionState connected on the pair natkit selected`, async (ctx) => {
       const n = track(NatkitPeer.start({ role: other(role) }));

@@ -71,8 +71,8 @@ describe('IceAgent over loopback sockets', () => {
     expect(a.send(Buffer.from('hello from a'))).toBe(true);
     expect(b.send(Buffer.from('hello from b'))).toBe(true);
     await Promise.all([gotA, gotB]);
-    expect(states.a).toEqual(['checking', 'completed']);
-    expect(states.b).toEqual(['checking', 'completed']);
+    expect(states.a).toEqual(['checking', 'connected', 'completed']);
+    expect(states.b).toEqual(['checking', 'connected', 'completed']);
     const closed = waitFor(a, 'state', (s: IceState) => s === 'closed');
     await a.close();
     await closed;

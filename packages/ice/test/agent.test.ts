@@ -123,10 +123,12 @@ describe('IceAgent (in memory, fake clock)', () => {
     // The in-memory network has no delay: A checks at 0, nominates in the next paced slot.
     expect(events(r, 'A', 'state')).toEqual([
       [0, 'checking'],
+      [50, 'connected'],
       [50, 'completed'],
     ]);
     expect(events(r, 'B', 'state')).toEqual([
       [0, 'checking'],
+      [50, 'connected'],
       [50, 'completed'],
     ]);
     expect(events(r, 'A', 'selected-pair')).toEqual([[50, 'host:10.0.0.1->10.0.0.2']]);

@@ -53,10 +53,12 @@ describe('ICE core: connecting two agents (RFC 8445)', () => {
     // t0 + Ta; B selects when it arrives (60), A when the answer does (70).
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
     ]);
     expect(w.states('B')).toEqual([
       [0, 'checking'],
+      [60, 'connected'],
       [60, 'completed'],
     ]);
     const selA = w.eventsOf('selected-pair', 'A');
@@ -243,6 +245,38 @@ describe('ICE core: pacing, RTO and retransmissions (RFC 8445 14; RFC 8489 6.2.1
     ]);
   });
 
+  it('with no pair at all, waits one check timeout for peer-reflexive candidates before failing', () => {
+    // B's candidates never reach A (a signalling filter); both sides signal end-of-candidates.
+    const { w, A, B } = setup({ a: { controlling: false }, b: { controlling: true } });
+    for (const [n, c, l] of [
+      ['A', A, hostA],
+      ['B', B, hostB],
+    ] as const) {
+      w.apply(n, c.addLocalCandidate(l, 0));
+      w.apply(n, c.endOfLocalCandidates(0));
+    }
+    w.apply('A', A.setRemoteParameters(B.localParameters, 0));
+    w.apply('A', A.endOfRemoteCandidates(0));
+    w.run(1000);
+    expect(A.state).toBe('new');
+    // B starts checking at 1000: A learns it as peer-reflexive and connects.
+    w.apply('B', B.setRemoteParameters(A.localParameters, 1000));
+    w.apply('B', B.addRemoteCandidate(signalled(hostA), 1000));
+    w.apply('B', B.endOfRemoteCandidates(1000));
+    w.run(2000);
+    expect(A.state).toBe('completed');
+    expect(A.selectedPair()!.remote.type).toBe('prflx');
+
+    // Nobody ever checks: failed after Rc sends and the last wait of one check (39.5 s).
+    const lone = setup();
+    lone.w.apply('A', lone.A.addLocalCandidate(hostA, 0));
+    lone.w.apply('A', lone.A.endOfLocalCandidates(0));
+    lone.w.apply('A', lone.A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0));
+    lone.w.apply('A', lone.A.endOfRemoteCandidates(0));
+    lone.w.run(100_000);
+    expect(lone.w.states('A')).toEqual([[39_500, 'failed']]);
+  });
+
   it('scales the RTO with the checks outstanding and honours a configured Ta', () => {
     const { w, A } = setup({ a: { ta: 20, rtoMin: 100 } });
     w.drop = () => true;
@@ -343,6 +377,7 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     w.run(1000);
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
     ]);
     expect(A.selectedPair()!.local.type).toBe('relay');
@@ -387,10 +422,12 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     expect(w.stun('A').filter((p) => p.msg.isRequest())[0]!.msg.has(AttrType.USE_CANDIDATE)).toBe(true);
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [20, 'connected'],
       [20, 'completed'],
     ]);
     expect(w.states('B')).toEqual([
       [0, 'checking'],
+      [20, 'connected'],
       [20, 'completed'],
     ]);
   });
@@ -404,10 +441,12 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     w.run(12_000);
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
     ]);
     expect(w.states('B')).toEqual([
       [10, 'checking'],
+      [60, 'connected'],
       [60, 'completed'],
     ]);
     expect(w.stun('B').filter((p) => p.msg.isRequest())).toEqual([]);
@@ -669,6 +708,7 @@ describe('ICE core: consent freshness (RFC 7675) and keepalives (RFC 8445 11)', 
     // A's last answer was the nomination's, at 70.
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
       [12_570, 'disconnected'],
       [30_070, 'failed'],
@@ -686,6 +726,7 @@ describe('ICE core: consent freshness (RFC 7675) and keepalives (RFC 8445 11)', 
     // Consent checks at 5070, 10070 unanswered; the one at 15070 is answered at 15090.
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
       [12_570, 'disconnected'],
       [15_090, 'completed'],
@@ -750,6 +791,7 @@ describe('ICE core: restart (RFC 8445 section 9)', () => {
     expect(checks[0]!.msg.get(Attr.Username)).toBe(`${B.localParameters.ufrag}:${newA.ufrag}`);
     expect(w.states('A')).toEqual([
       [0, 'checking'],
+      [70, 'connected'],
       [70, 'completed'],
       [2000, 'connected'],
       [8070, 'completed'],
@@ -789,6 +831,9 @@ describe('ICE core: inputs it refuses, and close', () => {
       [{ component: 2 }, 'component'],
       [{ priority: 0 }, 'priority'],
       [{ type: 'stun' as never }, 'type'],
+      [{ address: '0.0.0.0' }, 'unspecified or multicast'],
+      [{ address: '224.0.0.251' }, 'unspecified or multicast'],
+      [{ address: 'ff02::fb' }, 'unspecified or multicast'],
     ];
     expect.assertions(bad.length * 3 + 6);
     for (const [patch, words] of bad) {

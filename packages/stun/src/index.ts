@@ -23,6 +23,8 @@ export * from './server/server.js';
 export * from './server/metrics.js';
 export * from './nat/discovery.js';
 export * from './nat/prober.js';
+export * from './nat/lifetime.js';
+export * from './nat/lifetime-prober.js';
 /**
  * @deprecated The binaries' helpers moved to the '@natkit/stun/cli' subpath; this alias
  * stays until every natkit binary imports from there.

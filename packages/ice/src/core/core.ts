@@ -10,6 +10,7 @@ import {
   checkIntegrity,
   decodeMessage,
   ipFamily,
+  ipToBytes,
   shortTermKey,
   verifyFingerprint,
 } from '@natkit/stun';
@@ -52,6 +53,8 @@ export class IceCore {
   private nextCheckAt = Number.NEGATIVE_INFINITY;
   /** When a nomination (or, aggressive, the end of checking) may become possible by time alone. */
   private nominationWakeAt = Number.POSITIVE_INFINITY;
+  /** When an agent without any pair gives up waiting for a peer-reflexive one. */
+  private failureWakeAt = Number.POSITIVE_INFINITY;
   private pairIds = 0;
   private out: IceAction[] = [];
   private readonly random: () => number;
@@ -219,7 +222,10 @@ export class IceCore {
     };
     at(this.txs.nextTimeout());
     if (!this.failed && this.hasCheckWork()) at(this.nextCheckAt);
-    if (!this.failed) at(this.nominationWakeAt);
+    if (!this.failed) {
+      at(this.nominationWakeAt);
+      at(this.failureWakeAt);
+    }
     for (const p of this.dataPairs()) {
       if (p.consent && !p.consent.expired && this.options.consent) {
         if (!this.lite) at(p.consent.nextCheckAt);
@@ -443,6 +449,8 @@ export class IceCore {
     if (typeof candidate.address !== 'string' || !ipFamily(candidate.address) || candidate.address.includes('%')) {
       throw bad('the address is not an IP address (resolve .local names first)');
     }
+    // Checks go wherever a candidate says: never to "this host" or a multicast group.
+    if (isUnspecifiedOrMulticast(candidate.address)) throw bad('the address is unspecified or multicast');
     if (!Number.isInteger(candidate.port) || candidate.port < 1 || candidate.port > 65535) throw bad('the port is not 1-65535');
     if (!Number.isInteger(candidate.component) || candidate.component < 1 || candidate.component > this.options.components) {
       throw bad(`the component is not 1-${this.options.components}`);
@@ -700,6 +708,7 @@ export class IceCore {
           this.nextCheckAt = now + this.options.ta;
         }
       }
+      this.failureWakeAt = Number.POSITIVE_INFINITY;
       this.evaluateFailure(now);
     }
   }
@@ -853,15 +862,29 @@ export class IceCore {
     s.triggered = s.triggered.filter((p) => p.nominating);
   }
 
-  /** RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. */
+  /**
+   * RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. With
+   * no pair at all (every remote candidate unusable, or none signalled), checks from the
+   * peer may still bring peer-reflexive ones (RFC 8445 7.3.1.3): the agent waits as long as
+   * one check of its own would take (39.5 s by default) before it fails.
+   */
   private evaluateFailure(now: number): void {
     const s = this.session;
     if (this.failed || this.lite || !s.remote || s.selected.size > 0 || this.legacy) return;
     if (!this.localEoc || !s.remoteEoc) return;
+    s.endOfCandidatesAt ??= now;
     if (s.triggered.length > 0 || s.nominating.size > 0) return;
     if (s.pairs.some((p) => p.state === 'frozen' || p.state === 'waiting' || p.state === 'in-progress')) return;
     // A controlled agent with valid pairs waits for the controlling agent to nominate one.
     if (s.valid.length > 0 && !this.isControlling) return;
+    if (s.byKey.size === 0) {
+      const { rtoMin, rc, rm } = this.options;
+      const at = s.endOfCandidatesAt + rtoMin * (2 ** (rc - 1) - 1) + rm * rtoMin;
+      if (now < at) {
+        this.failureWakeAt = at;
+        return;
+      }
+    }
     this.fail(now);
   }
 
@@ -1312,6 +1335,12 @@ export class IceCore {
 
   private refreshState(now: number): void {
     const next = this.computeState(now);
+    // As RTCIceTransport does, 'completed' always follows 'connected', even when both are
+    // reached at once (end-of-candidates already in when the pair is selected).
+    if (next === 'completed' && (this.currentState === 'new' || this.currentState === 'checking')) {
+      this.currentState = 'connected';
+      this.out.push({ type: 'state', state: 'connected' });
+    }
     if (next !== this.currentState) {
       this.currentState = next;
       this.out.push({ type: 'state', state: next });
@@ -1333,6 +1362,13 @@ export class IceCore {
     }
     return s.started ? 'checking' : 'new';
   }
+}
+
+/** 0.0.0.0, ::, 224.0.0.0/4 (and the reserved space above it), ff00::/8. */
+function isUnspecifiedOrMulticast(address: string): boolean {
+  const b = ipToBytes(address);
+  if (b.every((x) => x === 0)) return true;
+  return b.length === 4 ? b[0]! >= 224 : b[0] === 0xff;
 }
 
 /** fe80::/10. */

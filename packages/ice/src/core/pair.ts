@@ -161,6 +161,8 @@ export class Session {
   readonly sources = new Set<string>();
   checklistState: 'running' | 'completed' | 'failed' = 'running';
   remoteEoc = false;
+  /** When both sides' end-of-candidates were first known. */
+  endOfCandidatesAt: number | undefined;
   started = false;
   prflxCount = 0;
 
