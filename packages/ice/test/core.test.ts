@@ -875,3 +875,48 @@ describe('ICE core: inputs it refuses, and close', () => {
     expect(w.states('A').find(([, s]) => s === 'completed')![0]).toBe(Math.max(...sel));
   });
 });
+
+describe('ICE core: pairs added while checking (RFC 8838 section 12)', () => {
+  /** A (controlling, host 10.0.0.1:1000) checking remote candidates on one remote IP (one foundation). */
+  function trickled() {
+    const { w, A } = setup();
+    w.apply('A', A.addLocalCandidate(hostA, 0));
+    w.apply('A', A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0));
+    const remote = (port: number, localPreference: number) => signalled(localCandidate('host', 9, '10.9.0.1', port, { localPreference }));
+    return { w, A, remote };
+  }
+  const states = (A: IceCore) => A.checklist.map((p) => `${p.remote.port}:${p.state}`);
+
+  it('rule 1: a new pair that heads its foundation is Waiting, even while another of the foundation is in progress', () => {
+    const { w, A, remote } = trickled();
+    w.drop = () => true;
+    w.apply('A', A.addRemoteCandidate(remote(4000, 100), 0));
+    expect(states(A)).toEqual(['4000:in-progress']);
+    // A better candidate on the same address arrives: same foundation, higher priority.
+    w.apply('A', A.addRemoteCandidate(remote(4001, 200), 10));
+    expect(states(A)).toEqual(['4001:waiting', '4000:in-progress']);
+    // And it is checked in the next pacing slot, not after the first pair fails (39.5 s).
+    w.run(60);
+    expect(w.sent.filter((p) => p.to.port === 4001).map((p) => p.t)).toEqual([50]);
+    // A worse one is Frozen (rule 3).
+    w.apply('A', A.addRemoteCandidate(remote(4002, 50), 60));
+    expect(states(A)).toEqual(['4001:in-progress', '4000:in-progress', '4002:frozen']);
+  });
+
+  it('rule 2: once a pair of the foundation succeeded, every new pair of it is Waiting', () => {
+    const { w, A, remote } = trickled();
+    // Nothing reaches the peer; its answer to the first check is handed to A below.
+    const peerKey = shortTermKey('p'.repeat(22));
+    w.drop = () => true;
+    w.apply('A', A.addRemoteCandidate(remote(4000, 300), 0));
+    w.apply('A', A.addRemoteCandidate(remote(4001, 200), 0));
+    expect(states(A)).toEqual(['4000:in-progress', '4001:frozen']);
+    // The answer to the first check: the foundation's other pair is unfrozen (RFC 8445 7.2.5.3.3).
+    const m = decode(w.sent[0]!.data);
+    w.apply('A', A.handleStun(1, new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, Buffer.from(m.transactionId)).add(Attr.XorMappedAddress, addr('10.0.0.1', 1000)).encode({ integrity: { key: peerKey }, fingerprint: true }), addr('10.9.0.1', 4000), 5));
+    expect(states(A)).toEqual(['4000:succeeded', '4001:waiting']);
+    // A pair of that foundation trickled in now is Waiting too, though it heads nothing.
+    w.apply('A', A.addRemoteCandidate(remote(4002, 100), 6));
+    expect(states(A)).toEqual(['4000:succeeded', '4001:waiting', '4002:waiting']);
+  });
+});

@@ -519,11 +519,24 @@ export class IceCore {
     // Once a pair is selected the checklist is done (RFC 8445 8.1.2): later candidates are
     // remembered, not checked.
     if (s.checklistState !== 'running') return p;
-    // RFC 8445 6.1.2.6 / RFC 8838 section 10: Waiting unless another pair of the same
-    // foundation is already waiting, in progress or frozen.
-    const busy = s.pairs.some((q) => q.foundation === p.foundation && (q.state === 'waiting' || q.state === 'in-progress' || q.state === 'frozen'));
-    this.insert(s, p, busy ? 'frozen' : 'waiting');
+    this.insert(s, p, this.initialState(s, p));
     return p;
+  }
+
+  /**
+   * RFC 8838 section 12 (and RFC 8445 6.1.2.6, of which it is the trickle form): a new pair is
+   * Waiting if it heads its foundation (no pair of that foundation with a lower component,
+   * or the same component and a higher priority: rule 1) or if a pair of its foundation has
+   * already succeeded (rule 2); Frozen otherwise (rule 3).
+   */
+  private initialState(s: Session, p: Pair): 'waiting' | 'frozen' {
+    let heads = true;
+    for (const q of s.pairs) {
+      if (q.foundation !== p.foundation) continue;
+      if (q.state === 'succeeded') return 'waiting';
+      if (q.component < p.component || (q.component === p.component && q.priority >= p.priority)) heads = false;
+    }
+    return heads ? 'waiting' : 'frozen';
   }
 
   private insert(s: Session, p: Pair, state: Pair['state']): void {
