@@ -312,6 +312,26 @@ describe('IceAgent (in memory, fake clock)', () => {
     await Promise.all([r.A.close(), r.B.close()]);
   });
 
+  it('a TURN allocation lost under the selected pair (base-closed) fails the agent at once; a restart does not signal its candidate again', async () => {
+    const r = rig({ a: {}, relaysA: ['10.0.0.11'] });
+    await start(r);
+    r.gA.bases[0]!.mute = true;
+    await r.until(() => r.A.state === 'completed', 60_000, 10);
+    expect(r.A.selectedPair!.local.type).toBe('relay');
+    const t = r.clock.now();
+    // The gatherer reports the allocation gone (a refresh refused, RFC 8656 section 7).
+    r.gA.emit('base-closed', r.gA.bases[1], new Error('437 Allocation Mismatch'));
+    expect(events(r, 'A', 'state').at(-1)).toEqual([t, 'failed']);
+    expect(r.A.send(Buffer.from('x'))).toBe(false);
+    expect(r.A.localCandidates.map((c) => c.type)).toEqual(['host']);
+    const again: string[] = [];
+    r.A.on('candidate', (c) => again.push(`${c.type} ${c.address}`));
+    r.A.restart();
+    await flush();
+    expect(again).toEqual(['host 10.0.0.1']);
+    await Promise.all([r.A.close(), r.B.close()]);
+  });
+
   it('the peer goes silent: disconnected, then failed, and send() stops', async () => {
     const r = rig({ a: { core: { random: () => 0.5, consent: { intervalMs: 1000, expiryMs: 6000 }, disconnectedAfterMs: 2500 } } });
     await start(r);

@@ -920,3 +920,40 @@ describe('ICE core: pairs added while checking (RFC 8838 section 12)', () => {
     expect(states(A)).toEqual(['4000:succeeded', '4001:waiting', '4002:waiting']);
   });
 });
+
+describe('ICE core: a candidate base that closes (a TURN allocation lost)', () => {
+  const relayA = localCandidate('relay', 2, '198.51.100.9', 40000, { base: addr('10.0.0.1', 1001), server: '198.51.100.9' });
+  const basesA = { 1: addr('10.0.0.1', 1000), 2: addr('198.51.100.9', 40000) };
+
+  it('under the selected pair: consent is lost at once, the agent fails and sends nothing more', () => {
+    const { w, A, B } = setup({ basesA });
+    exchange(w, { name: 'A', core: A, locals: [relayA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    expect(A.selectedPair()!.local.type).toBe('relay');
+    // (The wire still delivers B's checks to the closed base, and the core answers them; a
+    // closed socket would not receive them.)
+    const sentByA = () => w.sent.filter((p) => p.sender === 'A' && !decode(p.data).isSuccess()).length;
+    const before = sentByA();
+    w.apply('A', A.baseClosed(2, 1000));
+    expect(w.states('A').at(-1)).toEqual([1000, 'failed']);
+    expect(A.dataPath()).toBeUndefined();
+    expect(A.localCandidates).toEqual([]);
+    w.run(40_000);
+    // No consent check, no keepalive: consent expired with the base.
+    expect(sentByA()).toBe(before);
+    expect(A.nextTimeout()).toBeUndefined();
+  });
+
+  it('while checking: its pairs leave the checklist and their checks stop; the other base connects', () => {
+    const { w, A, B } = setup({ basesA });
+    // Nothing from the host base gets through, so only the relay would work, until it closes.
+    w.drop = (p) => p.t < 20;
+    exchange(w, { name: 'A', core: A, locals: [hostA, relayA] }, { name: 'B', core: B, locals: [hostB] });
+    expect(A.checklist.map((p) => `${p.local.type}:${p.state}`)).toEqual(['host:in-progress', 'relay:waiting']);
+    w.apply('A', A.baseClosed(2, 0));
+    expect(A.checklist.map((p) => `${p.local.type}:${p.state}`)).toEqual(['host:in-progress']);
+    w.run(3000);
+    expect(w.sent.filter((p) => p.sender === 'A' && p.baseId === 2 && decode(p.data).isRequest())).toEqual([]);
+    expect(A.selectedPair()!.local.type).toBe('host');
+  });
+});

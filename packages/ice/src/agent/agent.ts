@@ -110,6 +110,8 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private closing: Promise<void> | undefined;
   private closed = false;
   private readonly wired = new Set<number>();
+  /** Bases the gatherer reported closed ('base-closed'): their candidates are not signalled again. */
+  private readonly deadBases = new Set<number>();
   private readonly channels = new Set<string>();
   private waiters: Array<{ resolve: (p: SelectedPair) => void; reject: (e: Error) => void }> = [];
   private readonly agentStats = {
@@ -173,9 +175,10 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     return this.core.controlling;
   }
 
-  /** Local candidates found so far. */
+  /** Local candidates found so far (those of a base that closed left out). */
   get localCandidates(): readonly LocalCandidate[] {
-    return this.gathererInstance?.candidates ?? [];
+    const all = this.gathererInstance?.candidates ?? [];
+    return this.deadBases.size === 0 ? all : all.filter((c) => !this.deadBases.has(c.baseId));
   }
 
   get remoteCandidates(): Candidate[] {
@@ -215,6 +218,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     }
     g.on('candidate', this.onLocalCandidate);
     g.on('complete', this.onGatheringComplete);
+    g.on('base-closed', this.onBaseClosed);
     this.gathering = g.gather().then(
       () => this.onGatheringComplete(),
       (e: unknown) => {
@@ -345,6 +349,17 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     this.emit('gathering-complete');
   };
 
+  /**
+   * A base is gone (a TURN allocation lost: its refresh refused, its connection closed): its
+   * pairs go, and a selected pair on it fails the agent at once rather than after 30 s of
+   * unanswered consent checks (restart() then gathers a new path).
+   */
+  private readonly onBaseClosed = (base: CandidateBase): void => {
+    if (this.closed || this.deadBases.has(base.id)) return;
+    this.deadBases.add(base.id);
+    this.perform(this.core.baseClosed(base.id, this.clock.now()));
+  };
+
   private wire(base: CandidateBase): void {
     if (this.wired.has(base.id)) return;
     this.wired.add(base.id);
@@ -437,7 +452,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private announceAgain(): void {
     queueMicrotask(() => {
       if (this.closed) return;
-      for (const c of this.gathererInstance?.candidates ?? []) this.emit('candidate', c);
+      for (const c of this.gathererInstance?.candidates ?? []) if (!this.deadBases.has(c.baseId)) this.emit('candidate', c);
       if (this.gatheringDone) this.emit('gathering-complete');
     });
   }
@@ -525,6 +540,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     if (g) {
       g.off('candidate', this.onLocalCandidate);
       g.off('complete', this.onGatheringComplete);
+      g.off('base-closed', this.onBaseClosed);
       for (const b of g.bases) if (this.wired.has(b.id)) b.onPacket = undefined;
     }
     await Promise.allSettled([this.resolver?.close(), g?.close(), this.gathering]);

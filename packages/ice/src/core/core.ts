@@ -391,6 +391,48 @@ export class IceCore {
     });
   }
 
+  /**
+   * A candidate base is gone: its socket closed, or its TURN allocation was lost (the
+   * gatherer's 'base-closed'). Its local candidates and every pair on it leave the checklist,
+   * the valid list and the triggered-check queue, and their checks are cancelled. A selected
+   * pair on it can never be answered again, so its consent is lost at once (RFC 7675 section
+   * 5.1: stop sending) instead of 30 s later: the session fails (a restart recovers), or,
+   * during a restart, the previous session's pair stops carrying data.
+   */
+  baseClosed(baseId: number, now: number): IceAction[] {
+    return this.run(now, () => {
+      if (this.closed) return;
+      for (let i = this.locals.length - 1; i >= 0; i--) {
+        const l = this.locals[i]!;
+        if (l.baseId !== baseId) continue;
+        this.locals.splice(i, 1);
+        this.localByKey.delete(localKey(l));
+      }
+      for (const t of [...this.txs.values()]) {
+        const tx = t.context;
+        if (tx.baseId !== baseId) continue;
+        this.txs.cancel(t.id);
+        if (tx.pair.tx === tx) tx.pair.tx = undefined;
+      }
+      const legacy = this.legacy;
+      for (const s of legacy ? [this.session, legacy.session] : [this.session]) {
+        for (const p of [...s.byKey.values()]) {
+          if (p.local.baseId !== baseId) continue;
+          if (p.inChecklist) this.removeFromChecklist(s, p);
+          s.byKey.delete(p.key);
+          if (p.valid) s.valid = s.valid.filter((q) => q !== p);
+          if (p.nominating) s.nominating.delete(p.component);
+          if (p.consent) p.consent.expired = true;
+        }
+      }
+      if (legacy) {
+        for (const [c, p] of legacy.pairs) if (p.local.baseId === baseId) legacy.pairs.delete(c);
+        if (legacy.pairs.size === 0) this.legacy = undefined;
+      }
+      if ([...this.session.selected.values()].some((p) => p.local.baseId === baseId)) this.fail(now);
+    });
+  }
+
   /** Stops everything; later inputs are dropped. */
   close(now: number): IceAction[] {
     return this.run(now, () => {
