@@ -103,7 +103,9 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private gatheringDone = false;
   private readonly resolver: MdnsResolver | undefined;
   private readonly lookupTimeoutMs: number;
+  /** Names of remote candidates being resolved for the current ICE session (generation). */
   private pendingResolutions = 0;
+  /** The peer's end-of-candidates, held until those names are resolved. */
   private remoteEocWaiting = false;
   private timer: unknown;
   private timerAt: number | undefined;
@@ -450,6 +452,10 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
 
   /** After a restart the peer needs every local candidate again (RFC 8445 section 9, RFC 8838). */
   private announceAgain(): void {
+    // Names still resolving belong to the previous session: the new one neither waits for
+    // them nor inherits an end-of-candidates held back for them.
+    this.pendingResolutions = 0;
+    this.remoteEocWaiting = false;
     queueMicrotask(() => {
       if (this.closed) return;
       for (const c of this.gathererInstance?.candidates ?? []) if (!this.deadBases.has(c.baseId)) this.emit('candidate', c);
@@ -474,7 +480,19 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     this.perform(this.core.handleTimeout(this.clock.now()));
   };
 
+  /**
+   * Resolves a remote candidate's name (mDNS for .local, DNS otherwise) and adds what it
+   * resolves to. A peer cannot make the agent resolve more names at once than it may have
+   * remote candidates (IceError TOO_MANY_CANDIDATES, as the core says for addresses), and a
+   * name adds at most one address of each family: a browser registers one name per address
+   * (draft-ietf-mmusic-mdns-ice-candidates), and a hostile answer listing many addresses must
+   * not fill the remote candidate limit or spray checks.
+   */
   private resolveRemote(c: Candidate): void {
+    const limit = this.core.options.maxRemoteCandidates;
+    if (this.pendingResolutions + this.core.remoteCandidates.length >= limit) {
+      throw new IceError('TOO_MANY_CANDIDATES', `more than ${limit} remote candidates (names being resolved included)`);
+    }
     const generation = this.core.generation;
     const name = c.address;
     this.pendingResolutions++;
@@ -487,27 +505,29 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
       .then(
         (addresses) => {
           if (this.closed || generation !== this.core.generation) return;
-          let added = 0;
+          const families = new Set<Family>();
           for (const a of addresses) {
+            if (families.has(a.family)) continue;
+            families.add(a.family);
             try {
               this.perform(this.core.addRemoteCandidate({ ...c, address: a.address }, this.clock.now()));
-              added++;
             } catch (e) {
               this.agentStats.remoteCandidatesDropped.refused++;
               this.emit('candidate-error', { candidate: c, error: e as Error });
             }
           }
-          if (addresses.length === 0 || added === 0) this.agentStats.remoteCandidatesDropped.unresolved += addresses.length === 0 ? 1 : 0;
+          if (addresses.length === 0) this.agentStats.remoteCandidatesDropped.unresolved++;
         },
         (err: Error) => {
-          if (this.closed) return;
+          if (this.closed || generation !== this.core.generation) return;
           this.agentStats.remoteCandidatesDropped.unresolved++;
           this.emit('candidate-error', { candidate: c, error: err });
         },
       )
       .finally(() => {
+        if (this.closed || generation !== this.core.generation) return;
         this.pendingResolutions--;
-        if (!this.closed && this.pendingResolutions === 0 && this.remoteEocWaiting) {
+        if (this.pendingResolutions === 0 && this.remoteEocWaiting) {
           this.remoteEocWaiting = false;
           this.perform(this.core.endOfRemoteCandidates(this.clock.now()));
         }
