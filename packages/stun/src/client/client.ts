@@ -4,7 +4,7 @@ import { Attr, type AttributeRegistry, softwareText, stunRegistry } from '../cod
 import { Method } from '../codec/constants.js';
 import type { MessageBuilder } from '../codec/encode.js';
 import { type Family, type TransportAddress, canonicalIp, formatAddress, ipFamily } from '../codec/ip.js';
-import { type StunMessage, decodeMessage } from '../codec/message.js';
+import { type StunMessage, decodeMessage, isStunMessage } from '../codec/message.js';
 import { StunTransactionError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
 import { StreamFramer } from '../net/framing.js';
@@ -455,9 +455,15 @@ export class StunClient {
     else if (r === 'undecodable') this.dropped++;
   }
 
-  /** Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). */
+  /**
+   * Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). What
+   * cannot be a response (no magic cookie, a length that does not fit: RFC 7983's DTLS and
+   * ZRTP datagrams on a shared socket, RFC 3489 messages) is not decoded at all: a decode
+   * that throws costs microseconds, and a socket shared with ICE sees such datagrams at the
+   * data rate.
+   */
   private consume(buf: Buffer, from: TransportAddress): 'consumed' | 'unmatched' | 'undecodable' {
-    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) return 'unmatched';
+    if (!isStunMessage(buf)) return 'unmatched';
     let msg: StunMessage;
     try {
       msg = decodeMessage(buf, { registry: this.registry });
