@@ -2,7 +2,7 @@
 // kernel, no real time. natkit's StunServer and TurnServer run on the same network. This is
 // what lets the virtual NAT network of the ICE tests run the gatherer unchanged.
 import { describe, expect, it } from 'vitest';
-import { ManualClock, StunServer, type TransportAddress } from '@natkit/stun';
+import { ManualClock, type Network, StunServer, type TransportAddress } from '@natkit/stun';
 import { TurnServer, parseUsers } from '@natkit/turn';
 import { Gatherer, type ServerOutcome } from '../src/index.js';
 import { MemorySegment, inbox } from '../../../test/helpers/memnet.js';
@@ -81,6 +81,42 @@ describe('gathering on an in-memory network with a manual clock', () => {
     peerSocket.send(Buffer.from('pong'), relay.port, relay.address);
     for (let i = 0; i < 20 && got.length === 0; i++) await settle();
     expect(got).toEqual([['pong', to]]);
+    await new Promise<void>((r) => peerSocket.close(() => r()));
+  });
+
+  it('a relay base hands each datagram to the socket at once once a channel is bound: ChannelData, no promise per datagram', async () => {
+    const seg = new MemorySegment();
+    const client = seg.host('198.51.100.2');
+    const serverHost = seg.host('203.0.113.1');
+    const peerHost = seg.host('198.51.100.9');
+    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+    // The client's sockets, with each send() call recorded as it is made.
+    const sent: Buffer[] = [];
+    const network: Network = {
+      interfaces: () => client.interfaces(),
+      lookup: (h, f) => client.lookup(h, f),
+      createUdpSocket: async (o) => {
+        const sock = await client.createUdpSocket(o);
+        const send = sock.send.bind(sock);
+        sock.send = (msg, ...rest) => {
+          sent.push(Buffer.from(msg));
+          send(msg, ...rest);
+        };
+        return sock;
+      },
+    };
+    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+    const report = await g.gather();
+    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
+    const peer = inbox(peerSocket);
+    const base = g.base(report.candidates[0]!.baseId)!;
+    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    await base.bindChannel!(to);
+    const before = sent.length;
+    for (let i = 0; i < 5; i++) base.send(Buffer.from(`d${i}`), to);
+    // Synchronously: five ChannelData messages (first byte 0x40-0x7f, RFC 8656 section 12.4).
+    expect(sent.slice(before).map((b) => [b[0]! >> 6, b.subarray(4).toString()])).toEqual(Array.from({ length: 5 }, (_, i) => [1, `d${i}`]));
+    for (let i = 0; i < 5; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
     await new Promise<void>((r) => peerSocket.close(() => r()));
   });
 });

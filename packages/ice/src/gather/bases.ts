@@ -92,6 +92,12 @@ export class RelayBase implements CandidateBase {
   private readonly waiting = new Map<string, Array<[Uint8Array, TransportAddress]>>();
   private closed = false;
   private lastError: Error | undefined;
+  /** The peer the last datagram went to and its canonical IP: the data path sends to one peer. */
+  private lastTo: TransportAddress | undefined;
+  private lastIp = '';
+  private readonly onSendFailed = (): void => {
+    this.dropped++;
+  };
 
   constructor(
     readonly id: number,
@@ -123,22 +129,27 @@ export class RelayBase implements CandidateBase {
   send(data: Uint8Array, to: TransportAddress): void {
     if (this.closed) return;
     let ip: string;
-    try {
-      ip = canonicalIp(to.address);
-    } catch {
-      this.dropped++;
-      return;
+    if (to === this.lastTo) ip = this.lastIp;
+    else {
+      try {
+        ip = canonicalIp(to.address);
+      } catch {
+        this.dropped++;
+        return;
+      }
+      this.lastTo = to;
+      this.lastIp = ip;
     }
-    const queue = this.waiting.get(ip);
+    const queue = this.waiting.size > 0 ? this.waiting.get(ip) : undefined;
     if (queue) {
       if (queue.length >= MAX_QUEUED_PER_PEER) this.dropped++;
       else queue.push([data, to]);
       return;
     }
     if (this.client.hasPermission(ip)) {
-      this.client.send(to, data).catch(() => {
-        this.dropped++;
-      });
+      // ChannelData at once once a channel is bound (no promise per datagram); a Send
+      // indication (or TCP/TLS) through the client's asynchronous send otherwise.
+      if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
       return;
     }
     // RFC 8656 section 9: no permission yet. Hold this peer's datagrams until CreatePermission succeeds.

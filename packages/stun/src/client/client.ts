@@ -147,6 +147,11 @@ export class StunClient {
   private readonly software: string | undefined;
   /** Datagrams and frames that were not STUN or failed to decode, and responses that failed their checks. */
   dropped = 0;
+  /** Datagrams `sendDatagram` handed to a socket that then failed to send them. */
+  sendErrors = 0;
+  private readonly onDatagramSent = (err: Error | null): void => {
+    if (err) this.sendErrors++;
+  };
 
   constructor(options: StunClientOptions = {}) {
     this.opts = options;
@@ -275,6 +280,23 @@ export class StunClient {
     }
     const conn = this.stream({ ...server, transport, port, address: canonicalIp(server.address) });
     conn.socket.write(data);
+  }
+
+  /**
+   * Sends a datagram now, without a promise, over the client's UDP socket of `family` (a
+   * data path: TURN ChannelData and Send indications, one per application datagram). Returns
+   * false, sending nothing, when that socket is not open yet (use `send`); a failed send is
+   * counted in `sendErrors`, as a lost datagram.
+   */
+  sendDatagram(family: Family, address: string, port: number, data: Uint8Array): boolean {
+    const s = this.sockets.get(family);
+    if (!s || this.closed) return false;
+    try {
+      s.send(data, port, address, this.onDatagramSent);
+    } catch {
+      this.sendErrors++;
+    }
+    return true;
   }
 
   /** Re-arms the one timer that drives the transaction table to its next deadline. */
