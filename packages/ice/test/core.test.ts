@@ -472,8 +472,13 @@ describe('ICE core: peer-reflexive and server-reflexive candidates (RFC 8445 7.2
     expect(prflxA[0]!.action.candidate).toMatchObject({ type: 'prflx', address: '203.0.113.1', port: 5000, baseId: 1, priority: candidatePriority(110, 65535, 1), relatedAddress: '10.0.0.1' });
     expect(A.selectedPair()).toMatchObject({ local: { type: 'prflx', address: '203.0.113.1' }, remote: { address: '10.0.0.2' } });
     expect(B.selectedPair()).toMatchObject({ local: { type: 'host' }, remote: { type: 'prflx', address: '203.0.113.1' } });
-    // B's own checks to A's private address went nowhere; its pair to the prflx succeeded.
-    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')).toBeUndefined(); // removed when checking ended
+    // B's own check to A's private address goes nowhere; it ranks above the selected pair, so
+    // the controlled B lets it run on (RFC 8445 8.1.2) until it fails; the selection stays.
+    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')!.state).toBe('in-progress');
+    w.run(45_000);
+    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')!.state).toBe('failed');
+    expect(B.selectedPair()).toMatchObject({ remote: { type: 'prflx', address: '203.0.113.1' } });
+    expect(B.state).toBe('completed');
   });
 
   it('a signalled srflx candidate names the valid pair (no prflx), and the check went from its base', () => {
@@ -955,5 +960,47 @@ describe('ICE core: a candidate base that closes (a TURN allocation lost)', () =
     w.run(3000);
     expect(w.sent.filter((p) => p.sender === 'A' && p.baseId === 2 && decode(p.data).isRequest())).toEqual([]);
     expect(A.selectedPair()!.local.type).toBe('host');
+  });
+});
+
+describe('ICE core: when checking ends (RFC 8445 8.1.2, 8.3.1)', () => {
+  it('the controlled agent lets the check of a better pair run on after the selection', () => {
+    // A's second address (another foundation), with a lower preference.
+    const a2 = localCandidate('host', 2, '10.0.1.1', 1001, { localPreference: 100 });
+    const { w, A, B } = setup({ basesA: { 1: addr('10.0.0.1', 1000), 2: addr('10.0.1.1', 1001) } });
+    // The best path (10.0.0.1:1000 <-> 10.0.0.2:2000) loses everything before t = 600: A gives
+    // it up and nominates the pair of its worse candidate (10.0.1.1:1001).
+    const best = (p: { from: { port: number }; to: { port: number } }) => (p.from.port === 1000 && p.to.port === 2000) || (p.from.port === 2000 && p.to.port === 1000);
+    w.drop = (p) => p.t < 600 && best(p);
+    exchange(w, { name: 'A', core: A, locals: [hostA, a2] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    expect(B.selectedPair()!.remote.port).toBe(1001);
+    expect(B.state).toBe('completed');
+    // B's check of the better pair keeps its RTO schedule (0, 500, then 1500, which gets through).
+    w.run(2000);
+    const checksToBest = w.stun('B').filter((p) => p.msg.isRequest() && p.to.port === 1000 && p.t < 5000).map((p) => p.t);
+    expect(checksToBest).toEqual([0, 500, 1500]);
+    expect(B.validPairs.map((p) => p.remote.port)).toEqual([1000, 1001]);
+    // The selection is the controlling agent's to change: it stays.
+    expect(B.selectedPair()!.remote.port).toBe(1001);
+  });
+
+  it('for three seconds after Completed a check from a new address still triggers a check back, then no more', () => {
+    const { w, A, B } = connected();
+    const key = shortTermKey(B.localParameters.pwd);
+    const check = () =>
+      forged((b) => b.add(Attr.Username, `${B.localParameters.ufrag}:${A.localParameters.ufrag}`).add(Attr.Priority, candidatePriority(110, 65535, 1)).add(Attr.IceControlling, 2n), key);
+    // B completed at 60. A check from another port of A's at 2000, and one from a third at 3100.
+    const triggeredTo = (port: number, t0: number) => w.stun('B').filter((p) => p.msg.isRequest() && p.to.port === port && p.t >= t0).map((p) => p.t);
+    w.run(2000);
+    w.apply('B', B.handleStun(1, check(), addr('10.0.0.1', 1001), 2000));
+    w.run(2100);
+    expect(triggeredTo(1001, 2000)).toEqual([2000]);
+    w.run(3100);
+    w.apply('B', B.handleStun(1, check(), addr('10.0.0.1', 1002), 3100));
+    w.run(3200);
+    expect(triggeredTo(1002, 3100)).toEqual([]);
+    // Both were answered, and the selection did not move.
+    expect(B.selectedPair()!.remote.port).toBe(1000);
   });
 });

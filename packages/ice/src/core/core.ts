@@ -24,6 +24,12 @@ import type { DropReason, IceAction, IceCoreOptions, IceState, IceStats, PairInf
 const CANDIDATE_TYPES = new Set(['host', 'srflx', 'prflx', 'relay']);
 
 /**
+ * RFC 8445 section 8.3.1: after Completed an agent SHOULD go on generating triggered checks
+ * for three seconds (the selected pair can still change when the peer nominates aggressively).
+ */
+const TRIGGERED_AFTER_COMPLETED_MS = 3000;
+
+/**
  * The ICE agent (RFC 8445) without I/O: candidates and pairs are plain data, time is an
  * argument, and every input returns the actions to perform (datagrams to send, events).
  * The owner calls `handleTimeout(now)` when `nextTimeout()` passes. Nothing here touches a
@@ -890,9 +896,12 @@ export class IceCore {
 
   /**
    * RFC 8445 8.1.2 (and 8.3 for lite): once every component has a selected pair, checking
-   * ends: waiting and frozen pairs leave the checklist and checks in progress are cancelled.
-   * With aggressive nomination the controlling agent first waits until no better pair can
-   * still succeed.
+   * ends: waiting and frozen pairs leave the checklist and the triggered-check queue, and a
+   * check in progress stops retransmitting if its pair ranks below the selected pair of its
+   * component. A controlled agent lets the checks of better pairs run on (the peer may
+   * still nominate one: aggressive nomination, RFC 5245 peers such as libnice by default);
+   * a controlling agent cancels them too, as it nominates no other pair. With aggressive
+   * nomination the controlling agent first waits until no better pair can still succeed.
    */
   private evaluateCompletion(s: Session, now: number): void {
     if (s.checklistState !== 'running' || !this.allSelected(s)) return;
@@ -906,9 +915,10 @@ export class IceCore {
       }
     }
     s.checklistState = 'completed';
+    s.completedAt = now;
     for (const p of [...s.pairs]) {
       if (p.state === 'waiting' || p.state === 'frozen') this.removeFromChecklist(s, p);
-      else if (p.state === 'in-progress' && p.tx) {
+      else if (p.state === 'in-progress' && p.tx && (this.isControlling || p.priority < s.selected.get(p.component)!.priority)) {
         this.cancelTx(p.tx);
         this.removeFromChecklist(s, p);
       }
@@ -1199,7 +1209,9 @@ export class IceCore {
     }
     pair.remoteAuthenticated = true;
     const nominate = useCandidate && !this.isControlling;
-    const checking = s.checklistState === 'running' || (s.checklistState === 'completed' && nominate && pair.state !== 'succeeded');
+    // After Completed: a nomination, and for three seconds any check, still triggers one (8.3.1).
+    const lingering = nominate || now - s.completedAt < TRIGGERED_AFTER_COMPLETED_MS;
+    const checking = s.checklistState === 'running' || (s.checklistState === 'completed' && lingering && pair.state !== 'succeeded');
     if (checking && s.checklistState !== 'failed') {
       switch (pair.state) {
         case 'succeeded':
