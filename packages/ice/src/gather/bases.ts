@@ -1,4 +1,4 @@
-import { type DatagramInfo, type DatagramSocket, type Network, type RetransmitOptions, StunClient, type Clock, type TransportAddress, canonicalIp } from '@natkit/stun';
+import { type DatagramInfo, type DatagramSocket, type Network, type RetransmitOptions, StunClient, StunTransactionError, type Clock, type TransportAddress, canonicalIp } from '@natkit/stun';
 import type { TurnClient } from '@natkit/turn';
 import type { CandidateBase } from '../base.js';
 
@@ -90,6 +90,13 @@ export class RelayBase implements CandidateBase {
   dropped = 0;
   unclaimed = 0;
   private readonly waiting = new Map<string, Array<[Uint8Array, TransportAddress]>>();
+  /**
+   * Peer IPs the server refused a permission for (403, RFC 8656 section 9.2: its policy, e.g.
+   * natkit's relay denies private addresses by default). Not asked again for this allocation:
+   * ICE sends a check and six retransmissions to every remote candidate, and each would
+   * otherwise be one more CreatePermission transaction.
+   */
+  private readonly refused = new Set<string>();
   private closed = false;
   private lastError: Error | undefined;
   /** The peer the last datagram went to and its canonical IP: the data path sends to one peer. */
@@ -140,6 +147,10 @@ export class RelayBase implements CandidateBase {
       this.lastTo = to;
       this.lastIp = ip;
     }
+    if (this.refused.size > 0 && this.refused.has(ip)) {
+      this.dropped++;
+      return;
+    }
     const queue = this.waiting.size > 0 ? this.waiting.get(ip) : undefined;
     if (queue) {
       if (queue.length >= MAX_QUEUED_PER_PEER) this.dropped++;
@@ -160,9 +171,10 @@ export class RelayBase implements CandidateBase {
         this.waiting.delete(ip);
         for (const [d, t] of list) this.client.send(t, d).catch(() => this.dropped++);
       },
-      () => {
+      (err: unknown) => {
         this.dropped += this.waiting.get(ip)?.length ?? 0;
         this.waiting.delete(ip);
+        if (err instanceof StunTransactionError && err.errorCode === 403) this.refused.add(ip);
       },
     );
   }
