@@ -1004,3 +1004,33 @@ describe('ICE core: when checking ends (RFC 8445 8.1.2, 8.3.1)', () => {
     expect(B.selectedPair()!.remote.port).toBe(1000);
   });
 });
+
+describe('ICE core: a controlled agent nobody nominates for', () => {
+  it('fails one check timeout after the peer\'s last check, instead of checking forever', () => {
+    // A's checks never reach B (so A never has a valid pair and never nominates); B's checks
+    // reach A and are answered: B has a valid pair and waits for a nomination that never comes.
+    const { w, A, B } = setup();
+    w.drop = (p) => p.sender === 'A' && decode(p.data).isRequest();
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(200);
+    expect(B.validPairs).toHaveLength(1);
+    w.run(200_000);
+    // A's last check (the triggered one, sent at 50) failed at 39.55 s; B heard no check from
+    // A, so it waited one check timeout (39.5 s) from end-of-candidates.
+    expect(w.states('A').at(-1)).toEqual([39_550, 'failed']);
+    expect(w.states('B')).toEqual([
+      [0, 'checking'],
+      [39_500, 'failed'],
+    ]);
+  });
+
+  it('a nomination that comes within the wait still connects', () => {
+    const { w, A, B } = setup();
+    // A's ordinary checks are lost until 30 s (so nothing is nominated): B, with a valid pair,
+    // waits; from 30 s on they get through and A nominates.
+    w.drop = (p) => p.sender === 'A' && p.t < 30_000 && decode(p.data).isRequest();
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(60_000);
+    expect(B.state).toBe('completed');
+  });
+});

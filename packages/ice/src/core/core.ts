@@ -928,10 +928,12 @@ export class IceCore {
   }
 
   /**
-   * RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. With
-   * no pair at all (every remote candidate unusable, or none signalled), checks from the
-   * peer may still bring peer-reflexive ones (RFC 8445 7.3.1.3): the agent waits as long as
-   * one check of its own would take (39.5 s by default) before it fails.
+   * RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. Two
+   * waits, each as long as one check of the peer's can take (39.5 s by default): with no pair
+   * at all (every remote candidate unusable, or none signalled), for the peer's checks to
+   * bring peer-reflexive ones (RFC 8445 7.3.1.3); and a controlled agent with valid pairs,
+   * for the controlling agent to nominate one, counted from the peer's last check (a peer
+   * that has failed or gone never nominates, and the agent would wait forever).
    */
   private evaluateFailure(now: number): void {
     const s = this.session;
@@ -940,11 +942,12 @@ export class IceCore {
     s.endOfCandidatesAt ??= now;
     if (s.triggered.length > 0 || s.nominating.size > 0) return;
     if (s.pairs.some((p) => p.state === 'frozen' || p.state === 'waiting' || p.state === 'in-progress')) return;
-    // A controlled agent with valid pairs waits for the controlling agent to nominate one.
-    if (s.valid.length > 0 && !this.isControlling) return;
-    if (s.byKey.size === 0) {
+    let waitFrom: number | undefined;
+    if (s.valid.length > 0 && !this.isControlling) waitFrom = Math.max(s.endOfCandidatesAt, s.lastPeerCheckAt);
+    else if (s.byKey.size === 0) waitFrom = s.endOfCandidatesAt;
+    if (waitFrom !== undefined) {
       const { rtoMin, rc, rm } = this.options;
-      const at = s.endOfCandidatesAt + rtoMin * (2 ** (rc - 1) - 1) + rm * rtoMin;
+      const at = waitFrom + rtoMin * (2 ** (rc - 1) - 1) + rm * rtoMin;
       if (now < at) {
         this.failureWakeAt = at;
         return;
@@ -1194,6 +1197,7 @@ export class IceCore {
       this.out.push({ type: 'remote-prflx', candidate: { ...remote } });
     }
     s.started = true;
+    s.lastPeerCheckAt = now;
     s.sources.add(sourceKey(baseId, from.address, from.port));
     if (from.family === 'IPv6') s.sources.add(sourceKey(baseId, canonicalIp(from.address), from.port));
 
