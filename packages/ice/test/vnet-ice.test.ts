@@ -50,10 +50,32 @@ interface Agent {
   addRemoteCandidate(c: Candidate | string): void;
   endOfRemoteCandidates(): void;
   connect(): Promise<SelectedPair>;
+  /** The pair selected now (it can move after connect() resolved: a later, better nomination). */
+  readonly selectedPair: SelectedPair | undefined;
   send(data: Uint8Array): void;
   close(): Promise<void>;
 }
-type AgentCtor = new (options: { iceServers: IceServer[]; controlling: boolean; network: Network; clock: Clock; families?: Array<'IPv4' | 'IPv6'> }) => Agent;
+type AgentCtor = new (options: {
+  iceServers: IceServer[];
+  controlling: boolean;
+  network: Network;
+  clock: Clock;
+  families?: Array<'IPv4' | 'IPv6'>;
+  core?: { random?: () => number };
+}) => Agent;
+
+/** A seeded source for the agents' consent jitter, so that a run is the same every time. */
+function seededRandom(seed: number): () => number {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
 
 const IceAgent = (ice as unknown as Record<string, unknown>).IceAgent as AgentCtor | undefined;
 const WAITING = IceAgent === undefined ? 'WAITING for IceAgent (branch ice) and the Gatherer (branch gather) on main: @natkit/ice does not export IceAgent yet' : undefined;
@@ -90,7 +112,11 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
     for (const c of lab.clients) (c.nat.router?.wanLink ?? c.host.link).set({ loss: options.loss });
   }
   const iceServers: IceServer[] = [{ urls: `stun:${lab.server.addresses[0]}:3478` }, turn.iceServer];
-  const agents = lab.clients.map((c, i) => new IceAgent!({ iceServers, controlling: i === 0, network: c.network, clock: vnet.clock, families: ['IPv4'] })) as [Agent, Agent];
+  // The agents' only timing randomness (consent jitter) is seeded too: with the vnet's seeded
+  // loss, a run is the same every time.
+  const agents = lab.clients.map(
+    (c, i) => new IceAgent!({ iceServers, controlling: i === 0, network: c.network, clock: vnet.clock, families: ['IPv4'], core: { random: seededRandom(2 * (options.seed ?? 1) + i) } }),
+  ) as [Agent, Agent];
   const [L, R] = agents;
   try {
     // signalling: parameters first, then trickled candidates, each after SIGNALLING_MS
@@ -106,7 +132,11 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
     L.on('data', (d) => got[0].push(d.toString()));
     R.on('data', (d) => got[1].push(d.toString()));
     await vnet.runUntil(Promise.all([L.gather(), R.gather()]), { maxMs: 60_000, label: 'gathering' });
-    const pairs = await vnet.runUntil(Promise.all([L.connect(), R.connect()]), { maxMs: 60_000, label: `${JSON.stringify(a)} <-> ${JSON.stringify(b)} connected` });
+    await vnet.runUntil(Promise.all([L.connect(), R.connect()]), { maxMs: 60_000, label: `${JSON.stringify(a)} <-> ${JSON.stringify(b)} connected` });
+    // The pairs selected once both are connected. Under loss the controlled side may first
+    // select a pair whose nomination never got back to the controlling side (every answer to
+    // the nomination check lost); it moves when the controlling side nominates another one.
+    const pairs: [SelectedPair, SelectedPair] = [L.selectedPair!, R.selectedPair!];
 
     // data both ways (with loss, resent until it arrives), and on the wire where it came from:
     // the last hop to an agent's host is from the TURN relay when either side's relayed
