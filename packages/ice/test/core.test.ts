@@ -1034,3 +1034,34 @@ describe('ICE core: a controlled agent nobody nominates for', () => {
     expect(B.state).toBe('completed');
   });
 });
+
+describe('ICE core: a nomination check that goes unanswered (RFC 8445 8.1.1)', () => {
+  it('is sent again as a fresh check (up to three in all) before the valid pair fails', () => {
+    const { w, A, B } = setup();
+    // Every answer to a check with USE-CANDIDATE is lost until 50 s: B selects the pair at
+    // once (60), A hears nothing back for its first nomination check.
+    w.drop = (p) => {
+      if (p.sender !== 'B' || p.t >= 50_000) return false;
+      const m = decode(p.data);
+      if (!m.isSuccess()) return false;
+      const req = w.stun('A').find((q) => q.msg.transactionId.equals(m.transactionId));
+      return req !== undefined && req.msg.has(AttrType.USE_CANDIDATE);
+    };
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(60_000);
+    const nominations = w.stun('A').filter((p) => p.msg.isRequest() && p.msg.has(AttrType.USE_CANDIDATE));
+    const ids = [...new Set(nominations.map((p) => p.msg.transactionId.toString('hex')))];
+    // The first transaction (from 50: seven sends, timed out at 39.55 s), then a second one at
+    // once, whose retransmission after 50 s is answered.
+    expect(ids).toHaveLength(2);
+    expect(nominations.filter((p) => p.msg.transactionId.toString('hex') === ids[1]).map((p) => p.t)[0]).toBe(39_550);
+    expect(w.states('A')).toEqual([
+      [0, 'checking'],
+      [expect.any(Number), 'connected'],
+      [expect.any(Number), 'completed'],
+    ]);
+    expect(w.states('A')[1]![0]).toBeGreaterThan(50_000);
+    expect(A.selectedPair()!.remote.address).toBe('10.0.0.2');
+    expect(B.selectedPair()!.remote.address).toBe('10.0.0.1');
+  });
+});

@@ -76,7 +76,11 @@ async function connectPair(a: PeerNat, b: PeerNat, options: { loss?: number; see
     L.on('data', (d) => got[0].push(d.toString()));
     R.on('data', (d) => got[1].push(d.toString()));
     await vnet.runUntil(Promise.all([L.gather(), R.gather()]), { maxMs: 60_000, label: 'gathering' });
-    const pairs = await vnet.runUntil(Promise.all([L.connect(), R.connect()]), { maxMs: 60_000, label: `${JSON.stringify(a)} <-> ${JSON.stringify(b)} connected` });
+    await vnet.runUntil(Promise.all([L.connect(), R.connect()]), { maxMs: 60_000, label: `${JSON.stringify(a)} <-> ${JSON.stringify(b)} connected` });
+    // The pairs selected once both are connected. Under loss the controlled side may first
+    // select a pair whose nomination never got back to the controlling side (every answer to
+    // the nomination check lost); it moves when the controlling side nominates another one.
+    const pairs: [SelectedPair, SelectedPair] = [L.selectedPair!, R.selectedPair!];
 
     // data both ways (with loss, resent until it arrives), and on the wire where it came from:
     // the last hop to an agent's host is from the TURN relay when either side's relayed

@@ -30,6 +30,15 @@ const CANDIDATE_TYPES = new Set(['host', 'srflx', 'prflx', 'relay']);
 const TRIGGERED_AFTER_COMPLETED_MS = 3000;
 
 /**
+ * How many nomination checks of a valid pair may time out before the pair fails. A pair is
+ * nominated only once its own check succeeded (RFC 8445 8.1.1), so a nomination check that
+ * goes unanswered through all its retransmissions (about 2.5 % of them with 20 % loss on each
+ * of the four hops of a relayed path) is more likely bad luck than a dead path; and the
+ * controlled agent has usually selected the pair already. A fresh check is sent instead.
+ */
+const NOMINATION_ATTEMPTS = 3;
+
+/**
  * The ICE agent (RFC 8445) without I/O: candidates and pairs are plain data, time is an
  * argument, and every input returns the actions to perform (datagrams to send, events).
  * The owner calls `handleTimeout(now)` when `nextTimeout()` passes. Nothing here touches a
@@ -785,7 +794,11 @@ export class IceCore {
         tx.pair.lastSentAt = now;
         this.send(tx.baseId, tx.to, a.transaction.bytes);
       } else if (tx.kind === 'check' && !tx.cancelled && tx.session === this.session && tx.pair.tx === tx) {
-        this.checkFailed(tx.session, tx.pair, now);
+        const p = tx.pair;
+        if (p.nominating && tx.useCandidate && p.validPair?.valid && ++p.nominationTimeouts < NOMINATION_ATTEMPTS) {
+          p.tx = undefined;
+          this.enqueueTriggered(tx.session, p, true);
+        } else this.checkFailed(tx.session, p, now);
       }
     }
   }

@@ -53,6 +53,8 @@ export class Pair {
   nominateOnSuccess = false;
   /** Controlling agent: a check with USE-CANDIDATE is queued or in flight (RFC 8445 8.1.1). */
   nominating = false;
+  /** Controlling agent: nomination checks of this pair that timed out unanswered. */
+  nominationTimeouts = 0;
   queued = false;
   /** The check in flight (not a cancelled one). */
   tx: Tx | undefined;
