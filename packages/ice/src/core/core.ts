@@ -30,11 +30,13 @@ const CANDIDATE_TYPES = new Set(['host', 'srflx', 'prflx', 'relay']);
 const TRIGGERED_AFTER_COMPLETED_MS = 3000;
 
 /**
- * How many nomination checks of a valid pair may time out before the pair fails. A pair is
- * nominated only once its own check succeeded (RFC 8445 8.1.1), so a nomination check that
- * goes unanswered through all its retransmissions (about 2.5 % of them with 20 % loss on each
- * of the four hops of a relayed path) is more likely bad luck than a dead path; and the
- * controlled agent has usually selected the pair already. A fresh check is sent instead.
+ * How many nomination checks of a valid pair may time out before the pair fails, while the
+ * peer's own checks keep arriving on it. A pair is nominated only once its own check
+ * succeeded (RFC 8445 8.1.1); if its nomination check goes unanswered through all its
+ * retransmissions (about 2.5 % of them with 20 % loss on each of the four hops of a relayed
+ * path) but the peer is still checking on the pair (the controlled agent has usually
+ * selected it and sends consent checks), that is bad luck, not a dead path: a fresh check
+ * is sent. Without a check from the peer since the nomination began, the pair fails.
  */
 const NOMINATION_ATTEMPTS = 3;
 
@@ -795,7 +797,7 @@ export class IceCore {
         this.send(tx.baseId, tx.to, a.transaction.bytes);
       } else if (tx.kind === 'check' && !tx.cancelled && tx.session === this.session && tx.pair.tx === tx) {
         const p = tx.pair;
-        if (p.nominating && tx.useCandidate && p.validPair?.valid && ++p.nominationTimeouts < NOMINATION_ATTEMPTS) {
+        if (p.nominating && tx.useCandidate && p.validPair?.valid && p.lastRequestAt >= tx.sentAt && ++p.nominationTimeouts < NOMINATION_ATTEMPTS) {
           p.tx = undefined;
           this.enqueueTriggered(tx.session, p, true);
         } else this.checkFailed(tx.session, p, now);
@@ -1225,6 +1227,7 @@ export class IceCore {
       s.byKey.set(pair.key, pair);
     }
     pair.remoteAuthenticated = true;
+    pair.lastRequestAt = now;
     const nominate = useCandidate && !this.isControlling;
     // After Completed: a nomination, and for three seconds any check, still triggers one (8.3.1).
     const lingering = nominate || now - s.completedAt < TRIGGERED_AFTER_COMPLETED_MS;

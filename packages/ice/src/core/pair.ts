@@ -55,6 +55,8 @@ export class Pair {
   nominating = false;
   /** Controlling agent: nomination checks of this pair that timed out unanswered. */
   nominationTimeouts = 0;
+  /** The last authenticated check from the peer for this pair (its remote, at its base). */
+  lastRequestAt = Number.NEGATIVE_INFINITY;
   queued = false;
   /** The check in flight (not a cancelled one). */
   tx: Tx | undefined;
