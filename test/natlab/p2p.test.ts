@@ -15,12 +15,13 @@
 // table.
 //
 // Cost, measured with stand-ins for the demos (test/natlab/lab-capacity.bench.ts: each peer
-// runs natcheck, as the demo does first; on this 2-core machine, shared and loaded): a cell
-// (lab, stunserver and relayserver, two peers, teardown) takes ~9 s alone, mostly the peers'
-// waiting; the 25 cells take 198 s one at a time, 60 s four at a time, 52 s eight at a time
-// and 48 s twelve at a time, where single cells start to stretch (the slowest 35 s against
-// 24 s at eight). Hence eight. The idle cells (two minutes and more each) start first and run
-// beside the others, so the whole list is bounded by them, not by the sum.
+// runs natcheck, as the demo does first; this 2-core machine, shared): a cell (lab, stunserver
+// and relayserver, two peers, teardown) takes ~9 s alone, mostly the peers' waiting. The 25
+// cells took 193 s one at a time and 31 s eight at a time, each cell no slower than alone
+// (load average ~5 from others' work); under heavy load from others (load ~17) 198 s one at
+// a time, 60 s four, 52 s eight and 48 s twelve at a time, where single cells stretch (the
+// slowest 35 s against 24 s at eight). Hence eight. The idle cells (two minutes and more each)
+// start first and run beside the others, so the whole list is bounded by them, not the sum.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';

@@ -16,6 +16,12 @@
 #    field: the only place aioice keeps it) when connect() returns, "failed" if it raises.
 #  - connect() needs the remote ufrag/pwd, so the peer calls it when remote-params arrive
 #    (gathering is done by then: it starts at once and takes no network round trip).
+#    connect() also fails at once ("ICE negotiation failed") when its check list is empty:
+#    no remote candidate yet and no check received before the call (earlier checks are kept
+#    in _early_checks and become peer-reflexive pairs inside connect()). A peer whose
+#    candidates are never signalled (Chromium's non-loopback ones) is only learned from its
+#    checks, so the peer also waits for a remote candidate or an early check, however late
+#    the first check comes on a loaded machine.
 #  - Remote candidates are accepted before and after connect(); after end-of-candidates
 #    aioice raises ValueError for more, which the peer reports as an error event.
 #  - Nomination: as controlling agent aioice sets USE-CANDIDATE on every check
@@ -66,6 +72,8 @@ async def main():
 
     async def run_connect():
         out({"ev": "state", "state": "checking", "native": "connect()"})
+        while not conn._remote_candidates and not conn._early_checks:
+            await asyncio.sleep(0.01)
         try:
             await conn.connect()
         except ConnectionError as e:

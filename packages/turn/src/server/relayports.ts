@@ -30,15 +30,23 @@ export interface RelayAllocator {
   allocate(family: Family, even?: boolean): Promise<RelaySocket | undefined>;
   /** EVEN-PORT with R: an even port now, the next one held under the returned token. */
   allocatePair(family: Family, now: number, owner?: string): Promise<{ relay: RelaySocket; token: Buffer } | undefined>;
-  /** Takes a reserved socket by its token; undefined if unknown or expired. */
-  redeem(token: Buffer, now: number): RelaySocket | undefined;
-  /** The owner of a live reservation. */
-  ownerOf(token: Buffer): string | undefined;
+  /**
+   * Takes a reserved socket by its token: the socket and who reserved it (their quota slot
+   * passes to the redeemer). `relay` undefined: the reservation was there, but its port
+   * could not be had (the owner's slot ends). Undefined: unknown or expired token.
+   */
+  redeem(token: Buffer, now: number): Redeemed | undefined | Promise<Redeemed | undefined>;
   /** Drops reservations whose time is up; returns them (their quota slots end). */
   sweep(now: number): Reservation[];
   release(relay: RelaySocket): void;
   /** Closes every reservation; returns them. */
   close(): Reservation[];
+}
+
+export interface Redeemed {
+  relay: RelaySocket | undefined;
+  /** Who reserved it ('' without authentication). */
+  owner: string;
 }
 
 export class RelayPorts implements RelayAllocator {
@@ -60,7 +68,8 @@ export class RelayPorts implements RelayAllocator {
     this.reservationMs = options.reservationMs ?? 30_000;
   }
 
-  private bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
+  /** A relay socket on exactly this port, or undefined if it cannot be had. */
+  protected bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
     const address = this.addresses[family]!;
     const key = `${family}:${port}`;
     if (this.used.has(key)) return Promise.resolve(undefined);
@@ -110,17 +119,22 @@ export class RelayPorts implements RelayAllocator {
     return undefined;
   }
 
-  /** Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. */
-  redeem(token: Buffer, now: number): RelaySocket | undefined {
-    const key = token.toString('hex');
+  /**
+   * Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. An expired
+   * reservation is left for sweep(), which ends it (and so its quota slot) in one place.
+   */
+  redeem(token: Buffer, now: number): Redeemed | Promise<Redeemed | undefined> | undefined {
+    const r = this.take(token, now);
+    return r ? { relay: r.relay, owner: r.owner } : undefined;
+  }
+
+  /** Removes a live reservation and returns it (its socket still open), or undefined. */
+  protected take(token: Buffer | string, now: number): Reservation | undefined {
+    const key = typeof token === 'string' ? token : token.toString('hex');
     const r = this.reservations.get(key);
-    if (!r) return undefined;
+    if (!r || r.expiresAt <= now) return undefined;
     this.reservations.delete(key);
-    if (r.expiresAt <= now) {
-      this.release(r.relay);
-      return undefined;
-    }
-    return r.relay;
+    return r;
   }
 
   /** Releases reservations that were not redeemed in time, and returns them. */
@@ -153,6 +167,11 @@ export class RelayPorts implements RelayAllocator {
 
   get inUse(): number {
     return this.used.size;
+  }
+
+  /** Forgets a relay port whose socket was closed elsewhere (handed to another worker). */
+  protected forget(relay: RelaySocket): void {
+    this.used.delete(`${relay.family}:${relay.port}`);
   }
 
   release(relay: RelaySocket): void {
