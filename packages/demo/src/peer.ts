@@ -285,6 +285,12 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       }
     });
     sig.on('app', (data) => {
+      // The peer gave up first (its --timeout, or ICE failed): the same checks failed here.
+      const failed = (data as { failed?: { reason?: unknown } } | null)?.failed;
+      if (failed) {
+        if (!this.everConnected && this.current && !this.finished) this.sessionFailed(this.current, `the peer found no path either (${typeof failed.reason === 'string' ? failed.reason : 'no reason given'})`);
+        return;
+      }
       this.peerRelayOnly = (data as { relayOnly?: unknown } | null)?.relayOnly === true;
       const nat = (data as { nat?: unknown } | null)?.nat as Record<string, unknown> | undefined;
       if (nat && typeof nat.classic === 'string') {
@@ -577,6 +583,8 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       const turnServers = this.options.iceServers.flatMap((x) => (Array.isArray(x.urls) ? x.urls : [x.urls])).filter((u) => /^turns?:/i.test(u)).length;
       const v = failureVerdict({ localRelays, remoteRelays, turnServers, turnErrors: s.turnErrors, ...(this.ownNat ? { ownNat: this.ownNat.classic } : {}), ...(this.peerNat ? { peerNat: this.peerNat.classic } : {}) });
       this.out({ event: 'failed', session: s.number, reason, ...v });
+      // Rooms: the peer hears it before our bye, so it gives its verdict too (not a wait for a new peer).
+      this.signalling?.sendApp({ failed: { reason } });
       void this.shutdown('no path', 1);
       return;
     }
