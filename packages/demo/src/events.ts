@@ -76,7 +76,7 @@ export type DemoEvent =
       rttMs?: number;
       /** From noticing the break (or the peer's restart) to a working path again, ms. */
       recoveryMs: number;
-      /** Noticed by consent: the outage as the demo saw it (silence before noticing, then the recovery), ms. */
+      /** Noticed by consent: from the old path's last answer to a consent check to the new path, ms (the outage began somewhere after that answer). */
       outageMs?: number;
       meaning: string;
     }

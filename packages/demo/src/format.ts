@@ -100,7 +100,7 @@ function body(e: TimedEvent): string[] | undefined {
       return [e.by === 'local' ? `ICE restart, session ${e.session} (${e.why}): exchanging candidates again` : `The peer restarted ICE: following it to session ${e.session}`];
     case 'recovered':
       return [
-        `Recovered ${secs(e.recoveryMs)} after noticing the break${e.outageMs !== undefined ? ` (about ${secs(e.outageMs)} without a path in all)` : ''}: ${e.path.kind} path (session ${e.session})`,
+        `Recovered ${secs(e.recoveryMs)} after noticing the break${e.outageMs !== undefined ? ` (${secs(e.outageMs)} since the old path last answered a consent check)` : ''}: ${e.path.kind} path (session ${e.session})`,
         ...pathLines(e.path, e.rttMs, e.meaning),
       ];
     case 'failed':
