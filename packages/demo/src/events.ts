@@ -60,9 +60,26 @@ export type DemoEvent =
   | { event: 'path'; session: number; path: DemoPath; rttMs?: number }
   | { event: 'sent'; byte: number; sent: number }
   | { event: 'data'; byte: number; bytes: number; received: number }
-  | { event: 'disconnected'; session: number; reason: 'consent' | 'consent-expired' | 'peer-restarted' | 'peer-left'; detail: string }
+  | {
+      event: 'disconnected';
+      session: number;
+      reason: 'consent' | 'consent-expired' | 'peer-restarted' | 'peer-left';
+      detail: string;
+      /** Consent: how long no answer had come when the break was noticed, ms. */
+      silentMs?: number;
+    }
   | { event: 'restart'; session: number; by: 'local' | 'peer'; why: string }
-  | { event: 'recovered'; session: number; path: DemoPath; rttMs?: number; recoveryMs: number; meaning: string }
+  | {
+      event: 'recovered';
+      session: number;
+      path: DemoPath;
+      rttMs?: number;
+      /** From noticing the break (or the peer's restart) to a working path again, ms. */
+      recoveryMs: number;
+      /** Noticed by consent: from the old path's last answer to a consent check to the new path, ms (the outage began somewhere after that answer). */
+      outageMs?: number;
+      meaning: string;
+    }
   | { event: 'failed'; session: number; reason: string; verdict: 'impossible without a relay' | 'no path, not even through the relay'; meaning: string }
   | { event: 'retry'; session: number; reason: string; inMs: number }
   | { event: 'warning'; message: string }

@@ -99,7 +99,10 @@ function body(e: TimedEvent): string[] | undefined {
     case 'restart':
       return [e.by === 'local' ? `ICE restart, session ${e.session} (${e.why}): exchanging candidates again` : `The peer restarted ICE: following it to session ${e.session}`];
     case 'recovered':
-      return [`Recovered after ${secs(e.recoveryMs)}: ${e.path.kind} path (session ${e.session})`, ...pathLines(e.path, e.rttMs, e.meaning)];
+      return [
+        `Recovered ${secs(e.recoveryMs)} after noticing the break${e.outageMs !== undefined ? ` (${secs(e.outageMs)} since the old path last answered a consent check)` : ''}: ${e.path.kind} path (session ${e.session})`,
+        ...pathLines(e.path, e.rttMs, e.meaning),
+      ];
     case 'failed':
       return [`No path: ${e.reason}`, `  verdict  ${e.verdict}`, `  meaning  ${e.meaning}`];
     case 'retry':

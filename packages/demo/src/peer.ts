@@ -110,6 +110,8 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
   private highest = 0;
   private everConnected = false;
   private breakAt: number | undefined;
+  /** How long the path had been silent when the break was noticed (consent), ms. */
+  private silentBefore: number | undefined;
   private retries = 0;
   private retryTimer: unknown;
   private sendTimer: unknown;
@@ -211,7 +213,9 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
 
   private startSignalling(): void {
     const o = this.options;
-    const sig = new Signalling(o.signal);
+    // Rooms: a ping on the signalling connection after 5 s of quiet, so that a NAT that forgot
+    // its TCP mapping (the same NAT as the ICE path, often) is noticed within seconds.
+    const sig = new Signalling({ ...o.signal, client: { pingInterval: 5000, ...o.signal.client } });
     this.signalling = sig;
     const server = `${o.signal.host}:${o.signal.port}`;
     sig.on('joined', ({ initiator, peer, reconnected }) => {
@@ -258,6 +262,7 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       const cur = this.current;
       if (this.active && this.active === cur && this.breakAt === undefined) {
         this.breakAt = this.clock.now();
+        this.silentBefore = undefined;
         this.out({ event: 'disconnected', session: cur.number, reason: 'peer-left', detail: `the peer left the room (${reason})` });
       }
       // A peer that said bye or closed its connection is gone, and so is the path to it.
@@ -280,6 +285,12 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       }
     });
     sig.on('app', (data) => {
+      // The peer gave up first (its --timeout, or ICE failed): the same checks failed here.
+      const failed = (data as { failed?: { reason?: unknown } } | null)?.failed;
+      if (failed) {
+        if (!this.everConnected && this.current && !this.finished) this.sessionFailed(this.current, `the peer found no path either (${typeof failed.reason === 'string' ? failed.reason : 'no reason given'})`);
+        return;
+      }
       this.peerRelayOnly = (data as { relayOnly?: unknown } | null)?.relayOnly === true;
       const nat = (data as { nat?: unknown } | null)?.nat as Record<string, unknown> | undefined;
       if (nat && typeof nat.classic === 'string') {
@@ -429,6 +440,7 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
         if (this.active && this.active === cur && this.breakAt === undefined) {
           // We had a path, and the peer moved on: for it, the path broke.
           this.breakAt = this.clock.now();
+          this.silentBefore = undefined;
           this.out({ event: 'disconnected', session: cur.number, reason: 'peer-restarted', detail: d.why === 'peer-replaced' ? 'another peer process took the place of ours' : 'the peer restarted ICE (it lost the path)' });
         }
         this.out({ event: 'restart', session: d.number, by: 'peer', why: d.why === 'peer-replaced' ? 'a different peer process answered' : 'the peer restarted ICE' });
@@ -491,11 +503,13 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
     if ((st === 'disconnected' || st === 'failed') && s === this.active && s === this.current && this.breakAt === undefined) {
       this.breakAt = this.clock.now();
       const ms = st === 'failed' ? 30_000 : this.options.disconnectedAfterMs;
+      this.silentBefore = ms;
       this.out({
         event: 'disconnected',
         session: s.number,
         reason: st === 'failed' ? 'consent-expired' : 'consent',
         detail: `no answer to consent checks for ${ms / 1000} s (RFC 7675)`,
+        silentMs: ms,
       });
       this.restartLocal('the path broke');
       return;
@@ -524,8 +538,18 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       this.scheduleSend();
     } else {
       const since = this.breakAt ?? s.createdAt;
-      this.breakAt = undefined;
-      this.out({ event: 'recovered', session: s.number, path, ...(p.rtt !== undefined ? { rttMs: round(p.rtt) } : {}), recoveryMs: Math.round(s.connectedAt - since), meaning });
+      const recoveryMs = Math.round(s.connectedAt - since);
+      const silent = this.silentBefore;
+      this.breakAt = this.silentBefore = undefined;
+      this.out({
+        event: 'recovered',
+        session: s.number,
+        path,
+        ...(p.rtt !== undefined ? { rttMs: round(p.rtt) } : {}),
+        recoveryMs,
+        ...(silent !== undefined ? { outageMs: recoveryMs + silent } : {}),
+        meaning,
+      });
     }
     for (const other of this.sessions) if (other !== s) this.closeSession(other);
   }
@@ -559,6 +583,8 @@ export class P2pPeer extends EventEmitter<P2pPeerEvents> {
       const turnServers = this.options.iceServers.flatMap((x) => (Array.isArray(x.urls) ? x.urls : [x.urls])).filter((u) => /^turns?:/i.test(u)).length;
       const v = failureVerdict({ localRelays, remoteRelays, turnServers, turnErrors: s.turnErrors, ...(this.ownNat ? { ownNat: this.ownNat.classic } : {}), ...(this.peerNat ? { peerNat: this.peerNat.classic } : {}) });
       this.out({ event: 'failed', session: s.number, reason, ...v });
+      // Rooms: the peer hears it before our bye, so it gives its verdict too (not a wait for a new peer).
+      this.signalling?.sendApp({ failed: { reason } });
       void this.shutdown('no path', 1);
       return;
     }

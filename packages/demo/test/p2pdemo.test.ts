@@ -222,6 +222,24 @@ describe('two p2pdemo peers on loopback', () => {
     expect(lines.some((l) => /^127\.0\.0\.1 \d+ udp 1\.000000 local 7\+[A-Za-z0-9]{8} [A-Za-z0-9]{24}$/.test(l))).toBe(true);
   });
 
+  it('in a room, the peer that gives up first tells the other, and both give the verdict', async () => {
+    // One peer on IPv4 loopback, the other on IPv6: no candidate pair at all, no TURN server.
+    const s = await startServers();
+    defer(() => s.stop());
+    const common = ['--signal', `127.0.0.1:${s.signalPort}`, '--room', 'r5', '--no-natcheck'];
+    const a = new Demo([...common, '--address', '127.0.0.1', '--timeout', '2']);
+    const b = new Demo([...common, '--address', '::1', '--timeout', '20']);
+    defer(() => Promise.all([a.proc.stop(), b.proc.stop()]));
+    const [fa, fb] = await Promise.all([a.event('failed', 30_000), b.event('failed', 30_000)]);
+    expect(fa).toMatchObject({ verdict: 'impossible without a relay', reason: "no path within 2 s of the peer's candidates" });
+    // B's own 20 s are not over: it heard A's verdict
+    expect(fb).toMatchObject({ verdict: 'impossible without a relay', reason: "the peer found no path either (no path within 2 s of the peer's candidates)" });
+    expect(fb.t).toBeLessThan(15);
+    expect(await a.proc.exited).toBe(1);
+    expect(await b.proc.exited).toBe(1);
+    for (const d of [a, b]) expect(d.events.some((e) => e.event === 'connected')).toBe(false);
+  });
+
   it('a third peer in a full room is told so and exits 1', async () => {
     const s = await startServers();
     defer(() => s.stop());

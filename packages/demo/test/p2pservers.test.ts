@@ -166,6 +166,11 @@ describe('p2pservers on loopback', () => {
     expect(expiry).toBeLessThanOrEqual(Date.now() / 1000 + 601);
     expect(r.credential).toBe(createHmac('sha1', 'north-secret').update(user).digest('base64'));
     expect(new Date(r.expires as string).getTime() / 1000).toBe(expiry);
+    // SIGHUP reaches the relay (it re-reads the secrets), and p2pservers stays up
+    s.child.kill('SIGHUP');
+    // (on Node 22.12 and newer the relay runs a worker per core, and each says it: relayserver[1]: ...)
+    await s.waitFor(/\[relayserver\] +relayserver(?:\[\d+\])?: SIGHUP: reloading credentials/, 10_000, 'stderr');
+    expect(s.child.exitCode).toBeNull();
     // through the relay, so TURN authentication is what is tested
     const args = [...r.p2pdemo, '--address', '127.0.0.1', '--interval', '0.2', '--no-natcheck'];
     const a = new Demo([...args, '--relay-only']);

@@ -43,7 +43,8 @@ const HELP = usage(
     'your --user, or TURN REST API secrets), the relay refuses private, loopback and its own\n' +
     'addresses, and every server keeps its limits. When all three are up it prints the\n' +
     'p2pdemo line to give the peers. Their logs follow, one prefix per server. Ctrl-C (or\n' +
-    'SIGTERM) stops all three cleanly; if one of them dies, the others are stopped too.\n\n' +
+    'SIGTERM) stops all three cleanly; if one of them dies, the others are stopped too.\n' +
+    'SIGHUP makes the relay re-read --auth-secret-file.\n\n' +
     'Open UDP 3478-3480 and 49152-65535 (relayed addresses), TCP 3478, 3479 and 14141.\n\n' +
     'Examples:\n' +
     '  p2pservers                                    # on a host with a public address\n' +
@@ -220,6 +221,10 @@ runCli(PROGRAM, async () => {
     };
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
+  });
+  // SIGHUP: the relay re-reads its users and secrets files (the others have nothing to re-read).
+  process.on('SIGHUP', () => {
+    for (const r of running) if (r.plan.name === 'relayserver' && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGHUP');
   });
 
   const ready = Promise.all(
