@@ -2,8 +2,8 @@
 # interop tests. It speaks the ice-peers line protocol (test/helpers/ice-peers/README.md):
 # one JSON object per line on stdin (commands) and stdout (events). End of stdin ends it.
 # aioice's log (INFO: pair states, peer-reflexive candidates, "ICE completed/failed") and
-# each command as it arrives go to stderr with UTC times of day, so a failing test shows
-# who did what when.
+# each command as it arrives go to stderr with UTC times of day, the clock of the test's
+# event timeline, so a failing test shows who did what when.
 #
 # aioice.Connection(ice_controlling, components=1), UDP only, no STUN/TURN server.
 # What aioice 0.8 does that this peer relies on or works around (ice.py, Connection):
@@ -206,6 +206,8 @@ async def main():
                 await conn.send(bytes.fromhex(msg["hex"]))
             except ConnectionError as e:
                 out({"ev": "error", "message": "send: %s" % e})
+        elif cmd == "sync":
+            out({"ev": "synced", "id": str(msg.get("id", ""))})
         elif cmd == "close":
             break
         else:

@@ -173,6 +173,9 @@ rl.on('line', (text) => {
       if (!conn.nominated) out({ ev: 'error', message: 'send: nothing nominated yet' });
       else track(conn.send(Buffer.from(msg.hex, 'hex')));
       break;
+    case 'sync':
+      out({ ev: 'synced', id: String(msg.id ?? '') });
+      break;
     case 'close':
       void close();
       break;
