@@ -5,7 +5,7 @@ import { type TransportAddress, ManualClock, MessageBuilder, MessageClass, Metho
 import { describe, expect, it } from 'vitest';
 import { MemorySegment, type MemoryHost } from '../../../test/helpers/memnet.js';
 import { thrown } from '../../../test/helpers/thrown.js';
-import { CandidateLineError, IceAgent, type IceAgentOptions, IceError, formatCandidateLine } from '../src/index.js';
+import { CandidateLineError, IceAgent, type IceAgentOptions, type IceCore, IceError, formatCandidateLine } from '../src/index.js';
 import { decodeQuery, encodeAnswer } from '../src/mdns/dns.js';
 import { seededBytes } from './helpers/wire.js';
 import { TestGatherer } from './helpers/test-gatherer.js';
@@ -272,6 +272,55 @@ describe('IceAgent (in memory, fake clock)', () => {
     expect(seg.open).toBe(0);
   });
 
+  it('bounds what a peer can make it resolve: names in flight count as remote candidates, one address per family per name; a restart drops the old session\'s waits', async () => {
+    const seg = new MemorySegment();
+    const responderHost = seg.host('10.0.0.53');
+    const responder = await responderHost.createUdpSocket({ family: 'IPv4', address: '10.0.0.53', port: 5353 });
+    const queries: string[] = [];
+    const WIDE = 'aaaaaaaa-0000-4000-8000-000000000001.local';
+    responder.on('message', (m: Buffer, rinfo) => {
+      const q = decodeQuery(m);
+      if (!q) return;
+      queries.push(q.name);
+      // A hostile answer: ten addresses for one name.
+      if (q.name === WIDE) {
+        const answers = Array.from({ length: 10 }, (_, i) => ({ family: 'IPv4' as const, bytes: Uint8Array.from([10, 0, 1, i + 1]) }));
+        responder.send(encodeAnswer(q.id, q.name, answers), rinfo.port, rinfo.address);
+      }
+    });
+    const server: TransportAddress = { family: 'IPv4', address: '10.0.0.53', port: 5353 };
+    const clock = new ManualClock();
+    const hostA = seg.host('10.0.0.1');
+    const A = new IceAgent({ clock, network: hostA, mdns: { server, timeoutMs: 3000 }, core: { maxRemoteCandidates: 3 }, gatherer: () => new TestGatherer({ network: hostA, addresses: ['10.0.0.1'] }) });
+    A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) });
+    await A.gather();
+    A.addRemoteCandidate(`candidate:1 1 udp 2122260223 ${WIDE} 5000 typ host`);
+    await flush();
+    expect(A.remoteCandidates.map((c) => c.address)).toEqual(['10.0.1.1']);
+    // Two silent names in flight and one candidate: the limit (3) is reached.
+    A.addRemoteCandidate('candidate:2 1 udp 2122260222 silent-1.local 5000 typ host');
+    A.addRemoteCandidate('candidate:3 1 udp 2122260221 silent-2.local 5000 typ host');
+    expect(thrown(IceError, () => A.addRemoteCandidate('candidate:4 1 udp 2122260220 silent-3.local 5000 typ host')).code).toBe('TOO_MANY_CANDIDATES');
+    await flush();
+    expect(queries).toEqual([WIDE, 'silent-1.local', 'silent-2.local']);
+    // The peer's end-of-candidates waits for the two names; then A restarts: the new session
+    // neither waits for them nor gets that end-of-candidates when they time out.
+    A.endOfRemoteCandidates();
+    A.restart();
+    A.setRemoteParameters({ ufrag: 'ssss', pwd: 'q'.repeat(22) });
+    for (let t = 0; t < 3000; t += 100) {
+      clock.advance(100);
+      await flush();
+    }
+    const core = (A as unknown as { core: IceCore }).core;
+    expect(core.endOfCandidates.remote).toBe(false);
+    A.endOfRemoteCandidates();
+    expect(core.endOfCandidates.remote).toBe(true);
+    await A.close();
+    await new Promise<void>((res) => responder.close(() => res()));
+    expect(clock.pending).toBe(0);
+  });
+
   it('restart: new parameters both ways, candidates again, data flowing throughout', async () => {
     const r = rig();
     await start(r);
@@ -309,6 +358,26 @@ describe('IceAgent (in memory, fake clock)', () => {
     await r.until(() => r.A.state === 'completed', 60_000, 10);
     expect(r.A.selectedPair!.local.type).toBe('relay');
     expect(r.gA.bases[1]!.channels).toEqual([{ family: 'IPv4', address: '10.0.0.2', port: r.gB.candidates[0]!.port }]);
+    await Promise.all([r.A.close(), r.B.close()]);
+  });
+
+  it('a TURN allocation lost under the selected pair (base-closed) fails the agent at once; a restart does not signal its candidate again', async () => {
+    const r = rig({ a: {}, relaysA: ['10.0.0.11'] });
+    await start(r);
+    r.gA.bases[0]!.mute = true;
+    await r.until(() => r.A.state === 'completed', 60_000, 10);
+    expect(r.A.selectedPair!.local.type).toBe('relay');
+    const t = r.clock.now();
+    // The gatherer reports the allocation gone (a refresh refused, RFC 8656 section 7).
+    r.gA.emit('base-closed', r.gA.bases[1], new Error('437 Allocation Mismatch'));
+    expect(events(r, 'A', 'state').at(-1)).toEqual([t, 'failed']);
+    expect(r.A.send(Buffer.from('x'))).toBe(false);
+    expect(r.A.localCandidates.map((c) => c.type)).toEqual(['host']);
+    const again: string[] = [];
+    r.A.on('candidate', (c) => again.push(`${c.type} ${c.address}`));
+    r.A.restart();
+    await flush();
+    expect(again).toEqual(['host 10.0.0.1']);
     await Promise.all([r.A.close(), r.B.close()]);
   });
 

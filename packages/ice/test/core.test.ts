@@ -472,8 +472,13 @@ describe('ICE core: peer-reflexive and server-reflexive candidates (RFC 8445 7.2
     expect(prflxA[0]!.action.candidate).toMatchObject({ type: 'prflx', address: '203.0.113.1', port: 5000, baseId: 1, priority: candidatePriority(110, 65535, 1), relatedAddress: '10.0.0.1' });
     expect(A.selectedPair()).toMatchObject({ local: { type: 'prflx', address: '203.0.113.1' }, remote: { address: '10.0.0.2' } });
     expect(B.selectedPair()).toMatchObject({ local: { type: 'host' }, remote: { type: 'prflx', address: '203.0.113.1' } });
-    // B's own checks to A's private address went nowhere; its pair to the prflx succeeded.
-    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')).toBeUndefined(); // removed when checking ended
+    // B's own check to A's private address goes nowhere; it ranks above the selected pair, so
+    // the controlled B lets it run on (RFC 8445 8.1.2) until it fails; the selection stays.
+    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')!.state).toBe('in-progress');
+    w.run(45_000);
+    expect(B.checklist.find((p) => p.remote.address === '10.0.0.1')!.state).toBe('failed');
+    expect(B.selectedPair()).toMatchObject({ remote: { type: 'prflx', address: '203.0.113.1' } });
+    expect(B.state).toBe('completed');
   });
 
   it('a signalled srflx candidate names the valid pair (no prflx), and the check went from its base', () => {
@@ -873,5 +878,159 @@ describe('ICE core: inputs it refuses, and close', () => {
     const sel = w.eventsOf('selected-pair', 'A').map((e) => e.t);
     expect(sel).toHaveLength(2);
     expect(w.states('A').find(([, s]) => s === 'completed')![0]).toBe(Math.max(...sel));
+  });
+});
+
+describe('ICE core: pairs added while checking (RFC 8838 section 12)', () => {
+  /** A (controlling, host 10.0.0.1:1000) checking remote candidates on one remote IP (one foundation). */
+  function trickled() {
+    const { w, A } = setup();
+    w.apply('A', A.addLocalCandidate(hostA, 0));
+    w.apply('A', A.setRemoteParameters({ ufrag: 'rrrr', pwd: 'p'.repeat(22) }, 0));
+    const remote = (port: number, localPreference: number) => signalled(localCandidate('host', 9, '10.9.0.1', port, { localPreference }));
+    return { w, A, remote };
+  }
+  const states = (A: IceCore) => A.checklist.map((p) => `${p.remote.port}:${p.state}`);
+
+  it('rule 1: a new pair that heads its foundation is Waiting, even while another of the foundation is in progress', () => {
+    const { w, A, remote } = trickled();
+    w.drop = () => true;
+    w.apply('A', A.addRemoteCandidate(remote(4000, 100), 0));
+    expect(states(A)).toEqual(['4000:in-progress']);
+    // A better candidate on the same address arrives: same foundation, higher priority.
+    w.apply('A', A.addRemoteCandidate(remote(4001, 200), 10));
+    expect(states(A)).toEqual(['4001:waiting', '4000:in-progress']);
+    // And it is checked in the next pacing slot, not after the first pair fails (39.5 s).
+    w.run(60);
+    expect(w.sent.filter((p) => p.to.port === 4001).map((p) => p.t)).toEqual([50]);
+    // A worse one is Frozen (rule 3).
+    w.apply('A', A.addRemoteCandidate(remote(4002, 50), 60));
+    expect(states(A)).toEqual(['4001:in-progress', '4000:in-progress', '4002:frozen']);
+  });
+
+  it('rule 2: once a pair of the foundation succeeded, every new pair of it is Waiting', () => {
+    const { w, A, remote } = trickled();
+    // Nothing reaches the peer; its answer to the first check is handed to A below.
+    const peerKey = shortTermKey('p'.repeat(22));
+    w.drop = () => true;
+    w.apply('A', A.addRemoteCandidate(remote(4000, 300), 0));
+    w.apply('A', A.addRemoteCandidate(remote(4001, 200), 0));
+    expect(states(A)).toEqual(['4000:in-progress', '4001:frozen']);
+    // The answer to the first check: the foundation's other pair is unfrozen (RFC 8445 7.2.5.3.3).
+    const m = decode(w.sent[0]!.data);
+    w.apply('A', A.handleStun(1, new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, Buffer.from(m.transactionId)).add(Attr.XorMappedAddress, addr('10.0.0.1', 1000)).encode({ integrity: { key: peerKey }, fingerprint: true }), addr('10.9.0.1', 4000), 5));
+    expect(states(A)).toEqual(['4000:succeeded', '4001:waiting']);
+    // A pair of that foundation trickled in now is Waiting too, though it heads nothing.
+    w.apply('A', A.addRemoteCandidate(remote(4002, 100), 6));
+    expect(states(A)).toEqual(['4000:succeeded', '4001:waiting', '4002:waiting']);
+  });
+});
+
+describe('ICE core: a candidate base that closes (a TURN allocation lost)', () => {
+  const relayA = localCandidate('relay', 2, '198.51.100.9', 40000, { base: addr('10.0.0.1', 1001), server: '198.51.100.9' });
+  const basesA = { 1: addr('10.0.0.1', 1000), 2: addr('198.51.100.9', 40000) };
+
+  it('under the selected pair: consent is lost at once, the agent fails and sends nothing more', () => {
+    const { w, A, B } = setup({ basesA });
+    exchange(w, { name: 'A', core: A, locals: [relayA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    expect(A.selectedPair()!.local.type).toBe('relay');
+    // (The wire still delivers B's checks to the closed base, and the core answers them; a
+    // closed socket would not receive them.)
+    const sentByA = () => w.sent.filter((p) => p.sender === 'A' && !decode(p.data).isSuccess()).length;
+    const before = sentByA();
+    w.apply('A', A.baseClosed(2, 1000));
+    expect(w.states('A').at(-1)).toEqual([1000, 'failed']);
+    expect(A.dataPath()).toBeUndefined();
+    expect(A.localCandidates).toEqual([]);
+    w.run(40_000);
+    // No consent check, no keepalive: consent expired with the base.
+    expect(sentByA()).toBe(before);
+    expect(A.nextTimeout()).toBeUndefined();
+  });
+
+  it('while checking: its pairs leave the checklist and their checks stop; the other base connects', () => {
+    const { w, A, B } = setup({ basesA });
+    // Nothing from the host base gets through, so only the relay would work, until it closes.
+    w.drop = (p) => p.t < 20;
+    exchange(w, { name: 'A', core: A, locals: [hostA, relayA] }, { name: 'B', core: B, locals: [hostB] });
+    expect(A.checklist.map((p) => `${p.local.type}:${p.state}`)).toEqual(['host:in-progress', 'relay:waiting']);
+    w.apply('A', A.baseClosed(2, 0));
+    expect(A.checklist.map((p) => `${p.local.type}:${p.state}`)).toEqual(['host:in-progress']);
+    w.run(3000);
+    expect(w.sent.filter((p) => p.sender === 'A' && p.baseId === 2 && decode(p.data).isRequest())).toEqual([]);
+    expect(A.selectedPair()!.local.type).toBe('host');
+  });
+});
+
+describe('ICE core: when checking ends (RFC 8445 8.1.2, 8.3.1)', () => {
+  it('the controlled agent lets the check of a better pair run on after the selection', () => {
+    // A's second address (another foundation), with a lower preference.
+    const a2 = localCandidate('host', 2, '10.0.1.1', 1001, { localPreference: 100 });
+    const { w, A, B } = setup({ basesA: { 1: addr('10.0.0.1', 1000), 2: addr('10.0.1.1', 1001) } });
+    // The best path (10.0.0.1:1000 <-> 10.0.0.2:2000) loses everything before t = 600: A gives
+    // it up and nominates the pair of its worse candidate (10.0.1.1:1001).
+    const best = (p: { from: { port: number }; to: { port: number } }) => (p.from.port === 1000 && p.to.port === 2000) || (p.from.port === 2000 && p.to.port === 1000);
+    w.drop = (p) => p.t < 600 && best(p);
+    exchange(w, { name: 'A', core: A, locals: [hostA, a2] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    expect(B.selectedPair()!.remote.port).toBe(1001);
+    expect(B.state).toBe('completed');
+    // B's check of the better pair keeps its RTO schedule (0, 500, then 1500, which gets through).
+    w.run(2000);
+    const checksToBest = w.stun('B').filter((p) => p.msg.isRequest() && p.to.port === 1000 && p.t < 5000).map((p) => p.t);
+    expect(checksToBest).toEqual([0, 500, 1500]);
+    expect(B.validPairs.map((p) => p.remote.port)).toEqual([1000, 1001]);
+    // The selection is the controlling agent's to change: it stays.
+    expect(B.selectedPair()!.remote.port).toBe(1001);
+  });
+
+  it('for three seconds after Completed a check from a new address still triggers a check back, then no more', () => {
+    const { w, A, B } = connected();
+    const key = shortTermKey(B.localParameters.pwd);
+    const check = () =>
+      forged((b) => b.add(Attr.Username, `${B.localParameters.ufrag}:${A.localParameters.ufrag}`).add(Attr.Priority, candidatePriority(110, 65535, 1)).add(Attr.IceControlling, 2n), key);
+    // B completed at 60. A check from another port of A's at 2000, and one from a third at 3100.
+    const triggeredTo = (port: number, t0: number) => w.stun('B').filter((p) => p.msg.isRequest() && p.to.port === port && p.t >= t0).map((p) => p.t);
+    w.run(2000);
+    w.apply('B', B.handleStun(1, check(), addr('10.0.0.1', 1001), 2000));
+    w.run(2100);
+    expect(triggeredTo(1001, 2000)).toEqual([2000]);
+    w.run(3100);
+    w.apply('B', B.handleStun(1, check(), addr('10.0.0.1', 1002), 3100));
+    w.run(3200);
+    expect(triggeredTo(1002, 3100)).toEqual([]);
+    // Both were answered, and the selection did not move.
+    expect(B.selectedPair()!.remote.port).toBe(1000);
+  });
+});
+
+describe('ICE core: a controlled agent nobody nominates for', () => {
+  it('fails one check timeout after the peer\'s last check, instead of checking forever', () => {
+    // A's checks never reach B (so A never has a valid pair and never nominates); B's checks
+    // reach A and are answered: B has a valid pair and waits for a nomination that never comes.
+    const { w, A, B } = setup();
+    w.drop = (p) => p.sender === 'A' && decode(p.data).isRequest();
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(200);
+    expect(B.validPairs).toHaveLength(1);
+    w.run(200_000);
+    // A's last check (the triggered one, sent at 50) failed at 39.55 s; B heard no check from
+    // A, so it waited one check timeout (39.5 s) from end-of-candidates.
+    expect(w.states('A').at(-1)).toEqual([39_550, 'failed']);
+    expect(w.states('B')).toEqual([
+      [0, 'checking'],
+      [39_500, 'failed'],
+    ]);
+  });
+
+  it('a nomination that comes within the wait still connects', () => {
+    const { w, A, B } = setup();
+    // A's ordinary checks are lost until 30 s (so nothing is nominated): B, with a valid pair,
+    // waits; from 30 s on they get through and A nominates.
+    w.drop = (p) => p.sender === 'A' && p.t < 30_000 && decode(p.data).isRequest();
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(60_000);
+    expect(B.state).toBe('completed');
   });
 });

@@ -2,13 +2,32 @@
 // kernel, no real time. natkit's StunServer and TurnServer run on the same network. This is
 // what lets the virtual NAT network of the ICE tests run the gatherer unchanged.
 import { describe, expect, it } from 'vitest';
-import { ManualClock, StunServer, type TransportAddress } from '@natkit/stun';
+import { ManualClock, Method, type Network, StunServer, type TransportAddress, decodeMessage, isStunMessage } from '@natkit/stun';
 import { TurnServer, parseUsers } from '@natkit/turn';
-import { Gatherer, type ServerOutcome } from '../src/index.js';
-import { MemorySegment, inbox } from '../../../test/helpers/memnet.js';
+import { Gatherer, type RelayBase, type ServerOutcome } from '../src/index.js';
+import { type MemoryHost, MemorySegment, inbox } from '../../../test/helpers/memnet.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 const { track } = useCleanup();
+
+/** A host's Network whose sockets record every datagram as send() is called. */
+function recording(host: MemoryHost): { network: Network; sent: Buffer[] } {
+  const sent: Buffer[] = [];
+  const network: Network = {
+    interfaces: () => host.interfaces(),
+    lookup: (h, f) => host.lookup(h, f),
+    createUdpSocket: async (o) => {
+      const sock = await host.createUdpSocket(o);
+      const send = sock.send.bind(sock);
+      sock.send = (msg, ...rest) => {
+        sent.push(Buffer.from(msg));
+        send(msg, ...rest);
+      };
+      return sock;
+    },
+  };
+  return { network, sent };
+}
 
 /** Lets the microtask-driven network deliver what is in flight (no timers involved). */
 async function settle(): Promise<void> {
@@ -82,5 +101,53 @@ describe('gathering on an in-memory network with a manual clock', () => {
     for (let i = 0; i < 20 && got.length === 0; i++) await settle();
     expect(got).toEqual([['pong', to]]);
     await new Promise<void>((r) => peerSocket.close(() => r()));
+  });
+
+  it('a relay base hands each datagram to the socket at once once a channel is bound: ChannelData, no promise per datagram', async () => {
+    const seg = new MemorySegment();
+    const client = seg.host('198.51.100.2');
+    const serverHost = seg.host('203.0.113.1');
+    const peerHost = seg.host('198.51.100.9');
+    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+    // The client's sockets, with each send() call recorded as it is made.
+    const { network, sent } = recording(client);
+    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+    const report = await g.gather();
+    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
+    const peer = inbox(peerSocket);
+    const base = g.base(report.candidates[0]!.baseId)!;
+    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    await base.bindChannel!(to);
+    const before = sent.length;
+    for (let i = 0; i < 5; i++) base.send(Buffer.from(`d${i}`), to);
+    // Synchronously: five ChannelData messages (first byte 0x40-0x7f, RFC 8656 section 12.4).
+    expect(sent.slice(before).map((b) => [b[0]! >> 6, b.subarray(4).toString()])).toEqual(Array.from({ length: 5 }, (_, i) => [1, `d${i}`]));
+    for (let i = 0; i < 5; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
+    await new Promise<void>((r) => peerSocket.close(() => r()));
+  });
+
+  it('a relay base asks for a refused permission once: later datagrams to that IP are dropped and counted, not asked again', async () => {
+    const seg = new MemorySegment();
+    const client = seg.host('198.51.100.2');
+    const serverHost = seg.host('203.0.113.1');
+    // natkit's relay refuses private peers by default (RFC 8656 section 9.2: 403).
+    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+    const { network, sent } = recording(client);
+    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+    const report = await g.gather();
+    const base = g.base(report.candidates[0]!.baseId) as RelayBase;
+    const privatePeer: TransportAddress = { family: 'IPv4', address: '10.1.2.3', port: 5000 };
+    const permissionsAsked = () => sent.filter((b) => isStunMessage(b) && decodeMessage(b).method === Method.CreatePermission).length;
+    base.send(Buffer.from('check'), privatePeer);
+    for (let i = 0; i < 20 && base.dropped === 0; i++) await settle();
+    expect(base.dropped).toBe(1);
+    const asked = permissionsAsked();
+    // A check's retransmissions (and another peer port on the same IP): dropped at once.
+    base.send(Buffer.from('again'), privatePeer);
+    base.send(Buffer.from('other port'), { ...privatePeer, port: 5001 });
+    await settle();
+    expect(base.dropped).toBe(3);
+    expect(asked).toBe(1);
+    expect(permissionsAsked()).toBe(asked);
   });
 });

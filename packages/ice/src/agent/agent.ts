@@ -103,13 +103,17 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private gatheringDone = false;
   private readonly resolver: MdnsResolver | undefined;
   private readonly lookupTimeoutMs: number;
+  /** Names of remote candidates being resolved for the current ICE session (generation). */
   private pendingResolutions = 0;
+  /** The peer's end-of-candidates, held until those names are resolved. */
   private remoteEocWaiting = false;
   private timer: unknown;
   private timerAt: number | undefined;
   private closing: Promise<void> | undefined;
   private closed = false;
   private readonly wired = new Set<number>();
+  /** Bases the gatherer reported closed ('base-closed'): their candidates are not signalled again. */
+  private readonly deadBases = new Set<number>();
   private readonly channels = new Set<string>();
   private waiters: Array<{ resolve: (p: SelectedPair) => void; reject: (e: Error) => void }> = [];
   private readonly agentStats = {
@@ -173,9 +177,10 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     return this.core.controlling;
   }
 
-  /** Local candidates found so far. */
+  /** Local candidates found so far (those of a base that closed left out). */
   get localCandidates(): readonly LocalCandidate[] {
-    return this.gathererInstance?.candidates ?? [];
+    const all = this.gathererInstance?.candidates ?? [];
+    return this.deadBases.size === 0 ? all : all.filter((c) => !this.deadBases.has(c.baseId));
   }
 
   get remoteCandidates(): Candidate[] {
@@ -215,6 +220,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     }
     g.on('candidate', this.onLocalCandidate);
     g.on('complete', this.onGatheringComplete);
+    g.on('base-closed', this.onBaseClosed);
     this.gathering = g.gather().then(
       () => this.onGatheringComplete(),
       (e: unknown) => {
@@ -345,6 +351,17 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     this.emit('gathering-complete');
   };
 
+  /**
+   * A base is gone (a TURN allocation lost: its refresh refused, its connection closed): its
+   * pairs go, and a selected pair on it fails the agent at once rather than after 30 s of
+   * unanswered consent checks (restart() then gathers a new path).
+   */
+  private readonly onBaseClosed = (base: CandidateBase): void => {
+    if (this.closed || this.deadBases.has(base.id)) return;
+    this.deadBases.add(base.id);
+    this.perform(this.core.baseClosed(base.id, this.clock.now()));
+  };
+
   private wire(base: CandidateBase): void {
     if (this.wired.has(base.id)) return;
     this.wired.add(base.id);
@@ -435,9 +452,13 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
 
   /** After a restart the peer needs every local candidate again (RFC 8445 section 9, RFC 8838). */
   private announceAgain(): void {
+    // Names still resolving belong to the previous session: the new one neither waits for
+    // them nor inherits an end-of-candidates held back for them.
+    this.pendingResolutions = 0;
+    this.remoteEocWaiting = false;
     queueMicrotask(() => {
       if (this.closed) return;
-      for (const c of this.gathererInstance?.candidates ?? []) this.emit('candidate', c);
+      for (const c of this.gathererInstance?.candidates ?? []) if (!this.deadBases.has(c.baseId)) this.emit('candidate', c);
       if (this.gatheringDone) this.emit('gathering-complete');
     });
   }
@@ -459,7 +480,19 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     this.perform(this.core.handleTimeout(this.clock.now()));
   };
 
+  /**
+   * Resolves a remote candidate's name (mDNS for .local, DNS otherwise) and adds what it
+   * resolves to. A peer cannot make the agent resolve more names at once than it may have
+   * remote candidates (IceError TOO_MANY_CANDIDATES, as the core says for addresses), and a
+   * name adds at most one address of each family: a browser registers one name per address
+   * (draft-ietf-mmusic-mdns-ice-candidates), and a hostile answer listing many addresses must
+   * not fill the remote candidate limit or spray checks.
+   */
   private resolveRemote(c: Candidate): void {
+    const limit = this.core.options.maxRemoteCandidates;
+    if (this.pendingResolutions + this.core.remoteCandidates.length >= limit) {
+      throw new IceError('TOO_MANY_CANDIDATES', `more than ${limit} remote candidates (names being resolved included)`);
+    }
     const generation = this.core.generation;
     const name = c.address;
     this.pendingResolutions++;
@@ -472,27 +505,29 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
       .then(
         (addresses) => {
           if (this.closed || generation !== this.core.generation) return;
-          let added = 0;
+          const families = new Set<Family>();
           for (const a of addresses) {
+            if (families.has(a.family)) continue;
+            families.add(a.family);
             try {
               this.perform(this.core.addRemoteCandidate({ ...c, address: a.address }, this.clock.now()));
-              added++;
             } catch (e) {
               this.agentStats.remoteCandidatesDropped.refused++;
               this.emit('candidate-error', { candidate: c, error: e as Error });
             }
           }
-          if (addresses.length === 0 || added === 0) this.agentStats.remoteCandidatesDropped.unresolved += addresses.length === 0 ? 1 : 0;
+          if (addresses.length === 0) this.agentStats.remoteCandidatesDropped.unresolved++;
         },
         (err: Error) => {
-          if (this.closed) return;
+          if (this.closed || generation !== this.core.generation) return;
           this.agentStats.remoteCandidatesDropped.unresolved++;
           this.emit('candidate-error', { candidate: c, error: err });
         },
       )
       .finally(() => {
+        if (this.closed || generation !== this.core.generation) return;
         this.pendingResolutions--;
-        if (!this.closed && this.pendingResolutions === 0 && this.remoteEocWaiting) {
+        if (this.pendingResolutions === 0 && this.remoteEocWaiting) {
           this.remoteEocWaiting = false;
           this.perform(this.core.endOfRemoteCandidates(this.clock.now()));
         }
@@ -525,6 +560,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     if (g) {
       g.off('candidate', this.onLocalCandidate);
       g.off('complete', this.onGatheringComplete);
+      g.off('base-closed', this.onBaseClosed);
       for (const b of g.bases) if (this.wired.has(b.id)) b.onPacket = undefined;
     }
     await Promise.allSettled([this.resolver?.close(), g?.close(), this.gathering]);

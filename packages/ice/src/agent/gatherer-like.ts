@@ -30,9 +30,12 @@ export interface AgentGathererOptions {
  * stand in for it (a test double, a gatherer over the virtual network).
  */
 export interface GathererLike {
-  /** 'candidate' (a LocalCandidate, trickled) and 'complete' (end-of-candidates). */
-  on(event: 'candidate' | 'complete', listener: (...args: any[]) => void): unknown;
-  off(event: 'candidate' | 'complete', listener: (...args: any[]) => void): unknown;
+  /**
+   * 'candidate' (a LocalCandidate, trickled), 'complete' (end-of-candidates) and 'base-closed'
+   * (a CandidateBase that can no longer send or receive: a TURN allocation lost after gathering).
+   */
+  on(event: 'candidate' | 'complete' | 'base-closed', listener: (...args: any[]) => void): unknown;
+  off(event: 'candidate' | 'complete' | 'base-closed', listener: (...args: any[]) => void): unknown;
   /** Starts gathering; resolves at end-of-candidates. */
   gather(): Promise<unknown>;
   readonly candidates: readonly LocalCandidate[];

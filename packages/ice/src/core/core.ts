@@ -24,6 +24,12 @@ import type { DropReason, IceAction, IceCoreOptions, IceState, IceStats, PairInf
 const CANDIDATE_TYPES = new Set(['host', 'srflx', 'prflx', 'relay']);
 
 /**
+ * RFC 8445 section 8.3.1: after Completed an agent SHOULD go on generating triggered checks
+ * for three seconds (the selected pair can still change when the peer nominates aggressively).
+ */
+const TRIGGERED_AFTER_COMPLETED_MS = 3000;
+
+/**
  * The ICE agent (RFC 8445) without I/O: candidates and pairs are plain data, time is an
  * argument, and every input returns the actions to perform (datagrams to send, events).
  * The owner calls `handleTimeout(now)` when `nextTimeout()` passes. Nothing here touches a
@@ -391,6 +397,48 @@ export class IceCore {
     });
   }
 
+  /**
+   * A candidate base is gone: its socket closed, or its TURN allocation was lost (the
+   * gatherer's 'base-closed'). Its local candidates and every pair on it leave the checklist,
+   * the valid list and the triggered-check queue, and their checks are cancelled. A selected
+   * pair on it can never be answered again, so its consent is lost at once (RFC 7675 section
+   * 5.1: stop sending) instead of 30 s later: the session fails (a restart recovers), or,
+   * during a restart, the previous session's pair stops carrying data.
+   */
+  baseClosed(baseId: number, now: number): IceAction[] {
+    return this.run(now, () => {
+      if (this.closed) return;
+      for (let i = this.locals.length - 1; i >= 0; i--) {
+        const l = this.locals[i]!;
+        if (l.baseId !== baseId) continue;
+        this.locals.splice(i, 1);
+        this.localByKey.delete(localKey(l));
+      }
+      for (const t of [...this.txs.values()]) {
+        const tx = t.context;
+        if (tx.baseId !== baseId) continue;
+        this.txs.cancel(t.id);
+        if (tx.pair.tx === tx) tx.pair.tx = undefined;
+      }
+      const legacy = this.legacy;
+      for (const s of legacy ? [this.session, legacy.session] : [this.session]) {
+        for (const p of [...s.byKey.values()]) {
+          if (p.local.baseId !== baseId) continue;
+          if (p.inChecklist) this.removeFromChecklist(s, p);
+          s.byKey.delete(p.key);
+          if (p.valid) s.valid = s.valid.filter((q) => q !== p);
+          if (p.nominating) s.nominating.delete(p.component);
+          if (p.consent) p.consent.expired = true;
+        }
+      }
+      if (legacy) {
+        for (const [c, p] of legacy.pairs) if (p.local.baseId === baseId) legacy.pairs.delete(c);
+        if (legacy.pairs.size === 0) this.legacy = undefined;
+      }
+      if ([...this.session.selected.values()].some((p) => p.local.baseId === baseId)) this.fail(now);
+    });
+  }
+
   /** Stops everything; later inputs are dropped. */
   close(now: number): IceAction[] {
     return this.run(now, () => {
@@ -519,11 +567,24 @@ export class IceCore {
     // Once a pair is selected the checklist is done (RFC 8445 8.1.2): later candidates are
     // remembered, not checked.
     if (s.checklistState !== 'running') return p;
-    // RFC 8445 6.1.2.6 / RFC 8838 section 10: Waiting unless another pair of the same
-    // foundation is already waiting, in progress or frozen.
-    const busy = s.pairs.some((q) => q.foundation === p.foundation && (q.state === 'waiting' || q.state === 'in-progress' || q.state === 'frozen'));
-    this.insert(s, p, busy ? 'frozen' : 'waiting');
+    this.insert(s, p, this.initialState(s, p));
     return p;
+  }
+
+  /**
+   * RFC 8838 section 12 (and RFC 8445 6.1.2.6, of which it is the trickle form): a new pair is
+   * Waiting if it heads its foundation (no pair of that foundation with a lower component,
+   * or the same component and a higher priority: rule 1) or if a pair of its foundation has
+   * already succeeded (rule 2); Frozen otherwise (rule 3).
+   */
+  private initialState(s: Session, p: Pair): 'waiting' | 'frozen' {
+    let heads = true;
+    for (const q of s.pairs) {
+      if (q.foundation !== p.foundation) continue;
+      if (q.state === 'succeeded') return 'waiting';
+      if (q.component < p.component || (q.component === p.component && q.priority >= p.priority)) heads = false;
+    }
+    return heads ? 'waiting' : 'frozen';
   }
 
   private insert(s: Session, p: Pair, state: Pair['state']): void {
@@ -835,9 +896,12 @@ export class IceCore {
 
   /**
    * RFC 8445 8.1.2 (and 8.3 for lite): once every component has a selected pair, checking
-   * ends: waiting and frozen pairs leave the checklist and checks in progress are cancelled.
-   * With aggressive nomination the controlling agent first waits until no better pair can
-   * still succeed.
+   * ends: waiting and frozen pairs leave the checklist and the triggered-check queue, and a
+   * check in progress stops retransmitting if its pair ranks below the selected pair of its
+   * component. A controlled agent lets the checks of better pairs run on (the peer may
+   * still nominate one: aggressive nomination, RFC 5245 peers such as libnice by default);
+   * a controlling agent cancels them too, as it nominates no other pair. With aggressive
+   * nomination the controlling agent first waits until no better pair can still succeed.
    */
   private evaluateCompletion(s: Session, now: number): void {
     if (s.checklistState !== 'running' || !this.allSelected(s)) return;
@@ -851,9 +915,10 @@ export class IceCore {
       }
     }
     s.checklistState = 'completed';
+    s.completedAt = now;
     for (const p of [...s.pairs]) {
       if (p.state === 'waiting' || p.state === 'frozen') this.removeFromChecklist(s, p);
-      else if (p.state === 'in-progress' && p.tx) {
+      else if (p.state === 'in-progress' && p.tx && (this.isControlling || p.priority < s.selected.get(p.component)!.priority)) {
         this.cancelTx(p.tx);
         this.removeFromChecklist(s, p);
       }
@@ -863,10 +928,12 @@ export class IceCore {
   }
 
   /**
-   * RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. With
-   * no pair at all (every remote candidate unusable, or none signalled), checks from the
-   * peer may still bring peer-reflexive ones (RFC 8445 7.3.1.3): the agent waits as long as
-   * one check of its own would take (39.5 s by default) before it fails.
+   * RFC 8445 8.1.2, RFC 8838 section 8: no pair left to try and no candidate to come. Two
+   * waits, each as long as one check of the peer's can take (39.5 s by default): with no pair
+   * at all (every remote candidate unusable, or none signalled), for the peer's checks to
+   * bring peer-reflexive ones (RFC 8445 7.3.1.3); and a controlled agent with valid pairs,
+   * for the controlling agent to nominate one, counted from the peer's last check (a peer
+   * that has failed or gone never nominates, and the agent would wait forever).
    */
   private evaluateFailure(now: number): void {
     const s = this.session;
@@ -875,11 +942,12 @@ export class IceCore {
     s.endOfCandidatesAt ??= now;
     if (s.triggered.length > 0 || s.nominating.size > 0) return;
     if (s.pairs.some((p) => p.state === 'frozen' || p.state === 'waiting' || p.state === 'in-progress')) return;
-    // A controlled agent with valid pairs waits for the controlling agent to nominate one.
-    if (s.valid.length > 0 && !this.isControlling) return;
-    if (s.byKey.size === 0) {
+    let waitFrom: number | undefined;
+    if (s.valid.length > 0 && !this.isControlling) waitFrom = Math.max(s.endOfCandidatesAt, s.lastPeerCheckAt);
+    else if (s.byKey.size === 0) waitFrom = s.endOfCandidatesAt;
+    if (waitFrom !== undefined) {
       const { rtoMin, rc, rm } = this.options;
-      const at = s.endOfCandidatesAt + rtoMin * (2 ** (rc - 1) - 1) + rm * rtoMin;
+      const at = waitFrom + rtoMin * (2 ** (rc - 1) - 1) + rm * rtoMin;
       if (now < at) {
         this.failureWakeAt = at;
         return;
@@ -1129,6 +1197,7 @@ export class IceCore {
       this.out.push({ type: 'remote-prflx', candidate: { ...remote } });
     }
     s.started = true;
+    s.lastPeerCheckAt = now;
     s.sources.add(sourceKey(baseId, from.address, from.port));
     if (from.family === 'IPv6') s.sources.add(sourceKey(baseId, canonicalIp(from.address), from.port));
 
@@ -1144,7 +1213,9 @@ export class IceCore {
     }
     pair.remoteAuthenticated = true;
     const nominate = useCandidate && !this.isControlling;
-    const checking = s.checklistState === 'running' || (s.checklistState === 'completed' && nominate && pair.state !== 'succeeded');
+    // After Completed: a nomination, and for three seconds any check, still triggers one (8.3.1).
+    const lingering = nominate || now - s.completedAt < TRIGGERED_AFTER_COMPLETED_MS;
+    const checking = s.checklistState === 'running' || (s.checklistState === 'completed' && lingering && pair.state !== 'succeeded');
     if (checking && s.checklistState !== 'failed') {
       switch (pair.state) {
         case 'succeeded':

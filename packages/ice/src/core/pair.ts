@@ -163,6 +163,10 @@ export class Session {
   remoteEoc = false;
   /** When both sides' end-of-candidates were first known. */
   endOfCandidatesAt: number | undefined;
+  /** The last authenticated check from the peer in this session. */
+  lastPeerCheckAt = Number.NEGATIVE_INFINITY;
+  /** When the checklist became Completed (RFC 8445 8.3.1 counts from there). */
+  completedAt = Number.NEGATIVE_INFINITY;
   started = false;
   prflxCount = 0;
 

@@ -1,4 +1,4 @@
-import { type DatagramInfo, type DatagramSocket, type Network, type RetransmitOptions, StunClient, type Clock, type TransportAddress, canonicalIp } from '@natkit/stun';
+import { type DatagramInfo, type DatagramSocket, type Network, type RetransmitOptions, StunClient, StunTransactionError, type Clock, type TransportAddress, canonicalIp } from '@natkit/stun';
 import type { TurnClient } from '@natkit/turn';
 import type { CandidateBase } from '../base.js';
 
@@ -90,8 +90,21 @@ export class RelayBase implements CandidateBase {
   dropped = 0;
   unclaimed = 0;
   private readonly waiting = new Map<string, Array<[Uint8Array, TransportAddress]>>();
+  /**
+   * Peer IPs the server refused a permission for (403, RFC 8656 section 9.2: its policy, e.g.
+   * natkit's relay denies private addresses by default). Not asked again for this allocation:
+   * ICE sends a check and six retransmissions to every remote candidate, and each would
+   * otherwise be one more CreatePermission transaction.
+   */
+  private readonly refused = new Set<string>();
   private closed = false;
   private lastError: Error | undefined;
+  /** The peer the last datagram went to and its canonical IP: the data path sends to one peer. */
+  private lastTo: TransportAddress | undefined;
+  private lastIp = '';
+  private readonly onSendFailed = (): void => {
+    this.dropped++;
+  };
 
   constructor(
     readonly id: number,
@@ -123,22 +136,31 @@ export class RelayBase implements CandidateBase {
   send(data: Uint8Array, to: TransportAddress): void {
     if (this.closed) return;
     let ip: string;
-    try {
-      ip = canonicalIp(to.address);
-    } catch {
+    if (to === this.lastTo) ip = this.lastIp;
+    else {
+      try {
+        ip = canonicalIp(to.address);
+      } catch {
+        this.dropped++;
+        return;
+      }
+      this.lastTo = to;
+      this.lastIp = ip;
+    }
+    if (this.refused.size > 0 && this.refused.has(ip)) {
       this.dropped++;
       return;
     }
-    const queue = this.waiting.get(ip);
+    const queue = this.waiting.size > 0 ? this.waiting.get(ip) : undefined;
     if (queue) {
       if (queue.length >= MAX_QUEUED_PER_PEER) this.dropped++;
       else queue.push([data, to]);
       return;
     }
     if (this.client.hasPermission(ip)) {
-      this.client.send(to, data).catch(() => {
-        this.dropped++;
-      });
+      // ChannelData at once once a channel is bound (no promise per datagram); a Send
+      // indication (or TCP/TLS) through the client's asynchronous send otherwise.
+      if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
       return;
     }
     // RFC 8656 section 9: no permission yet. Hold this peer's datagrams until CreatePermission succeeds.
@@ -149,9 +171,10 @@ export class RelayBase implements CandidateBase {
         this.waiting.delete(ip);
         for (const [d, t] of list) this.client.send(t, d).catch(() => this.dropped++);
       },
-      () => {
+      (err: unknown) => {
         this.dropped += this.waiting.get(ip)?.length ?? 0;
         this.waiting.delete(ip);
+        if (err instanceof StunTransactionError && err.errorCode === 403) this.refused.add(ip);
       },
     );
   }

@@ -4,7 +4,7 @@ import { Attr, type AttributeRegistry, softwareText, stunRegistry } from '../cod
 import { Method } from '../codec/constants.js';
 import type { MessageBuilder } from '../codec/encode.js';
 import { type Family, type TransportAddress, canonicalIp, formatAddress, ipFamily } from '../codec/ip.js';
-import { type StunMessage, decodeMessage } from '../codec/message.js';
+import { type StunMessage, decodeMessage, isStunMessage } from '../codec/message.js';
 import { StunTransactionError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
 import { StreamFramer } from '../net/framing.js';
@@ -147,6 +147,11 @@ export class StunClient {
   private readonly software: string | undefined;
   /** Datagrams and frames that were not STUN or failed to decode, and responses that failed their checks. */
   dropped = 0;
+  /** Datagrams `sendDatagram` handed to a socket that then failed to send them. */
+  sendErrors = 0;
+  private readonly onDatagramSent = (err: Error | null): void => {
+    if (err) this.sendErrors++;
+  };
 
   constructor(options: StunClientOptions = {}) {
     this.opts = options;
@@ -275,6 +280,23 @@ export class StunClient {
     }
     const conn = this.stream({ ...server, transport, port, address: canonicalIp(server.address) });
     conn.socket.write(data);
+  }
+
+  /**
+   * Sends a datagram now, without a promise, over the client's UDP socket of `family` (a
+   * data path: TURN ChannelData and Send indications, one per application datagram). Returns
+   * false, sending nothing, when that socket is not open yet (use `send`); a failed send is
+   * counted in `sendErrors`, as a lost datagram.
+   */
+  sendDatagram(family: Family, address: string, port: number, data: Uint8Array): boolean {
+    const s = this.sockets.get(family);
+    if (!s || this.closed) return false;
+    try {
+      s.send(data, port, address, this.onDatagramSent);
+    } catch {
+      this.sendErrors++;
+    }
+    return true;
   }
 
   /** Re-arms the one timer that drives the transaction table to its next deadline. */
@@ -455,9 +477,15 @@ export class StunClient {
     else if (r === 'undecodable') this.dropped++;
   }
 
-  /** Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). */
+  /**
+   * Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). What
+   * cannot be a response (no magic cookie, a length that does not fit: RFC 7983's DTLS and
+   * ZRTP datagrams on a shared socket, RFC 3489 messages) is not decoded at all: a decode
+   * that throws costs microseconds, and a socket shared with ICE sees such datagrams at the
+   * data rate.
+   */
   private consume(buf: Buffer, from: TransportAddress): 'consumed' | 'unmatched' | 'undecodable' {
-    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) return 'unmatched';
+    if (!isStunMessage(buf)) return 'unmatched';
     let msg: StunMessage;
     try {
       msg = decodeMessage(buf, { registry: this.registry });

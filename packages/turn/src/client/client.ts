@@ -86,6 +86,9 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
   private timer: unknown;
   private readonly channels = new Map<number, TransportAddress>();
   private readonly channelByPeer = new Map<string, number>();
+  /** sendNow's cache: the channel bound to a peer object the caller sends to again and again. */
+  private readonly channelOfPeer = new WeakMap<TransportAddress, number>();
+  private readonly serverFamily: Family;
   private readonly permitted = new Set<string>();
   private nextChannel = MIN_CHANNEL;
   private state: 'new' | 'allocated' | 'closed' = 'new';
@@ -101,6 +104,7 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
       address: canonicalIp(options.server.address),
       port: options.server.port ?? (transport === 'tls' ? 5349 : 3478),
     };
+    this.serverFamily = ipFamily(this.server.address) ?? 'IPv4';
     this.stun = new StunClient({
       clock: this.clock,
       socket: options.socket,
@@ -219,7 +223,9 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
 
   /** Whether a permission for the peer's IP address is installed (RFC 8656 section 9). */
   hasPermission(peer: TransportAddress | string): boolean {
-    return this.permitted.has(canonicalIp(typeof peer === 'string' ? peer : peer.address));
+    const ip = typeof peer === 'string' ? peer : peer.address;
+    // An address already in canonical form (what the data path passes) needs no parsing.
+    return this.permitted.has(ip) || this.permitted.has(canonicalIp(ip));
   }
 
   /** The channel bound to a peer, if any. */
@@ -245,6 +251,26 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     }
     this.schedule.sent(this.clock.now());
     await this.stun.send(this.server, bytes);
+  }
+
+  /**
+   * The data path's send: like `send`, but now and without a promise, for one datagram after
+   * another to the same peer. Over UDP, once a channel is bound to the peer, it writes the
+   * ChannelData straight to the socket (the channel is looked up once per peer object, so
+   * pass the same object each time and do not change it). Returns false, sending nothing,
+   * when it cannot send at once (no allocation, TCP/TLS, no channel yet): use `send`.
+   */
+  sendNow(peer: TransportAddress, data: Uint8Array): boolean {
+    if (this.state !== 'allocated' || this.server.transport !== 'udp') return false;
+    let ch = this.channelOfPeer.get(peer);
+    if (ch === undefined) {
+      ch = this.channelFor(peer);
+      if (ch === undefined) return false;
+      this.channelOfPeer.set(peer, ch);
+    }
+    if (!this.stun.sendDatagram(this.serverFamily, this.server.address, this.server.port, encodeChannelData(ch, data))) return false;
+    this.schedule.sent(this.clock.now());
+    return true;
   }
 
   private onIncoming(data: Buffer, _from: TransportAddress): void {

@@ -58,9 +58,19 @@ export class RelayPorts implements RelayAllocator {
   /** How long a reserved port is kept for its token (RFC 8656 suggests about 30 s). */
   readonly reservationMs: number;
   private readonly network: Network;
+  private readonly randomInt: (min: number, maxExclusive: number) => number;
 
-  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number; network?: Network }) {
+  constructor(options: {
+    min?: number;
+    max?: number;
+    addresses: Partial<Record<Family, string>>;
+    reservationMs?: number;
+    network?: Network;
+    /** Where random ports come from: crypto's randomInt by default (tests on a virtual network seed it). */
+    randomInt?: (min: number, maxExclusive: number) => number;
+  }) {
     this.network = options.network ?? nodeNetwork;
+    this.randomInt = options.randomInt ?? randomInt;
     this.min = options.min ?? 49152;
     this.max = options.max ?? 65535;
     if (this.min < 1 || this.max > 65535 || this.min > this.max) throw new Error(`bad relay port range ${this.min}-${this.max}`);
@@ -87,7 +97,7 @@ export class RelayPorts implements RelayAllocator {
   async allocate(family: Family, even = false, attempts = 32): Promise<RelaySocket | undefined> {
     if (!this.addresses[family]) return undefined;
     for (let i = 0; i < attempts; i++) {
-      let port = randomInt(this.min, this.max + 1);
+      let port = this.randomInt(this.min, this.max + 1);
       if (even && port % 2 === 1) port = port === this.max ? port - 1 : port + 1;
       if (even && port < this.min) continue;
       const r = await this.bindOne(family, port);
@@ -102,7 +112,7 @@ export class RelayPorts implements RelayAllocator {
    */
   async allocatePair(family: Family, now: number, owner = '', attempts = 32): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
     for (let i = 0; i < attempts; i++) {
-      let port = randomInt(this.min, this.max);
+      let port = this.randomInt(this.min, this.max);
       if (port % 2 === 1) port--;
       if (port < this.min || port + 1 > this.max) continue;
       const a = await this.bindOne(family, port);
