@@ -105,20 +105,20 @@ function track(child) {
 }
 
 /**
- * Spawns a program, under `taskset -c cpu` if `cpu` is given and `nice -n N` if `nice` is
- * (both exec the program: its pid is the child's), keeping the last `keep` characters of
+ * Spawns a program (in `cwd` if given), under `taskset -c cpu` if `cpu` is given and
+ * `nice -n N` if `nice` is (both exec the program: its pid is the child's), keeping the last `keep` characters of
  * its output (stdout and stderr together, and stdout alone), calling `onOutput` with every
  * chunk of either and `onLine` with every stdout line.
  * Returns { child, pid, command, exited (promise), exit (once exited), output(), stdout() }.
  */
-export function launch(cmd, argv, { cpu, nice, env, onLine, onOutput, keep = 20000 } = {}) {
+export function launch(cmd, argv, { cpu, nice, env, cwd, onLine, onOutput, keep = 20000 } = {}) {
   let [c, a] = cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
   if (nice !== undefined) [c, a] = ['nice', ['-n', String(nice), c, ...a]];
   // With `nice`, the program also gets a session of its own and so (where the kernel groups
   // tasks by session, /proc/sys/kernel/sched_autogroup_enabled) a scheduling group of its
   // own, given the same niceness: otherwise nice only ranks tasks inside this session's
   // group, and the groups of other sessions on a shared machine get equal shares.
-  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env, detached: nice !== undefined });
+  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env, cwd, detached: nice !== undefined });
   if (nice !== undefined) setAutogroupNice(child.pid, nice);
   track(child);
   let out = '';
