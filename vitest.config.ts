@@ -8,7 +8,11 @@ export default defineConfig({
     // Packages import each other by name. Inside the test run the name resolves to the
     // package's TypeScript sources, so one copy of each class is loaded and no build is
     // needed for unit tests. Binaries spawned by tests run the built dist/ files.
-    alias: [{ find: /^@natkit\/([a-z]+)$/, replacement: `${packages}$1/src/index.ts` }],
+    alias: [
+      { find: /^@natkit\/([a-z]+)$/, replacement: `${packages}$1/src/index.ts` },
+      // Subpaths ('@natkit/stun/cli') resolve to the folder's index.
+      { find: /^@natkit\/([a-z]+)\/([a-z]+)$/, replacement: `${packages}$1/src/$2/index.ts` },
+    ],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],

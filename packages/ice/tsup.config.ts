@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  entry: ['src/index.ts', 'src/cli/icegather.ts'],
   format: ['esm'],
   target: 'node20',
   platform: 'node',
@@ -10,5 +10,5 @@ export default defineConfig({
   clean: true,
   splitting: true,
   // Sibling packages are dependencies, imported by name, never bundled in.
-  external: ['@natkit/stun', '@natkit/turn'],
+  external: [/^@natkit\//],
 });

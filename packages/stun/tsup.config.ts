@@ -1,11 +1,17 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/cli/stunserver.ts', 'src/cli/natcheck.ts'],
+  entry: {
+    index: 'src/index.ts',
+    cli: 'src/cli/index.ts',
+    internal: 'src/internal/index.ts',
+    'cli/stunserver': 'src/cli/stunserver.ts',
+    'cli/natcheck': 'src/cli/natcheck.ts',
+  },
   format: ['esm'],
   target: 'node20',
   platform: 'node',
-  dts: { entry: 'src/index.ts' },
+  dts: { entry: { index: 'src/index.ts', cli: 'src/cli/index.ts', internal: 'src/internal/index.ts' } },
   sourcemap: true,
   clean: true,
   splitting: true,

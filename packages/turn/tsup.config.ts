@@ -10,5 +10,5 @@ export default defineConfig({
   clean: true,
   splitting: true,
   // @natkit/stun is a dependency, imported by name, never bundled in.
-  external: ['@natkit/stun'],
+  external: ['@natkit/stun', '@natkit/stun/cli', '@natkit/stun/internal', 'prom-client'],
 });

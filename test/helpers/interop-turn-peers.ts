@@ -139,17 +139,18 @@ export async function startNatkitRelay(extra: TurnServerOptions = {}): Promise<N
 }
 
 /**
- * One series of natkit's Prometheus exposition (`server.metrics.render()`), e.g.
- * metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }); 0 when the
- * series is absent (counters made on first use).
+ * One series of natkit's Prometheus exposition (`await server.metrics.metrics()`, or the
+ * text a relayserver served), e.g.
+ * await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }); 0 when the
+ * series is absent (error answers by code appear on first use).
  */
-export function metric(server: TurnServer | string, name: string, labels: Record<string, string> = {}): number {
+export async function metric(server: TurnServer | string, name: string, labels: Record<string, string> = {}): Promise<number> {
   const want = Object.keys(labels)
     .sort()
     .map((k) => `${k}="${labels[k]}"`)
     .join(',');
   const head = want ? `${name}{${want}} ` : `${name} `;
-  const text = typeof server === 'string' ? server : server.metrics.render();
+  const text = typeof server === 'string' ? server : await server.metrics.metrics();
   const line = text.split('\n').find((l) => l.startsWith(head));
   return line ? Number(line.slice(head.length)) : 0;
 }
@@ -326,7 +327,7 @@ export interface UclientResult {
   recvBytes?: number;
   lost?: number;
   sendDropped?: number;
-  /** Channel numbers a ChannelBind was refused for with 400 "outside 0x4000-0x4FFF". */
+  /** Channel numbers a ChannelBind was refused for with 400 "outside 0x4000-0x4FFF", with the hint how to get past it. */
   refusedChannels: number[];
   ms: number;
 }
@@ -343,7 +344,7 @@ export function parseUclient(stdout: string): Omit<UclientResult, 'code' | 'stdo
     recvBytes: num(/start_mclient: tot_send_bytes ~ (\d+), tot_recv_bytes ~ (\d+)$/m, 2),
     lost: num(/Total lost packets (\d+) /),
     sendDropped: num(/total send dropped (\d+) /),
-    refusedChannels: [...stdout.matchAll(/channel bind: error 400 \([^)]*channel 0x([0-9a-f]+) is outside 0x4000-0x4FFF\)/g)].map((m) => parseInt(m[1]!, 16)),
+    refusedChannels: [...stdout.matchAll(/channel bind: error 400 \([^)]*channel 0x([0-9a-f]+) is outside 0x4000-0x4FFF \(RFC 5766 numbers: relayserver --legacy-channels\)\)/g)].map((m) => parseInt(m[1]!, 16)),
   };
 }
 

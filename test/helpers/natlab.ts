@@ -9,6 +9,7 @@
 //      server           nat0 (router)          nat1 (router)         client2 ('none' / 'firewall':
 //  203.0.113.1        wan 203.0.113.101      wan 203.0.113.102        a public host on the segment,
 //  203.0.113.2        lan 10.0.1.1/24        lan 10.0.2.1/24          203.0.113.203)
+//  203.0.113.3 (relay)
 //                         │                      │
 //                     client0 10.0.1.2       client1 10.0.2.2   (+ more clients behind the same router)
 //
@@ -23,17 +24,30 @@
 //   const lab = await createNatLab({ clients: [{ nat: 'full-cone' }, { nat: 'symmetric' }, { behind: 0 }] });
 //     nat: a NatType preset or an RFC 4787 behaviour { mapping, filtering, portAllocation, hairpin }.
 //     clients[i].behind = j puts client i behind the same router (NAT) as client j.
-//     mappingTimeoutSec: idle lifetime of mappings and permissions (default 300).
-//   lab.server.ns, lab.server.addresses            [primary, alternate] public addresses
+//     mappingTimeoutSec: idle lifetime of UDP mappings and their filters, seconds (default 300),
+//       in the lab's tables and in conntrack alike; clients[i].mappingTimeoutSec for one NAT.
+//     clients[i].loss: percent of packets the NAT's WAN side drops, each way (see setLoss).
+//   const lab = await createPeerLab('symmetric', 'port-restricted-cone', { mappingTimeoutSec, loss });
+//     issue 8's layout: two peers (lab.peers), each behind its own NAT, and the servers.
+//   lab.server.ns, lab.server.addresses            [primary, alternate] public addresses (RFC 5780)
+//   lab.server.relayAddress                        a third, for a TURN server beside the STUN server
 //   lab.clients[i] / lab.client (= clients[0]):    { index, ns, address, gateway, nat }
 //   lab.nat (= lab.client.nat): { type, ns, publicAddress, privateAddress, subnet, mapping, filtering,
-//                                 portAllocation, hairpin }   (ns: the namespace whose nftables does it)
+//                                 portAllocation, hairpin, mappingTimeoutSec, loss }
+//                                 (ns: the namespace whose nftables does it)
 //   lab.spawn(ns, cmd, args, opts)  -> LabProcess { child (the ChildProcess), pid, exited, stdout(),
 //                                      stderr(), waitFor(re, {timeoutMs}), stop() }   via `ip netns exec`
 //   lab.run(ns, cmd, args, { timeoutMs, input }) -> { code, signal, stdout, stderr, timedOut }
 //   lab.waitForListener(ns, { proto, port, address, timeoutMs })   polls `ss` until the socket exists
 //   lab.describe()                                 addresses, routes, nft ruleset (with the live
 //                                                  mapping tables) of every namespace: for failures
+//   lab.setLoss(client, percent)                   loss on the client's NAT's WAN side, both ways; 0 removes it
+//   lab.lossCounters(client)                       { inbound, outbound } packets the loss has dropped
+//   lab.flushMappings(client, { udpOnly })         the NAT forgets every mapping (conntrack -F + the lab's tables)
+//   lab.changePublicAddress(client, address?)      the NAT is renumbered live (mappings lost); returns the address
+//   lab.natState(client)                           { mappings (the lab's table, with time left), conntrack entries }
+//     (client: a LabClient or its index; every client behind one router shares its NAT;
+//      flushMappings, changePublicAddress and natState need `conntrack`, Debian's conntrack)
 //   lab.tmpdir                                     a directory of the lab's own, removed by destroy()
 //   await lab.destroy()                            idempotent: stops every process, deletes every namespace
 //   startStund(lab), startTurnserver(lab)          the classic STUN servers on the server's two addresses
@@ -41,8 +55,9 @@
 //                                                  nft, `ip netns` or a program is missing
 //   systemProgram(name)                            a program from /usr/bin etc., never node_modules/.bin
 //   routerRuleset(rules)                           the nftables text a router gets
-// Addresses: public segment 203.0.113.0/24 (server .1 and .2, router n .101+n, a client without
-// NAT .201+i); behind router n, 10.0.(n+1).0/24 with the router at .1 and its clients from .2.
+// Addresses: public segment 203.0.113.0/24 (server .1, .2 and .3, router n .101+n, a renumbered
+// router from .11, a client without NAT .201+i); behind router n, 10.0.(n+1).0/24 with the
+// router at .1 and its clients from .2.
 //
 // How each NAT is built (nftables in the router's namespace, table `ip natkit`). Linux's own
 // snat/masquerade gives port preservation and conntrack filtering but not a real mapping table,
@@ -60,6 +75,26 @@
 // Replies of existing conntracks pass as usual. Anything else addressed to the router is dropped
 // (no ICMP), as a home router would. TCP and ICMP get the plain snat with the same allocation
 // and are filtered by conntrack only (APDF).
+//
+// Mapping lifetime: a UDP mapping (and what its filter admits) lives mappingTimeoutSec after
+// its last packet, in either direction: RFC 4787 REQ-6 requires outbound refresh and allows
+// inbound refresh, and Linux conntrack refreshes on both, so the lab's tables do too (chain
+// `refresh` updates them for inbound packets as chain `record` does for outbound ones), and
+// the namespace's conntrack UDP timeouts (nf_conntrack_udp_timeout and _stream, per network
+// namespace) are set to the same value. An APDM NAT's outbound mapping is its conntrack entry
+// alone; either way, a mapping idle for longer is gone from both (test/natlab/nat-ops.test.ts
+// watches both expire, and natcheck --lifetime measures it).
+//
+// Operations on a live NAT (nat-ops.test.ts shows each with real traffic):
+//   loss      table `netdev natkit_loss` on the router's "wan" (a host's own "eth0"): `numgen
+//             random` drops in the ingress and egress hooks, IPv4 only, counted. Not tc netem:
+//             kernels without sch_netem (this one) cannot do it, and nothing is lost by it: the
+//             drop happens where netem's would, after the NAT has translated (and recorded) an
+//             outgoing packet and before it sees an incoming one. Loss only, no delay.
+//   flush     conntrack -F (or -D -p udp) and the lab's maps and sets emptied, while a table
+//             `ip natkit_gate` drops every packet at prerouting, so no flow sees half of it.
+//   renumber  the same gate; the wan address, the hairpin routes and the NAT's table (its
+//             mapping tables start empty) replaced; conntrack flushed.
 //   'none'                  a public address on the segment, no NAT, no filter
 //   'firewall'              a public address, stateful filter in the host (only replies: APDF)
 //   'full-cone'             EIM + EIF, port preserving
@@ -77,7 +112,8 @@
 // admitted by every cone NAT, as that mapping itself addressed it; from another socket (coturn's
 // test) only by EIF.
 //
-// Limits: IPv4 only; hairpinning for UDP only; TCP is translated but not hole-punchable;
+// Limits: IPv4 only; hairpinning for UDP only; TCP is translated but not hole-punchable, and its
+// mappings keep conntrack's TCP timeouts (mappingTimeoutSec is for UDP);
 // a random port (symmetric) equals the previous one with probability 1/64512, so a classifier
 // can see a symmetric NAT as cone once in ~64k runs.
 //
@@ -115,6 +151,10 @@ export interface ClientSpec {
   hairpin?: boolean;
   /** Put this client behind the same router as clients[behind]. */
   behind?: number;
+  /** Idle lifetime of this NAT's UDP mappings, seconds (default: the lab's mappingTimeoutSec). */
+  mappingTimeoutSec?: number;
+  /** Percent of IPv4 packets dropped on this NAT's WAN side, each direction (see NatLab.setLoss). */
+  loss?: number;
 }
 
 export interface NatLabOptions {
@@ -122,7 +162,11 @@ export interface NatLabOptions {
   nat?: NatType | NatBehaviour;
   hairpin?: boolean;
   clients?: ClientSpec[];
-  /** Lifetime of idle mappings and permissions, seconds. Default 300 (RFC 4787 REQ-5). */
+  /**
+   * Idle lifetime of UDP mappings (and their filters), seconds, for every NAT (and firewall)
+   * of the lab: both the lab's own mapping tables and conntrack's UDP timeouts in the NAT's
+   * namespace. Default 300 (RFC 4787 REQ-5: at least 2 minutes, 5 recommended).
+   */
   mappingTimeoutSec?: number;
 }
 
@@ -140,6 +184,34 @@ export interface LabNat {
   filtering: Dependence | 'none';
   portAllocation: PortAllocation;
   hairpin: boolean;
+  /** Idle lifetime of UDP mappings, seconds (undefined for 'none'). */
+  mappingTimeoutSec: number | undefined;
+  /** Percent of IPv4 packets dropped each way on the WAN side (0: none); changed by setLoss. */
+  loss: number;
+}
+
+/** One UDP mapping of a NAT, from the lab's own table (@in). */
+export interface LabMapping {
+  /** The NAT's public address and port. */
+  external: string;
+  /** The client's address and port it translates to. */
+  internal: string;
+  /** Time left before it expires if idle, ms. */
+  expiresMs: number;
+}
+
+/** A conntrack entry of a NAT or firewall. */
+export interface LabConntrack {
+  proto: string;
+  /** Seconds left before it expires if idle. */
+  timeoutSec: number;
+  /** The entry as `conntrack -L` prints it. */
+  entry: string;
+}
+
+export interface NatState {
+  mappings: LabMapping[];
+  conntrack: LabConntrack[];
 }
 
 export interface LabClient {
@@ -181,12 +253,41 @@ export interface NatLab {
   /** A directory for this lab's files (servers' pid files, databases); removed by destroy(). */
   readonly tmpdir: string;
   readonly inet: { ns: string; subnet: string };
-  readonly server: { ns: string; addresses: [string, string] };
+  /**
+   * The public servers' namespace: `addresses` are the two a STUN server needs for RFC 5780
+   * (primary, alternate); `relayAddress` is a third, for a TURN server beside them.
+   */
+  readonly server: { ns: string; addresses: [string, string]; relayAddress: string };
   readonly clients: readonly LabClient[];
   readonly client: LabClient;
   readonly nat: LabNat;
   spawn(ns: string, cmd: string, args?: readonly string[], opts?: SpawnOptions): LabProcess;
   run(ns: string, cmd: string, args?: readonly string[], opts?: { timeoutMs?: number; input?: string }): Promise<RunResult>;
+  /**
+   * Drops `percent` % (0-100, two decimals) of the IPv4 packets crossing the WAN side of the
+   * client's NAT, in each direction independently: nftables `numgen random` in netdev
+   * ingress and egress hooks on the router's "wan" (the client's own "eth0" without a
+   * router), so the NAT has done its work on an outgoing packet before it is lost. 0 removes
+   * the loss. (Not tc netem: the lab's kernels may lack sch_netem; nftables needs nothing
+   * but the kernel's nf_tables, and drops at the same point.)
+   */
+  setLoss(client: LabClient | number, percent: number): Promise<void>;
+  /** Packets the loss rules of the client's NAT have dropped: inbound (to the NAT), outbound. */
+  lossCounters(client: LabClient | number): Promise<{ inbound: number; outbound: number }>;
+  /**
+   * Forgets every mapping of the client's NAT at once, as a NAT reboot does: conntrack's
+   * entries (`conntrack -F`, or `-D -p udp` with udpOnly) and the lab's own tables, with the
+   * NAT holding every packet back (dropped) while it happens. Live sessions through it break.
+   */
+  flushMappings(client: LabClient | number, opts?: { udpOnly?: boolean }): Promise<void>;
+  /**
+   * Gives the client's NAT a new public address on the segment (default: the next free one
+   * from 203.0.113.11), as when an ISP renumbers a line: every mapping is lost, the old
+   * address stops answering. Updates `nat.publicAddress` of every client behind it; returns it.
+   */
+  changePublicAddress(client: LabClient | number, address?: string): Promise<string>;
+  /** The client's NAT's live UDP mappings (the lab's own table) and its conntrack entries. */
+  natState(client: LabClient | number): Promise<NatState>;
   /** Polls `ss` in `ns` until a socket listens there; `abort` (checked each poll) gives up early. */
   waitForListener(ns: string, opts: { proto: 'udp' | 'tcp'; port: number; address?: string; timeoutMs?: number; abort?: () => boolean }): Promise<void>;
   describe(): Promise<string>;
@@ -232,6 +333,12 @@ function resolve(nat: NatType | NatBehaviour | undefined, hairpin: boolean | und
   return { type: 'custom', mapping: nat.mapping, filtering: nat.filtering, portAllocation, hairpin: nat.hairpin ?? hairpin ?? false, routed: true };
 }
 
+/** The RFC 4787 behaviour of a preset or behaviour, as the lab builds it ('none': no translation, or no filter). */
+export function natBehaviour(nat: NatType | NatBehaviour): { mapping: Dependence | 'none'; filtering: Dependence | 'none'; portAllocation: PortAllocation } {
+  const r = resolve(nat, undefined);
+  return { mapping: r.mapping, filtering: r.filtering, portAllocation: r.portAllocation };
+}
+
 export class NatLabError extends Error {
   override name = 'NatLabError';
 }
@@ -251,6 +358,22 @@ export interface RouterRules {
   portAllocation: PortAllocation;
   hairpin: boolean;
   timeoutSec: number;
+}
+
+/** The dynamic maps and sets of a router's table: what a flush must empty (nftables commands). */
+function flushTables(r: RouterRules): string[] {
+  return [
+    `flush map ip ${TABLE} in`,
+    `flush set ip ${TABLE} taken`,
+    ...(r.mapping !== 'address-and-port-dependent' ? [`flush map ip ${TABLE} out`] : []),
+    ...(r.filtering !== 'endpoint-independent' ? [`flush set ip ${TABLE} permit`] : []),
+  ];
+}
+
+function checkLoss(percent: number, what: string): void {
+  if (!(typeof percent === 'number' && percent >= 0 && percent <= 100 && Math.abs(percent * 100 - Math.round(percent * 100)) < 1e-9)) {
+    throw new NatLabError(`${what} must be a percentage from 0 to 100 with at most two decimals, not ${percent}`);
+  }
 }
 
 /** The router's ruleset (table `ip natkit`); exported so tests and failure reports can show it. */
@@ -316,6 +439,12 @@ table ip ${TABLE} {
     oifname ${outIfs} meta l4proto udp ct direction reply ct status dnat ${record(repl)}
   }
 
+  chain refresh {
+    type filter hook prerouting priority dstnat + 10; policy accept;
+    iifname ${inIfs} meta l4proto udp ct direction reply ct status snat ${record(orig)}
+    iifname ${inIfs} meta l4proto udp ct direction original ct status dnat ${record(repl)}
+  }
+
   chain input {
     type filter hook input priority filter; policy accept;
     iifname ${inIfs} ct state new icmp type echo-request accept
@@ -332,6 +461,42 @@ table ip ${TABLE} {
 }
 `;
 }
+
+const LOSS_TABLE = 'natkit_loss';
+const GATE_TABLE = 'natkit_gate';
+
+/**
+ * Loss on a link (table `netdev natkit_loss`): each IPv4 packet that arrives on or leaves
+ * `device` is dropped with probability percent/100, independently, and counted. ARP is
+ * spared, so the loss is the datagrams' own and not a neighbour that cannot be resolved;
+ * and inbound only what is addressed to this host counts (the segment's bridge floods a
+ * frame for a host whose port it has not learnt yet to every port: not this link's traffic).
+ */
+export function lossRuleset(device: string, percent: number): string {
+  const n = Math.round(percent * 100); // of 10000
+  const drop = `meta protocol ip numgen random mod 10000 < ${n} counter drop`;
+  return `
+table netdev ${LOSS_TABLE} {
+  chain inbound {
+    type filter hook ingress device "${device}" priority filter; policy accept;
+    meta pkttype host ${drop}
+  }
+  chain outbound {
+    type filter hook egress device "${device}" priority filter; policy accept;
+    ${drop}
+  }
+}
+`;
+}
+
+/** Holds every IPv4 packet back (dropped before conntrack sees it) while a NAT's state changes. */
+const GATE_RULESET = `
+table ip ${GATE_TABLE} {
+  chain prerouting {
+    type filter hook prerouting priority raw - 100; policy drop;
+  }
+}
+`;
 
 /** The host firewall of a 'firewall' client: a symmetric UDP firewall (only replies get in). */
 export function firewallRuleset(): string {
@@ -638,6 +803,7 @@ export async function natLabUnavailable(): Promise<string | undefined> {
 
 const PUBLIC_NET = '203.0.113';
 const SERVER_ADDRESSES: [string, string] = [`${PUBLIC_NET}.1`, `${PUBLIC_NET}.2`];
+const RELAY_ADDRESS = `${PUBLIC_NET}.3`;
 
 export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab> {
   const specs: ClientSpec[] = options.clients ?? [{ nat: options.nat, hairpin: options.hairpin }];
@@ -646,23 +812,36 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     throw new NatLabError('give either nat/hairpin or clients, not both');
   }
   const timeoutSec = options.mappingTimeoutSec ?? 300;
-  if (!(Number.isInteger(timeoutSec) && timeoutSec > 0)) throw new NatLabError(`mappingTimeoutSec must be a positive integer, not ${timeoutSec}`);
+  const checkTimeout = (t: number, what: string) => {
+    if (!(Number.isInteger(t) && t > 0 && t <= 86_400)) throw new NatLabError(`${what} must be a whole number of seconds from 1 to 86400, not ${t}`);
+  };
+  checkTimeout(timeoutSec, 'mappingTimeoutSec');
 
   const id = `${process.pid}-${(seq++).toString(36)}${randomBytes(2).toString('hex')}`;
   const nsName = (role: string) => `${NS_PREFIX}${id}-${role}`;
 
   // Plan (and validate) before touching anything: routers, one per client that brings its
   // own NAT, and clients.
-  interface RouterPlan { index: number; ns: string; resolved: Resolved; wan: string; lanNet: string; clients: number[] }
+  interface RouterPlan { index: number; ns: string; resolved: Resolved; wan: string; lanNet: string; clients: number[]; timeoutSec: number }
   const routers: RouterPlan[] = [];
   const routerOf: (RouterPlan | undefined)[] = [];
+  const routerRules = (r: RouterPlan): RouterRules => ({
+    publicAddress: r.wan,
+    mapping: r.resolved.mapping as Dependence,
+    filtering: r.resolved.filtering as Dependence,
+    portAllocation: r.resolved.portAllocation,
+    hairpin: r.resolved.hairpin,
+    timeoutSec: r.timeoutSec,
+  });
   const resolvedOf: Resolved[] = [];
   specs.forEach((spec, i) => {
     if (spec.behind !== undefined) {
       if (!Number.isInteger(spec.behind) || spec.behind < 0 || spec.behind >= i) {
         throw new NatLabError(`clients[${i}].behind must be the index of an earlier client`);
       }
-      if (spec.nat !== undefined || spec.hairpin !== undefined) throw new NatLabError(`clients[${i}]: give nat/hairpin or behind, not both`);
+      if (spec.nat !== undefined || spec.hairpin !== undefined || spec.mappingTimeoutSec !== undefined || spec.loss !== undefined) {
+        throw new NatLabError(`clients[${i}]: behind shares the NAT of client ${spec.behind}; give nat, hairpin, mappingTimeoutSec and loss there`);
+      }
       const r = routerOf[spec.behind];
       if (!r) throw new NatLabError(`clients[${i}].behind: client ${spec.behind} has no NAT ('none'/'firewall') to share`);
       routerOf[i] = r;
@@ -672,9 +851,19 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     }
     const res = resolve(spec.nat, spec.hairpin);
     resolvedOf[i] = res;
+    if (spec.mappingTimeoutSec !== undefined) checkTimeout(spec.mappingTimeoutSec, `clients[${i}].mappingTimeoutSec`);
+    if (spec.loss !== undefined) checkLoss(spec.loss, `clients[${i}].loss`);
     if (res.routed) {
       const n = routers.length;
-      const r: RouterPlan = { index: n, ns: nsName(`nat${n}`), resolved: res, wan: `${PUBLIC_NET}.${101 + n}`, lanNet: `10.0.${n + 1}`, clients: [i] };
+      const r: RouterPlan = {
+        index: n,
+        ns: nsName(`nat${n}`),
+        resolved: res,
+        wan: `${PUBLIC_NET}.${101 + n}`,
+        lanNet: `10.0.${n + 1}`,
+        clients: [i],
+        timeoutSec: spec.mappingTimeoutSec ?? timeoutSec,
+      };
       routers.push(r);
       routerOf[i] = r;
     }
@@ -693,6 +882,47 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
   mkdirSync(META_DIR, { recursive: true });
   writeFileSync(join(META_DIR, `${id}.json`), JSON.stringify({ pid: process.pid, start: processStart(process.pid), pidns: pidNamespace() }));
   const clients: LabClient[] = [];
+  // What the NAT operations need of each client's NAT, by client index.
+  interface NatRuntime {
+    ns: string;
+    /** The device whose two directions the loss rules drop on. */
+    wanDevice: string;
+    /** The router's rules (undefined for 'firewall'/'none': they have no NAT to flush or renumber). */
+    rules: RouterRules | undefined;
+    /** The LabNat objects of every client behind it (one per client; kept in step). */
+    nats: LabNat[];
+  }
+  const natRuntime = new Map<number, NatRuntime>();
+  let renumbered = 0;
+  const runtimeOf = (c: LabClient | number, what: string): NatRuntime & { client: LabClient } => {
+    const client = typeof c === 'number' ? clients[c] : c;
+    if (!client || clients[client.index] !== client) throw new NatLabError(`${what}: no such client ${typeof c === 'number' ? c : JSON.stringify(c.ns)} in lab ${id}`);
+    const rt = natRuntime.get(client.index);
+    if (!rt) throw new NatLabError(`${what}: client ${client.index} ('${client.nat.type}') has no NAT or firewall of its own`);
+    return { ...rt, client };
+  };
+  const nftIn = (ns: string, rules: string) => must(IP(), ['netns', 'exec', ns, sys('nft'), '-f', '-'], { input: rules });
+  /**
+   * Runs `change` with the NAT holding every packet back, so no flow sees half of it; then
+   * `reopen` (nftables text) and the gate's removal, in one transaction. If `change` fails,
+   * only the gate goes (and the error is thrown).
+   */
+  const gated = async (ns: string, change: () => Promise<void>, reopen: string) => {
+    await nftIn(ns, GATE_RULESET);
+    try {
+      await change();
+    } catch (err) {
+      await nftIn(ns, `delete table ip ${GATE_TABLE}\n`).catch(() => {});
+      throw err;
+    }
+    await nftIn(ns, `${reopen}\ndelete table ip ${GATE_TABLE}\n`);
+  };
+  const flushConntrack = async (ns: string, udpOnly: boolean) => {
+    const r = await exec(IP(), ['netns', 'exec', ns, sys('conntrack'), ...(udpOnly ? ['-D', '-p', 'udp'] : ['-F'])]);
+    // -D with nothing to delete exits 1 ("0 flow entries have been deleted")
+    if (r.code !== 0 && !/ 0 flow entries/.test(r.stderr)) throw new NatLabError(`conntrack in ${ns} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim()}`);
+  };
+  const flushSets = (rules: RouterRules | undefined) => (rules ? flushTables(rules).join('\n') : '');
 
   const tmpdir = mkdtempSync(join(tmpdir_(), `natkit-lab-${id}-`));
   const lab: NatLab & { destroyed?: Promise<void> } = {
@@ -700,7 +930,7 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     namespaces,
     tmpdir,
     inet: { ns: nsName('inet'), subnet: `${PUBLIC_NET}.0/24` },
-    server: { ns: nsName('server'), addresses: [...SERVER_ADDRESSES] },
+    server: { ns: nsName('server'), addresses: [...SERVER_ADDRESSES], relayAddress: RELAY_ADDRESS },
     clients,
     get client() {
       return clients[0]!;
@@ -718,6 +948,93 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     async run(ns, cmd, args = [], opts = {}) {
       if (!namespaces.includes(ns)) throw new NatLabError(`${ns} is not a namespace of lab ${id}`);
       return exec(IP(), ['netns', 'exec', ns, cmd, ...args], opts);
+    },
+    async setLoss(c, percent) {
+      const rt = runtimeOf(c, 'setLoss');
+      checkLoss(percent, 'setLoss: percent');
+      const rules = `add table netdev ${LOSS_TABLE}\ndelete table netdev ${LOSS_TABLE}\n${percent > 0 ? lossRuleset(rt.wanDevice, percent) : ''}`;
+      await nftIn(rt.ns, rules);
+      for (const n of rt.nats) n.loss = percent;
+    },
+    async lossCounters(c) {
+      const rt = runtimeOf(c, 'lossCounters');
+      const r = await exec(IP(), ['netns', 'exec', rt.ns, sys('nft'), '-j', 'list', 'table', 'netdev', LOSS_TABLE]);
+      if (r.code !== 0) return { inbound: 0, outbound: 0 }; // no loss set: nothing dropped
+      const counts: Record<string, number> = {};
+      for (const item of (JSON.parse(r.stdout) as { nftables: Record<string, { chain?: string; expr?: { counter?: { packets: number } }[] }>[] }).nftables) {
+        const rule = item.rule;
+        const n = rule?.expr?.find((e) => e.counter)?.counter?.packets;
+        if (rule?.chain && n !== undefined) counts[rule.chain] = n;
+      }
+      return { inbound: counts.inbound ?? 0, outbound: counts.outbound ?? 0 };
+    },
+    async flushMappings(c, o = {}) {
+      const rt = runtimeOf(c, 'flushMappings');
+      await gated(rt.ns, () => flushConntrack(rt.ns, o.udpOnly ?? false), flushSets(rt.rules));
+    },
+    async changePublicAddress(c, address) {
+      const rt = runtimeOf(c, 'changePublicAddress');
+      const rules = rt.rules;
+      if (!rules) throw new NatLabError(`changePublicAddress: client ${rt.client.index} ('${rt.client.nat.type}') has no NAT: its address is its own`);
+      const taken = new Set([...SERVER_ADDRESSES, RELAY_ADDRESS, ...clients.map((x) => x.nat.publicAddress)]);
+      let next = address;
+      if (next === undefined) {
+        do next = `${PUBLIC_NET}.${11 + renumbered++}`;
+        while (taken.has(next) && renumbered < 90);
+      }
+      if (!next.startsWith(`${PUBLIC_NET}.`) || !/^\d{1,3}$/.test(next.slice(PUBLIC_NET.length + 1)) || Number(next.slice(PUBLIC_NET.length + 1)) > 254 || Number(next.slice(PUBLIC_NET.length + 1)) < 1) {
+        throw new NatLabError(`changePublicAddress: ${JSON.stringify(next)} is not an address of the public segment ${PUBLIC_NET}.0/24`);
+      }
+      if (taken.has(next)) throw new NatLabError(`changePublicAddress: ${next} is in use in lab ${id}`);
+      const old = rules.publicAddress;
+      const updated: RouterRules = { ...rules, publicAddress: next };
+      await gated(
+        rt.ns,
+        async () => {
+          // (the old one first: deleting a primary address takes its secondaries with it)
+          const cmds = [`addr del ${old}/24 dev wan`, `addr add ${next}/24 dev wan`];
+          if (rules.hairpin) {
+            cmds.push(
+              `route del ${old}/32 dev hpo table ${HAIRPIN_TABLE}`,
+              `route add ${next}/32 dev hpo table ${HAIRPIN_TABLE}`,
+              `neigh del ${old} dev hpo`,
+              `neigh replace ${next} lladdr ${HPI_MAC} dev hpo nud permanent`,
+              `rule del pref 100`,
+              `rule add pref 100 iif lan to ${next}/32 lookup ${HAIRPIN_TABLE}`,
+            );
+          }
+          await must(IP(), ['-n', rt.ns, '-batch', '-'], { input: cmds.join('\n') + '\n' });
+          await flushConntrack(rt.ns, false);
+        },
+        // the NAT's table, made anew for the new address (its mapping tables start empty)
+        `delete table ip ${TABLE}\n${routerRuleset(updated)}`,
+      );
+      const runtime = natRuntime.get(rt.client.index)!;
+      runtime.rules = updated;
+      for (const n of rt.nats) n.publicAddress = next;
+      return next;
+    },
+    async natState(c) {
+      const rt = runtimeOf(c, 'natState');
+      const ct = await must(IP(), ['netns', 'exec', rt.ns, sys('conntrack'), '-L']);
+      // "udp      17 28 src=... " : protocol name, number, seconds left
+      const conntrack = ct
+        .split('\n')
+        .map((l) => /^(\w+)\s+\d+\s+(\d+)\s/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => ({ proto: m[1]!, timeoutSec: Number(m[2]), entry: m.input.trim() }));
+      if (!rt.rules) return { mappings: [], conntrack };
+      const out = await must(IP(), ['netns', 'exec', rt.ns, sys('nft'), '-j', 'list', 'map', 'ip', TABLE, 'in']);
+      const mappings: LabMapping[] = [];
+      type Elem = { elem?: { val: number; expires?: number } } | number;
+      for (const item of (JSON.parse(out) as { nftables: { map?: { elem?: [Elem, { concat: [string, number] }][] } }[] }).nftables) {
+        for (const [k, v] of item.map?.elem ?? []) {
+          const port = typeof k === 'number' ? k : k.elem!.val;
+          const expires = typeof k === 'number' ? 0 : (k.elem!.expires ?? 0);
+          mappings.push({ external: `${rt.rules.publicAddress}:${port}`, internal: `${v.concat[0]}:${v.concat[1]}`, expiresMs: Math.round(expires * 1000) });
+        }
+      }
+      return { mappings, conntrack };
     },
     async waitForListener(ns, o) {
       const timeoutMs = o.timeoutMs ?? 5000;
@@ -772,30 +1089,40 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
   const sysctls = new Map<string, string[]>(all.map((ns) => [ns, ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']]));
   const lateSysctls = new Map<string, string[]>();
   const rulesets = new Map<string, string>();
+  // Every veth pair gets interface indexes that differ between its two ends (inet's ports
+  // from 100, a router's private side from 200; the other end is numbered by its namespace
+  // from 2). The kernel treats a carrier change as urgent only when a device's index
+  // differs from its peer's (linkwatch_urgent_event), and two fresh namespaces both
+  // number their first interface 2: such a pair would come up only with the linkwatch's
+  // once-a-second batch, which made every lab wait ~1 s.
   let port = 0;
   /** A host on the public segment: `ifname` in `ns` <-> pN on the bridge in inet. */
   const attach = (ns: string, ifname: string) => {
-    const p = `p${port++}`;
-    veths.push(`link add ${p} netns ${inet} type veth peer name ${ifname} netns ${ns}`);
+    const n = port++;
+    const p = `p${n}`;
+    veths.push(`link add ${p} index ${100 + n} netns ${inet} type veth peer name ${ifname} netns ${ns}`);
     cmds(inet, `link set ${p} master br0 up`);
   };
 
   cmds(inet, 'link add br0 type bridge stp_state 0 forward_delay 0', 'link set br0 up');
   attach(server, 'eth0');
-  cmds(server, ...SERVER_ADDRESSES.map((a) => `addr add ${a}/24 dev eth0`), 'link set eth0 up');
+  cmds(server, ...[...SERVER_ADDRESSES, RELAY_ADDRESS].map((a) => `addr add ${a}/24 dev eth0`), 'link set eth0 up');
+  // conntrack's UDP timeouts in a namespace that tracks (a NAT, a firewall): both the
+  // unreplied and the "stream" (replied) timeout, so a mapping lives exactly so long idle
+  const udpTimeouts = (t: number) => [`net.netfilter.nf_conntrack_udp_timeout=${t}`, `net.netfilter.nf_conntrack_udp_timeout_stream=${t}`];
 
   for (const r of routers) {
     const res = r.resolved;
     attach(r.ns, 'wan');
     cmds(r.ns, `addr add ${r.wan}/24 dev wan`, 'link set wan up');
-    sysctls.get(r.ns)!.push('net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0');
+    sysctls.get(r.ns)!.push('net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', ...udpTimeouts(r.timeoutSec));
     // the private side: a veth "lan" to the only client, or a bridge "lan" with a port per client
     if (r.clients.length === 1) {
-      veths.push(`link add lan netns ${r.ns} type veth peer name eth0 netns ${clientNs[r.clients[0]!]}`);
+      veths.push(`link add lan index 200 netns ${r.ns} type veth peer name eth0 netns ${clientNs[r.clients[0]!]}`);
     } else {
       cmds(r.ns, 'link add lan type bridge stp_state 0 forward_delay 0');
       r.clients.forEach((ci, k) => {
-        veths.push(`link add l${k} netns ${r.ns} type veth peer name eth0 netns ${clientNs[ci]}`);
+        veths.push(`link add l${k} index ${200 + k} netns ${r.ns} type veth peer name eth0 netns ${clientNs[ci]}`);
         cmds(r.ns, `link set l${k} master lan up`);
       });
     }
@@ -819,26 +1146,45 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     }
     rulesets.set(
       r.ns,
-      routerRuleset({ publicAddress: r.wan, mapping: res.mapping as Dependence, filtering: res.filtering as Dependence, portAllocation: res.portAllocation, hairpin: res.hairpin, timeoutSec }),
+      routerRuleset(routerRules(r)),
     );
   }
 
-  specs.forEach((_, i) => {
+  const runtimeOfRouter = new Map<RouterPlan, NatRuntime>();
+  const losses: [number, number][] = [];
+  specs.forEach((spec, i) => {
     const ns = clientNs[i]!;
     const res = resolvedOf[i]!;
     const r = routerOf[i];
-    const base = { type: res.type, mapping: res.mapping, filtering: res.filtering, portAllocation: res.portAllocation, hairpin: res.hairpin };
+    const base = { type: res.type, mapping: res.mapping, filtering: res.filtering, portAllocation: res.portAllocation, hairpin: res.hairpin, loss: 0 };
     if (r) {
       const address = `${r.lanNet}.${2 + r.clients.indexOf(i)}`;
       cmds(ns, `addr add ${address}/24 dev eth0`, 'link set eth0 up', `route add default via ${r.lanNet}.1`);
-      clients.push({ index: i, ns, address, gateway: `${r.lanNet}.1`, nat: { ...base, ns: r.ns, publicAddress: r.wan, privateAddress: `${r.lanNet}.1`, subnet: `${r.lanNet}.0/24` } });
+      const nat: LabNat = { ...base, ns: r.ns, publicAddress: r.wan, privateAddress: `${r.lanNet}.1`, subnet: `${r.lanNet}.0/24`, mappingTimeoutSec: r.timeoutSec };
+      clients.push({ index: i, ns, address, gateway: `${r.lanNet}.1`, nat });
+      let rt = runtimeOfRouter.get(r);
+      if (!rt) {
+        rt = { ns: r.ns, wanDevice: 'wan', rules: routerRules(r), nats: [] };
+        runtimeOfRouter.set(r, rt);
+      }
+      rt.nats.push(nat);
+      natRuntime.set(i, rt);
     } else {
       const address = `${PUBLIC_NET}.${201 + i}`;
       attach(ns, 'eth0');
       cmds(ns, `addr add ${address}/24 dev eth0`, 'link set eth0 up');
-      if (res.type === 'firewall') rulesets.set(ns, firewallRuleset());
-      clients.push({ index: i, ns, address, gateway: undefined, nat: { ...base, ns: res.type === 'firewall' ? ns : undefined, publicAddress: address, privateAddress: undefined, subnet: undefined } });
+      const firewall = res.type === 'firewall';
+      const t = spec.mappingTimeoutSec ?? timeoutSec;
+      if (firewall) {
+        rulesets.set(ns, firewallRuleset());
+        sysctls.get(ns)!.push(...udpTimeouts(t));
+      }
+      const nat: LabNat = { ...base, ns: firewall ? ns : undefined, publicAddress: address, privateAddress: undefined, subnet: undefined, mappingTimeoutSec: firewall ? t : undefined };
+      clients.push({ index: i, ns, address, gateway: undefined, nat });
+      // a host without a router: its own interface takes the loss; a firewall's conntrack can be flushed
+      natRuntime.set(i, { ns, wanDevice: 'eth0', rules: undefined, nats: [nat] });
     }
+    if (spec.loss) losses.push([i, spec.loss]);
   });
 
   const settle = async (work: Promise<unknown>[]) => {
@@ -866,11 +1212,37 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     // Links come up (carrier, bridge port forwarding) a moment after `link set up`: a
     // first datagram sent before that is lost, which a test would read as filtering.
     await settle(all.map((ns) => waitLinksUp(ns)));
+    for (const [i, percent] of losses) await lab.setLoss(i, percent);
   } catch (err) {
     await lab.destroy();
     throw err;
   }
   return lab;
+}
+
+export interface PeerLabOptions {
+  /** Idle lifetime of both NATs' UDP mappings, seconds (default 300). */
+  mappingTimeoutSec?: number;
+  /** Percent of packets both NATs drop on their WAN side, each way (default 0). */
+  loss?: number;
+}
+
+export interface PeerLab extends NatLab {
+  /** The two peers, each behind a NAT of its own (clients[0] and clients[1]). */
+  readonly peers: readonly [LabClient, LabClient];
+}
+
+/**
+ * The two-peer layout of issue 8: two clients, each behind its own NAT of any type (or
+ * none), and the public servers' namespace (`lab.server`: two addresses for an RFC 5780 STUN
+ * server, a third for a TURN relay; a signalling server can listen on any of them). The NATs
+ * do not hairpin: the peers are behind different NATs, so nothing they send is addressed to
+ * their own NAT's public address.
+ */
+export async function createPeerLab(a: NatType | NatBehaviour, b: NatType | NatBehaviour, options: PeerLabOptions = {}): Promise<PeerLab> {
+  const spec = (nat: NatType | NatBehaviour): ClientSpec => ({ nat, ...(options.loss ? { loss: options.loss } : {}) });
+  const lab = await createNatLab({ clients: [spec(a), spec(b)], mappingTimeoutSec: options.mappingTimeoutSec });
+  return Object.assign(lab, { peers: [lab.clients[0]!, lab.clients[1]!] as const });
 }
 
 /** Waits until every interface in `ns` but lo reports state UP (at most 5 s). */

@@ -175,16 +175,16 @@ describe("Chromium's WebRTC through natkit's relay", () => {
       // left one allocation towards its peer arrived at the other (to_client can only lag
       // by datagrams still in flight). Both sides bound a channel.
       const s = relay.server;
-      const toPeer = metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' });
-      const toClient = metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' });
+      const toPeer = await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' });
+      const toClient = await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' });
       expect(toPeer, info).toBeGreaterThanOrEqual(2 * COUNT);
       expect(toClient, info).toBeGreaterThanOrEqual(2 * COUNT);
       expect(toClient, info).toBeLessThanOrEqual(toPeer);
       const payload = sent.reduce((n, m) => n + m.length, 0);
-      expect(metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBeGreaterThan(2 * payload);
-      expect(metric(s, 'natkit_turn_allocations_created_total'), info).toBe(2);
-      expect(metric(s, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBeGreaterThanOrEqual(2);
-      expect(metric(s, 'natkit_turn_requests_total', { method: 'create_permission' }), info).toBeGreaterThanOrEqual(2);
+      expect(await metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info).toBeGreaterThan(2 * payload);
+      expect(await metric(s, 'natkit_turn_allocations_created_total'), info).toBe(2);
+      expect(await metric(s, 'natkit_turn_requests_total', { method: 'channel_bind' }), info).toBeGreaterThanOrEqual(2);
+      expect(await metric(s, 'natkit_turn_requests_total', { method: 'create_permission' }), info).toBeGreaterThanOrEqual(2);
       // Per allocation (closing the peer connections may already have deleted them; natkit
       // logs their counters when it does): each carried at least its side's messages.
       const counters = [

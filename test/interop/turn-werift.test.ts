@@ -64,12 +64,12 @@ async function exchange(relay: NatkitRelay, tap: TurnTap, transport: 'udp' | 'tc
 
   // natkit counted exactly that, and dropped nothing.
   const s = relay.server;
-  expect(metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info()).toBe(N);
-  expect(metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info()).toBe(N);
-  expect(metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info()).toBe(total(payloads));
-  expect(metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info()).toBe(total(payloads.map(echo)));
+  expect(await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info()).toBe(N);
+  expect(await metric(s, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info()).toBe(N);
+  expect(await metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_peer' }), info()).toBe(total(payloads));
+  expect(await metric(s, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info()).toBe(total(payloads.map(echo)));
   for (const reason of ['no_permission', 'no_channel', 'no_allocation', 'malformed', 'not_stun', 'bad_fingerprint', 'unknown_attribute']) {
-    expect(metric(s, 'natkit_turn_dropped_total', { reason }), `${reason}\n${info()}`).toBe(0);
+    expect(await metric(s, 'natkit_turn_dropped_total', { reason }), `${reason}\n${info()}`).toBe(0);
   }
   expect(tap.toServer.other + tap.toClient.other, info()).toBe(0);
   return { info };
@@ -83,8 +83,8 @@ describe("werift's TURN client against natkit's relay", () => {
       const { info } = await exchange(relay, tap, transport);
       // One ChannelBind (0x4000, werift's first number), which also installed the
       // permission: no CreatePermission; ChannelData both ways, no indications.
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info()).toBe(1);
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' }), info()).toBe(0);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info()).toBe(1);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' }), info()).toBe(0);
       expect(tap.toServer.channelData, info()).toBe(N);
       expect(tap.toClient.channelData, info()).toBe(N);
       expect([...tap.toServer.channels], info()).toEqual([0x4000]);
@@ -100,9 +100,9 @@ describe("werift's TURN client against natkit's relay", () => {
       // werift retries the ChannelBind before each send (N refusals), creates the
       // permission once, and sends every payload as a Send indication; the echoes come
       // back as Data indications (no channel is bound).
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info()).toBe(N);
-      expect(metric(relay.server, 'natkit_turn_error_responses_total', { code: '508' }), info()).toBe(N);
-      expect(metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' }), info()).toBe(1);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info()).toBe(N);
+      expect(await metric(relay.server, 'natkit_turn_error_responses_total', { code: '508' }), info()).toBe(N);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' }), info()).toBe(1);
       expect(tap.toServer.sendIndications, info()).toBe(N);
       expect(tap.toClient.dataIndications, info()).toBe(N);
       expect(tap.toServer.channelData + tap.toClient.channelData, info()).toBe(0);

@@ -11,7 +11,6 @@ import { mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSy
 import { describe, expect, test } from 'vitest';
 import {
   type ClientSpec,
-  type LabProcess,
   type NatLab,
   type NatLabOptions,
   type NatType,
@@ -22,6 +21,7 @@ import {
   startStund,
   startTurnserver,
 } from '../helpers/natlab.js';
+import { Peer, reflect } from './udp-peer.js';
 
 async function withLab<T>(opts: NatLabOptions, fn: (lab: NatLab) => Promise<T>): Promise<T> {
   const lab = await createNatLab(opts);
@@ -201,73 +201,6 @@ test('two clients behind one full-cone NAT: one public address, and a port alrea
 // ---------------------------------------------------------------------------------------
 // Hole punching with a tiny UDP peer (node, run inside a namespace)
 
-// stdin: "host port text" sends text; stdout: "bound PORT", then "recv ADDR:PORT text" for
-// each datagram. With REFLECT=1 it answers every datagram with "text ADDR:PORT" (the sender's).
-const UDP_PEER = `
-const dgram = require('node:dgram');
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => {
-  process.stdout.write('recv ' + r.address + ':' + r.port + ' ' + m + '\\n');
-  if (process.env.REFLECT) s.send(m + ' ' + r.address + ':' + r.port, r.port, r.address);
-});
-s.bind(Number(process.argv[1]), () => process.stdout.write('bound ' + s.address().port + '\\n'));
-let buf = '';
-process.stdin.on('data', (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf('\\n')) >= 0) {
-    const [host, port, ...text] = buf.slice(0, i).split(' ');
-    buf = buf.slice(i + 1);
-    s.send(text.join(' '), Number(port), host);
-  }
-});
-process.stdin.on('end', () => s.close());
-`;
-
-class Peer {
-  private constructor(readonly proc: LabProcess) {}
-
-  static async start(lab: NatLab, ns: string, port: number, reflect = false): Promise<Peer> {
-    const proc = lab.spawn(ns, process.execPath, ['-e', UDP_PEER, String(port)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, REFLECT: reflect ? '1' : '' },
-    });
-    await proc.waitFor(/^bound \d+$/m);
-    return new Peer(proc);
-  }
-
-  send(to: string, text: string): void {
-    const [host, port] = to.split(':');
-    this.proc.child.stdin!.write(`${host} ${port} ${text}\n`);
-  }
-
-  /** Where `text` came from (waits for it). */
-  async from(text: string): Promise<string> {
-    const m = await this.proc.waitFor(new RegExp(`^recv (\\S+) ${text}$`, 'm'), { timeoutMs: 5000 });
-    return m[1]!;
-  }
-
-  received(): string[] {
-    return [...this.proc.stdout().matchAll(/^recv \S+ (.*)$/gm)].map((m) => m[1]!);
-  }
-
-  async stop(): Promise<void> {
-    this.proc.child.stdin!.end();
-    await this.proc.stop();
-  }
-}
-
-/**
- * Sends `tag` to the reflector and waits for its answer: the peer's public address:port as the
- * server saw it. The answer also orders things: every datagram that reached the peer's socket
- * before it has been printed by then.
- */
-async function reflect(peer: Peer, reflector: string, tag: string): Promise<string> {
-  peer.send(reflector, tag);
-  const m = await peer.proc.waitFor(new RegExp(`^recv ${reflector.replace(/\./g, '\\.')} ${tag} (\\S+)$`, 'm'), { timeoutMs: 5000 });
-  return m[1]!;
-}
-
 test('hairpinning: two clients behind one port-restricted NAT punch a hole through its public address', async (ctx) => {
   await needNatLab(ctx);
   await withLab({ clients: [{ nat: 'port-restricted-cone', hairpin: true }, { behind: 0 }] }, async (lab) => {
@@ -396,6 +329,9 @@ test('the rulesets say what the header says', () => {
   const fc = routerRuleset({ publicAddress: '203.0.113.101', mapping: 'endpoint-independent', filtering: 'endpoint-independent', portAllocation: 'preserve', hairpin: false, timeoutSec: 300 });
   expect(fc).toContain('dnat ip to udp dport map @in');
   expect(fc).not.toContain('@permit');
+  // mappings are refreshed by inbound traffic too, as conntrack's entries are (the header's "Mapping lifetime")
+  expect(fc).toMatch(/chain refresh \{\s*type filter hook prerouting priority dstnat \+ 10;[^}]*iifname "wan" meta l4proto udp ct direction reply ct status snat update @out/);
+  expect(fc).toContain('timeout 300s');
   const sym = routerRuleset({ publicAddress: '203.0.113.101', mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', hairpin: true, timeoutSec: 300 });
   expect(sym).toContain('fully-random');
   expect(sym).not.toContain('map out');

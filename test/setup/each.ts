@@ -17,14 +17,21 @@ beforeEach(() => {
   before = counts();
 });
 
+/** How long closing handles may take to finish (a loaded machine delays the event loop). */
+const DEADLINE_MS = 5_000;
+
 afterEach(async () => {
-  // Closing handles finishes on a later turn of the event loop; give it a few.
+  // Closing handles finishes on a later turn of the event loop: wait for them with a
+  // deadline in seconds, not a count of turns. The poll's own timer has fired (and is no
+  // longer active) when the handles are counted.
   let leaked: string[] = [];
-  for (let i = 0; i < 20; i++) {
-    await new Promise<void>((r) => setImmediate(r));
+  const deadline = Date.now() + DEADLINE_MS;
+  for (let wait = 0; ; wait = Math.min(50, wait + 1)) {
+    await new Promise<void>((r) => (wait === 0 ? setImmediate(r) : setTimeout(r, wait)));
     const now = counts();
     leaked = [...now].filter(([t, n]) => n > (before.get(t) ?? 0)).map(([t, n]) => `${t} x${n - (before.get(t) ?? 0)}`);
     if (leaked.length === 0) return;
+    if (Date.now() > deadline) break;
   }
-  throw new Error(`the test left open handles: ${leaked.join(', ')}`);
+  throw new Error(`the test left open handles ${DEADLINE_MS / 1000} s after it ended: ${leaked.join(', ')}`);
 });

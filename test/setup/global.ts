@@ -13,7 +13,7 @@ export default function setup(): void {
     console.warn(`[natkit tests] missing ${missing.join(', ')}; not root with apt-get, so tests that need them are skipped`);
     return;
   }
-  console.log(`[natkit tests] installing Debian packages for ${missing.join(', ')} (one time)`);
+  console.log(`[natkit tests] the interop and lab tests need ${missing.join(', ')} (a one-time install; NATKIT_NO_APT=1 skips it)`);
   try {
     installDebianPackages(missing);
   } catch (err) {

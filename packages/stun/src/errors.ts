@@ -94,3 +94,25 @@ export class StunTransactionError extends NatkitError {
     this.reason = extra.reason;
   }
 }
+
+export type ServerErrorCode =
+  | 'CONFIG' // options that do not go together, or a value out of range
+  | 'LISTEN' // a listening socket could not be had (see `errno`: EADDRINUSE, EADDRNOTAVAIL, ...)
+  | 'RELAY_ADDRESS'; // a relay address could not be bound (not an address of this host?)
+
+/**
+ * Why a server (StunServer, TurnServer) could not start: one base class for both, with a
+ * stable `code`, and for socket failures the operating system's `errno` and the `cause`.
+ */
+export class ServerError extends NatkitError {
+  declare readonly code: ServerErrorCode;
+  /** The system error code behind a LISTEN or RELAY_ADDRESS failure (EADDRINUSE, ...). */
+  readonly errno: string | undefined;
+  constructor(code: ServerErrorCode, message: string, options: { cause?: unknown; errno?: string } = {}) {
+    super(code, message, { cause: options.cause });
+    this.errno = options.errno ?? ((options.cause as NodeJS.ErrnoException | undefined)?.code || undefined);
+  }
+}
+
+/** A StunServer could not start. */
+export class StunServerError extends ServerError {}

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Attr,
   AttrType,
+  ManualClock,
   MessageBuilder,
   MessageClass,
   Method,
@@ -15,6 +16,7 @@ import {
   verifyFingerprint,
 } from '../src/index.js';
 import { type RawUdp, openRawUdp } from '../../../test/helpers/udp.js';
+import { MemorySegment, inbox } from '../../../test/helpers/memnet.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
@@ -138,7 +140,8 @@ describe('stunserver, basic mode', () => {
   });
 
   it('rate-limits error answers per source', async () => {
-    const s = await server({ address: '127.0.0.1', errorRate: 1, errorBurst: 3 });
+    // The injected clock stands still: a slow run cannot refill the bucket and change the count.
+    const s = await server({ address: '127.0.0.1', errorRate: 1, errorBurst: 3, clock: new ManualClock(0) });
     const { send, next } = await rawSocket();
     const port = s.listening[0]!.port;
     for (let i = 0; i < 10; i++) send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');
@@ -287,5 +290,34 @@ describe('stunserver, RFC 5780 full mode on 127.0.0.1 and 127.0.0.2', () => {
       expect(err).toBeInstanceOf(StunServerError);
       expect(err).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(message) });
     }
+  });
+});
+
+describe('stunserver over an injected Network (in memory, no kernel sockets)', () => {
+  it('opens its four RFC 5780 sockets on the given network and answers CHANGE-REQUEST from the right one', async () => {
+    const segment = new MemorySegment();
+    const host = segment.host('192.0.2.1', '192.0.2.2');
+    const s = await server({ address: '192.0.2.1', alternateAddress: '192.0.2.2', tcp: false, network: host });
+    const udp = s.listening.filter((l) => l.transport === 'udp');
+    expect(udp.map((l) => l.address)).toEqual(['192.0.2.1', '192.0.2.1', '192.0.2.2', '192.0.2.2']);
+    expect(segment.open).toBe(4);
+    const client = await segment.host('198.51.100.9').createUdpSocket({ family: 'IPv4', address: '198.51.100.9' });
+    defer(() => new Promise<void>((r) => client.close(() => r())));
+    const box = inbox(client);
+    const req = new MessageBuilder(Method.Binding, MessageClass.Request).add(Attr.ChangeRequest, { changeIp: true, changePort: true }).encode();
+    client.send(req, udp[0]!.port, '192.0.2.1');
+    const [res, from] = await box.next();
+    const m = decodeMessage(res);
+    expect(m.get(Attr.XorMappedAddress)).toEqual({ family: 'IPv4', address: '198.51.100.9', port: client.address().port });
+    // Changed IP and port: from A2:P2, and RESPONSE-ORIGIN says so.
+    expect({ address: from.address, port: from.port }).toEqual({ address: '192.0.2.2', port: udp[3]!.port });
+    expect(m.get(Attr.ResponseOrigin)).toEqual({ family: 'IPv4', address: '192.0.2.2', port: udp[3]!.port });
+    await s.close();
+    expect(segment.open).toBe(1); // only the client's
+  });
+
+  it('fails to start with the network\'s bind error (an address the host does not have)', async () => {
+    const host = new MemorySegment().host('192.0.2.1');
+    await expect(StunServer.start({ address: '192.0.2.7', port: 3478, tcp: false, network: host })).rejects.toMatchObject({ name: 'StunServerError', code: 'LISTEN', errno: 'EADDRNOTAVAIL', message: expect.stringMatching(/^cannot listen on udp 192\.0\.2\.7:3478: /) });
   });
 });

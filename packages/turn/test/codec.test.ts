@@ -7,6 +7,7 @@ import {
   decodeChannelData,
   encodeChannelData,
   isChannelData,
+  isValidChannel,
   turnRegistry,
   turnServerRegistry,
 } from '../src/index.js';
@@ -84,11 +85,22 @@ describe('ChannelData (RFC 8656 section 12.4)', () => {
     expect(v.data.buffer).toBe(padded.buffer);
   });
 
-  it('refuses channels outside 0x4000-0x4FFF, short frames and lengths past the end', () => {
-    expect(thrown(StunEncodeError, () => encodeChannelData(0x5000, Buffer.alloc(1)))).toMatchObject({ code: 'BAD_VALUE' });
+  it('carries what the wire format allows: channels 0x4000-0x7FFF (first bits 01); which may be bound is policy', () => {
+    // RFC 5766's range is still a well-formed ChannelData message; RFC 8656 section 12
+    // reserves 0x5000-0x7FFF, and the server (not the codec) refuses to bind them.
+    expect(encodeChannelData(0x7fff, Buffer.from('a')).toString('hex')).toBe('7fff000161');
+    expect(decodeChannelData(Buffer.from('5000000161', 'hex'))).toMatchObject({ channel: 0x5000, data: Buffer.from('a') });
+    expect(isValidChannel(0x4fff)).toBe(true);
+    expect(isValidChannel(0x5000)).toBe(false);
+    expect(isValidChannel(0x3fff)).toBe(false);
+  });
+
+  it('refuses channels outside 0x4000-0x7FFF, short frames and lengths past the end', () => {
+    expect(thrown(StunEncodeError, () => encodeChannelData(0x8000, Buffer.alloc(1)))).toMatchObject({ code: 'BAD_VALUE' });
     expect(thrown(StunEncodeError, () => encodeChannelData(0x3fff, Buffer.alloc(1)))).toMatchObject({ code: 'BAD_VALUE' });
     expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('4000', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA', offset: 0 });
-    expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('50000000', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA' });
+    expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('80000000', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA', offset: 0 });
+    expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('3fff0000', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA', offset: 0 });
     expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('4000000561', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA', offset: 2 });
     // More than 3 bytes after the data cannot be padding.
     expect(thrown(StunDecodeError, () => decodeChannelData(Buffer.from('40000001610000000000', 'hex')))).toMatchObject({ code: 'BAD_CHANNEL_DATA', offset: 5 });

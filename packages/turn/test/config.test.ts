@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli } from '@natkit/stun';
+import { nodeNetwork } from '@natkit/stun';
+import * as cli from '@natkit/stun/cli';
+import { defaultRelayAddresses } from '../src/index.js';
 import {
   type ConfigFile,
   OPTIONS,
@@ -208,7 +210,6 @@ describe('settings checked together', () => {
       [{ ...base, 'tls-key': 'k.pem' }, '--tls-cert and --tls-key go together'],
       [{ ...base, 'tls-port': 5350 }, '--tls-port needs --tls-cert and --tls-key'],
       [{ ...base, 'no-udp': true, 'no-tcp': true }, 'nothing to serve'],
-      [{ listen: ['0.0.0.0'] }, '--relay-ip is needed: listening on 0.0.0.0'],
       [{ listen: ['::1', '0::1'] }, '--listen ::1 is given twice'],
       [{ ...base, 'external-ip': ['2001:db8::1'] }, '--external-ip 2001:db8::1 is IPv6, but there is no IPv6 relay address'],
       [{ ...base, 'external-ip': ['203.0.113.1', '203.0.113.2'] }, '--external-ip: IPv4 is given twice'],
@@ -220,6 +221,21 @@ describe('settings checked together', () => {
     ];
     expect.assertions(bad.length);
     for (const [values, message] of bad) expect(() => resolveSettings(values as cli.ParsedValues), JSON.stringify(values)).toThrow(message);
+  });
+
+  it("listening on a wildcard only, relays on the host's first non-loopback address (as coturn), by the library's rule", () => {
+    const first = nodeNetwork.interfaces().find((i) => i.family === 'IPv4' && !i.internal)?.address;
+    expect(resolveSettings({ listen: ['0.0.0.0'] }).relayAddresses).toEqual(first ? { IPv4: first } : {});
+    const lo = { name: 'lo', family: 'IPv4' as const, internal: true, prefix: 8 };
+    const fake = (addresses: Array<{ name: string; address: string; family: 'IPv4' | 'IPv6'; internal: boolean; prefix: number }>) => ({ ...nodeNetwork, interfaces: () => addresses });
+    const host = fake([{ ...lo, address: '127.0.0.1' }, { name: 'eth0', address: 'fe80::1', family: 'IPv6', internal: false, prefix: 64 }, { name: 'eth0', address: '192.0.2.9', family: 'IPv4', internal: false, prefix: 24 }, { name: 'eth0', address: '2001:db8::9', family: 'IPv6', internal: false, prefix: 64 }]);
+    expect(defaultRelayAddresses(['0.0.0.0'], {}, host)).toEqual({ IPv4: '192.0.2.9' });
+    expect(defaultRelayAddresses(['0.0.0.0', '::'], {}, host)).toEqual({ IPv4: '192.0.2.9', IPv6: '2001:db8::9' });
+    // A specific listen address, or a given relay address, comes first.
+    expect(defaultRelayAddresses(['0.0.0.0', '::1'], {}, host)).toEqual({ IPv6: '::1' });
+    expect(defaultRelayAddresses(['0.0.0.0'], { IPv4: '192.0.2.77' }, host)).toEqual({ IPv4: '192.0.2.77' });
+    // Loopback and link-local only: nothing to relay on (relayserver then asks for --relay-ip).
+    expect(defaultRelayAddresses(['0.0.0.0', '::'], {}, fake([{ ...lo, address: '127.0.0.1' }, { name: 'eth0', address: 'fe80::1', family: 'IPv6', internal: false, prefix: 64 }]))).toEqual({});
   });
 
   it('works out relay and advertised addresses', () => {

@@ -22,12 +22,24 @@ function textFields(fields: Record<string, unknown> | undefined): string {
   return parts.length ? ` ${parts.join(' ')}` : '';
 }
 
-export function createLogger(program: string, format: LogFormat = 'text', level: Level = 'info', streams = { out: process.stdout, err: process.stderr }): Logger {
+/**
+ * A logger for `program`. `worker` (with --workers) names the worker on every line:
+ * `relayserver[2]: ...` in text, `"worker": 2` in JSON.
+ */
+export function createLogger(
+  program: string,
+  format: LogFormat = 'text',
+  level: Level = 'info',
+  streams: { out: NodeJS.WritableStream; err: NodeJS.WritableStream } = { out: process.stdout, err: process.stderr },
+  worker?: number,
+): Logger {
+  const name = worker === undefined ? program : `${program}[${worker}]`;
+  const base = worker === undefined ? {} : { worker };
   const write = (stream: NodeJS.WritableStream, lvl: Level, msg: string, fields?: Record<string, unknown>) => {
     if (format === 'json') {
-      stream.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, program, msg, ...fields })}\n`);
+      stream.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, program, ...base, msg, ...fields })}\n`);
     } else {
-      stream.write(`${program}: ${lvl === 'info' ? '' : `${lvl}: `}${msg}${textFields(fields)}\n`);
+      stream.write(`${name}: ${lvl === 'info' ? '' : `${lvl}: `}${msg}${textFields(fields)}\n`);
     }
   };
   const at = (lvl: Level) => (msg: string, fields?: Record<string, unknown>) => {

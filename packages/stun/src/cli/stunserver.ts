@@ -1,8 +1,29 @@
+import cluster from 'node:cluster';
+import type * as http from 'node:http';
 import pkg from '../../package.json' with { type: 'json' };
 import { ipFamily } from '../codec/ip.js';
+import { ServerError } from '../errors.js';
 import { StunServer } from '../server/server.js';
 import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from './args.js';
-import { type LogFormat, createLogger } from './log.js';
+import { type LogFormat, type Logger, createLogger } from './log.js';
+import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
+import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
+
+/** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
+const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
+
+function parseHostPort(text: string): { address: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (!ipFamily(address) || port > 65535) return undefined;
+  return { address, port };
+}
+
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
 
 const SPECS: OptionSpec[] = [
   { name: 'listen', type: 'string', value: 'ADDR', env: 'STUNSERVER_LISTEN', defaultText: '0.0.0.0', help: 'primary address (A)' },
@@ -20,6 +41,8 @@ const SPECS: OptionSpec[] = [
   { name: 'max-connections', type: 'number', value: 'N', env: 'STUNSERVER_MAX_CONNECTIONS', min: 1, defaultText: '1024', help: 'TCP/TLS connections at once' },
   { name: 'stats-interval', type: 'number', value: 'SECONDS', env: 'STUNSERVER_STATS_INTERVAL', min: 0, defaultText: '0 (off)', help: 'log counters every SECONDS' },
   { name: 'log-format', type: 'string', value: 'text|json', env: 'STUNSERVER_LOG_FORMAT', choices: ['text', 'json'], defaultText: 'text', help: 'log line format' },
+  { name: 'metrics', type: 'string', value: 'ADDR:PORT', env: 'STUNSERVER_METRICS', defaultText: 'off', help: 'serve Prometheus metrics on http://ADDR:PORT/metrics (summed over workers)' },
+  { name: 'workers', type: 'number', value: 'N', env: 'STUNSERVER_WORKERS', min: 1, max: 1024, defaultText: 'every core (one on Node < 22.12)', help: 'processes serving the same ports (SO_REUSEPORT: each client stays on one)' },
   { name: 'help', type: 'boolean', help: 'show this help' },
   { name: 'version', type: 'boolean', help: 'print the version' },
 ];
@@ -52,12 +75,14 @@ runCli('stunserver', async () => {
   if (alternate !== undefined && !ipFamily(alternate)) throw new CliError(`--alternate: ${JSON.stringify(alternate)} is not an IP address`);
   if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   if (v.udp === false && v.tcp === false && v['tls-cert'] === undefined) throw new CliError('nothing to serve: UDP and TCP are off and no TLS certificate is given');
-  const log = createLogger('stunserver', (v['log-format'] as LogFormat | undefined) ?? 'text');
+  const metricsAt = v.metrics === undefined ? undefined : parseHostPort(v.metrics as string);
+  if (v.metrics !== undefined && !metricsAt) throw new CliError(`--metrics: expected ADDR:PORT (e.g. 127.0.0.1:9640 or [::1]:9640), got ${JSON.stringify(v.metrics)}`);
+  const format = (v['log-format'] as LogFormat | undefined) ?? 'text';
   const tls =
     v['tls-cert'] !== undefined
       ? { cert: readFlagFile(v['tls-cert'] as string, '--tls-cert'), key: readFlagFile(v['tls-key'] as string, '--tls-key'), port: v['tls-port'] as number | undefined }
       : undefined;
-  const server = await StunServer.start({
+  const options: Options = {
     address: listen,
     port: v.port as number | undefined,
     alternateAddress: alternate,
@@ -65,12 +90,68 @@ runCli('stunserver', async () => {
     udp: v.udp as boolean | undefined,
     tcp: v.tcp as boolean | undefined,
     tls,
-    software: v['no-software'] ? false : ((v.software as string | undefined) ?? `natkit ${pkg.version}`),
+    software: v['no-software'] === true ? false : ((v.software as string | undefined) ?? `natkit ${pkg.version}`),
     errorRate: v['error-rate'] as number | undefined,
     maxConnections: v['max-connections'] as number | undefined,
-  }).catch((err: NodeJS.ErrnoException) => {
-    throw new Error(`cannot listen: ${err.message}${err.code === 'EADDRINUSE' ? ' (another server is using the port; pick one with --port)' : ''}`);
+  };
+  const statsEvery = (v['stats-interval'] as number | undefined) ?? 0;
+  if (cluster.isWorker) return serve(options, format, statsEvery, undefined, true);
+  const log = createLogger('stunserver', format);
+  const plan = planWorkers(v.workers as number | undefined);
+  if (plan.note) log[plan.asked ? 'warn' : 'info'](plan.note);
+  if (plan.count === 1) return serve(options, format, statsEvery, metricsAt, false);
+  if (options.udp !== false) {
+    const P = options.port ?? 3478;
+    const P2 = options.alternatePort ?? (P === 0 ? 0 : P + 1);
+    const endpoints = [{ address: listen, port: P }];
+    if (alternate !== undefined) endpoints.push({ address: listen, port: P2 }, { address: alternate, port: P }, { address: alternate, port: P2 });
+    await checkUdpPortsFree(endpoints).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
+  return primary(plan.count, metricsAt, log);
+});
+
+type Options = Parameters<typeof StunServer.start>[0] & object;
+
+async function startMetrics(at: { address: string; port: number } | undefined, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
+  if (!at) return undefined;
+  let server: http.Server;
+  try {
+    server = await serveMetrics(text, at.address, at.port);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot serve metrics on ${hostPort(at.address, at.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
+  }
+  const a = server.address() as { address: string; port: number };
+  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
+}
+
+/** One server in this process: alone, or one worker of several. */
+async function serve(options: Options, format: LogFormat, statsEvery: number, metricsAt: { address: string; port: number } | undefined, worker: boolean): Promise<number> {
+  const log = createLogger('stunserver', format, 'info', undefined, workerId());
+  const fixed = process.env[WORKER_PORTS] ? (JSON.parse(process.env[WORKER_PORTS]!) as { port: number; altPort?: number; tlsPort?: number }) : undefined;
+  const server = await StunServer.start({
+    ...options,
+    port: fixed?.port ?? options.port,
+    alternatePort: fixed?.altPort ?? options.alternatePort,
+    tls: options.tls ? { ...options.tls, port: fixed?.tlsPort ?? options.tls.port } : undefined,
+    reusePort: worker,
+  }).catch((err: unknown) => {
+    if (err instanceof ServerError) throw new Error(`${err.message}${err.errno === 'EADDRINUSE' ? ' (another server is using the port; pick one with --port)' : ''}`);
+    throw err;
   });
+  const processRegistry = processMetrics();
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  if (worker) reportToPrimary([server.metrics, processRegistry]);
+  else {
+    try {
+      metrics = await startMetrics(metricsAt, () => metricsText([server.metrics, processRegistry]));
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+  }
   // Signal handlers go in before the start-up line, so a signal sent on seeing it is caught.
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -82,12 +163,85 @@ runCli('stunserver', async () => {
   });
   server.on('warning', (err: Error) => log.warn('socket error', { error: err.message }));
   const where = server.listening.map((l) => `${l.transport} ${l.family === 'IPv6' ? `[${l.address}]` : l.address}:${l.port}`);
-  log.out(`stunserver ${pkg.version} listening on ${where.join(', ')}${server.full ? ' (RFC 5780 full mode)' : ''}`, undefined);
-  const statsEvery = (v['stats-interval'] as number | undefined) ?? 0;
+  const line = `stunserver ${pkg.version} listening on ${where.join(', ')}${server.full ? ' (RFC 5780 full mode)' : ''}${metrics ? `; metrics on ${metrics.url}` : ''}`;
+  if (worker) {
+    const udp = server.listening.filter((l) => l.transport === 'udp');
+    tellListening({ line, port: udp[0]?.port ?? server.listening[0]?.port, altPort: udp[1]?.port, tlsPort: server.listening.find((l) => l.transport === 'tls')?.port });
+  } else {
+    log.out(line, undefined);
+  }
   const timer = statsEvery > 0 ? setInterval(() => log.info('stats', { ...server.stats, stream: server.streamDrops }), statsEvery * 1000) : undefined;
   await stopped;
   if (timer) clearInterval(timer);
   await server.close();
+  await closeMetrics(metrics?.server);
   log.info('stopped', { ...server.stats, stream: server.streamDrops });
+  // A worker hands its counters to the primary, which says what all of them did.
+  if (worker) await new Promise<void>((r) => process.send!({ natkit: 'stats', stats: server.stats, stream: server.streamDrops }, undefined, undefined, () => r()));
   return 0;
-});
+}
+
+/** The primary of --workers N: forks them (the first one first, for its ports), sums their metrics, passes signals on. */
+async function primary(count: number, metricsAt: { address: string; port: number } | undefined, log: Logger): Promise<number> {
+  let ports: Record<string, unknown> | undefined;
+  // The workers' final counters, summed for the primary's own 'stopped' line.
+  const total = { received: 0, responses: 0, errors: {} as Record<string, number>, dropped: {} as Record<string, number>, stream: {} as Record<string, number> };
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  };
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
+  const workers = new Primary({
+    count,
+    env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
+    listening: (i, m) => {
+      if (i === 0) ports = { port: m.port, altPort: m.altPort, tlsPort: m.tlsPort };
+    },
+    onMessage: (_w, m) => {
+      if (m.natkit !== 'stats') return;
+      const st = m.stats as { received: number; responses: number; errors: Record<string, number>; dropped: Record<string, number> };
+      total.received += st.received;
+      total.responses += st.responses;
+      add(total.errors, st.errors);
+      add(total.dropped, st.dropped);
+      add(total.stream, m.stream as Record<string, number>);
+    },
+    onExit: (w, code, signal) => {
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
+      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
+    },
+  });
+  const forward = (signal: NodeJS.Signals) => {
+    stopping = true;
+    log.info(`${signal}: passing it to ${workers.workers.length} workers`);
+    workers.signal(signal);
+  };
+  process.on('SIGTERM', forward);
+  process.on('SIGINT', forward);
+  let ready;
+  try {
+    ready = await workers.start();
+    stopping = false;
+  } catch (err) {
+    stopping = true;
+    workers.signal('SIGINT');
+    await workers.exited();
+    throw err;
+  }
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  try {
+    metrics = await startMetrics(metricsAt, () => clusterMetricsText());
+  } catch (err) {
+    stopping = true;
+    workers.signal('SIGINT');
+    await workers.exited();
+    throw err;
+  }
+  log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
+  const codes = await workers.exited();
+  await closeMetrics(metrics?.server);
+  const bad = codes.filter((c) => c !== 0).length;
+  // The same line a single process writes, over every worker.
+  log.info('stopped', { ...total, workers: count, ...(bad ? { failed: bad } : {}) });
+  return bad ? 1 : 0;
+}

@@ -1,27 +1,18 @@
-import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { Attr, type AttributeRegistry, type PasswordAlgorithmValue, softwareText, stunRegistry } from '../codec/attributes.js';
-import { ErrorCode, MessageClass, Method, PasswordAlgorithm, methodName } from '../codec/constants.js';
-import { MessageBuilder } from '../codec/encode.js';
-import { checkIntegrity, verifyFingerprint } from '../codec/integrity.js';
+import { Attr, type AttributeRegistry, softwareText, stunRegistry } from '../codec/attributes.js';
+import { Method } from '../codec/constants.js';
+import type { MessageBuilder } from '../codec/encode.js';
 import { type Family, type TransportAddress, canonicalIp, formatAddress, ipFamily } from '../codec/ip.js';
 import { type StunMessage, decodeMessage } from '../codec/message.js';
-import {
-  SecurityFeature,
-  choosePasswordAlgorithm,
-  longTermKey,
-  nonceFeatures,
-  shortTermKey,
-  userhash,
-} from '../credentials/keys.js';
-import type { Preparation } from '../credentials/prep.js';
 import { StunTransactionError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
 import { StreamFramer } from '../net/framing.js';
-import { type RetransmitOptions, TransactionTimer } from './transaction.js';
+import { type DatagramInfo, type DatagramSocket, type Network, nodeNetwork } from '../net/network.js';
+import { AuthCache, type Credentials, RequestFlow, type Transport, defaultPort, serverKey } from './flow.js';
+import type { RetransmitOptions } from './transaction.js';
+import { DuplicateTransactionError, TransactionTable } from './transactions.js';
 
-export type Transport = 'udp' | 'tcp' | 'tls';
 
 /** Where to send: a literal IP address (resolve names first), port and transport. */
 export interface ServerSpec {
@@ -35,23 +26,10 @@ export interface ServerSpec {
   tls?: tls.ConnectionOptions;
 }
 
-export interface Credentials {
-  /** 'long-term' (default) answers 401 challenges; 'short-term' signs every request. */
-  kind?: 'long-term' | 'short-term';
-  username: string;
-  password: string;
-  /** String preparation of realm and password: OpaqueString (RFC 8489) by default. */
-  preparation?: Preparation;
-  /**
-   * Which integrity attribute to send. 'auto' (default): MESSAGE-INTEGRITY-SHA256 when the
-   * server shows it knows RFC 8489 (it offers PASSWORD-ALGORITHMS), MESSAGE-INTEGRITY
-   * otherwise; short-term credentials then send both.
-   */
-  integrity?: 'auto' | 'sha1' | 'sha256' | 'both';
-}
-
 export interface StunClientOptions {
   clock?: Clock;
+  /** Where UDP sockets come from (default: the operating system's, nodeNetwork). TCP and TLS use node:net and node:tls. */
+  network?: Network;
   /** SOFTWARE attribute in requests; false for none. Default 'natkit'. */
   software?: string | false;
   /** UDP retransmission settings (RFC 8489 section 6.2.1). */
@@ -62,8 +40,14 @@ export interface StunClientOptions {
    * A bound UDP socket to use instead of the client's own (for example to learn the
    * mapping of a socket you will use for media). The client never closes it.
    */
-  socket?: dgram.Socket;
-  /** Local address and port for the client's own UDP sockets. */
+  socket?: DatagramSocket;
+  /**
+   * With `socket`: false when the socket's owner listens to it and hands the client its
+   * datagrams through `receive()` (so the owner decides what is not the client's).
+   * Default true: the client listens to the socket itself.
+   */
+  listen?: boolean;
+  /** Local address and port for the client's own UDP sockets (the address also for TCP/TLS connections of its family). */
   bindAddress?: string;
   bindPort?: number;
   registry?: AttributeRegistry;
@@ -112,31 +96,23 @@ export interface BindingResult extends StunResponse {
   software: string | undefined;
 }
 
+
+/** What the client keeps per transaction in its TransactionTable. */
 interface Pending {
   /** A matching response arrived (from `from`). */
   resolve: (message: StunMessage, from: TransportAddress) => void;
   reject: (e: Error) => void;
-  accept: (m: StunMessage) => boolean;
-  timer: TransactionTimer;
-  handle: unknown;
+  /** Sends the request (again); a no-op until the UDP socket is ready. */
+  send: () => void;
+  /** `udp 192.0.2.1:3478`, for error messages. */
+  describe: string;
   conn: StreamConn | undefined;
-  cleanup: () => void;
-}
-
-interface AuthState {
-  realm: string;
-  nonce: string;
-  algorithms: PasswordAlgorithmValue[] | undefined;
-  algorithm: number;
-  anonymous: boolean;
-  key: Buffer;
-  sha256: boolean;
 }
 
 class StreamConn {
   readonly socket: net.Socket;
   readonly framer = new StreamFramer({ acceptChannelData: true });
-  readonly pending = new Set<Pending>();
+  readonly pending = new Set<Buffer>();
   readonly remote: TransportAddress;
   closed = false;
   constructor(socket: net.Socket, remote: TransportAddress) {
@@ -145,48 +121,54 @@ class StreamConn {
   }
 }
 
-function defaultPort(t: Transport): number {
-  return t === 'tls' ? 5349 : 3478;
-}
-
-function serverKey(s: { transport: Transport; address: string; port: number }): string {
-  return `${s.transport}:${formatAddress({ family: ipFamily(s.address) ?? 'IPv4', address: s.address, port: s.port })}`;
-}
-
 /**
  * A STUN client: transactions over UDP (with RFC 8489 section 6.2.1 retransmissions), TCP
  * and TLS (6.2.2, 6.2.3), responses matched by transaction id, long-term credentials
  * answered on 401 and 438 (section 9.2), 300 ALTERNATE-SERVER followed (section 10), and
- * AbortSignal to cancel.
+ * AbortSignal to cancel. The protocol state is sans-I/O (TransactionTable, RequestFlow);
+ * this class owns the sockets and the one timer that drives the table.
  */
 export class StunClient {
   private readonly clock: Clock;
+  private readonly network: Network;
   private readonly opts: StunClientOptions;
   private readonly registry: AttributeRegistry;
-  private readonly pending = new Map<string, Pending>();
-  private readonly sockets = new Map<Family, dgram.Socket>();
-  private readonly opening = new Map<Family, Promise<dgram.Socket>>();
-  private readonly ownSockets = new Set<dgram.Socket>();
+  private readonly table = new TransactionTable<Pending>();
+  private readonly authCache = new AuthCache();
+  private timer: unknown;
+  private timerAt: number | undefined;
+  private readonly sockets = new Map<Family, DatagramSocket>();
+  private readonly opening = new Map<Family, Promise<DatagramSocket>>();
+  private readonly ownSockets = new Set<DatagramSocket>();
   private readonly streams = new Map<string, StreamConn>();
-  private readonly auth = new Map<string, AuthState>();
-  private readonly onSocketMessage = (buf: Buffer, rinfo: dgram.RemoteInfo) =>
-    this.onData(buf, { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port }, 'udp');
+  private readonly onSocketMessage = (buf: Buffer, rinfo: DatagramInfo) =>
+    this.onData(buf, { family: rinfo.family, address: rinfo.address, port: rinfo.port }, 'udp');
   private closed = false;
   private readonly software: string | undefined;
-  /** Datagrams and frames that were not STUN or failed to decode. */
+  /** Datagrams and frames that were not STUN or failed to decode, and responses that failed their checks. */
   dropped = 0;
 
   constructor(options: StunClientOptions = {}) {
     this.opts = options;
     this.clock = options.clock ?? realClock;
+    this.network = options.network ?? nodeNetwork;
     this.registry = options.registry ?? stunRegistry;
     this.software = options.software === false ? undefined : softwareText(options.software ?? 'natkit');
     if (options.socket) {
       const s = options.socket;
       const fam = (s.address().family as Family) ?? 'IPv4';
       this.sockets.set(fam, s);
-      s.on('message', this.onSocketMessage);
+      if (options.listen !== false) s.on('message', this.onSocketMessage);
     }
+  }
+
+  /**
+   * A datagram that arrived on the client's socket, from an owner that listens to it itself
+   * (`listen: false`). Returns true when it belonged to the client (a response to one of its
+   * transactions, taken or dropped by the checks); false when it is the owner's to handle.
+   */
+  receive(data: Buffer, from: TransportAddress): boolean {
+    return this.consume(data, from) === 'consumed';
   }
 
   /** The local address of the UDP socket for a family (creating and binding it if needed). */
@@ -196,39 +178,34 @@ export class StunClient {
     return { family: a.family as Family, address: a.address, port: a.port };
   }
 
-  private udpSocket(family: Family): Promise<dgram.Socket> {
+  private udpSocket(family: Family): Promise<DatagramSocket> {
     const have = this.sockets.get(family);
     if (have) return Promise.resolve(have);
     if (this.closed) return Promise.reject(new StunTransactionError('CLOSED', 'the client is closed'));
     // Concurrent first requests share one socket: remember the bind in progress.
     let opening = this.opening.get(family);
     if (opening) return opening;
-    const s = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4' });
-    this.ownSockets.add(s);
-    s.on('message', this.onSocketMessage);
-    s.on('error', () => {
-      // Errors on an unconnected UDP socket concern one send; sends report their own.
-    });
-    opening = new Promise<dgram.Socket>((resolve, reject) => {
-      const onError = (err: Error) => {
-        this.opening.delete(family);
-        this.ownSockets.delete(s);
-        s.close();
-        reject(err);
-      };
-      s.once('error', onError);
-      s.bind({ address: this.opts.bindAddress ?? (family === 'IPv6' ? '::' : '0.0.0.0'), port: this.opts.bindPort ?? 0 }, () => {
-        s.off('error', onError);
+    const bindAddress = this.opts.bindAddress && ipFamily(this.opts.bindAddress) === family ? this.opts.bindAddress : undefined;
+    opening = this.network.createUdpSocket({ family, address: bindAddress, port: bindAddress ? (this.opts.bindPort ?? 0) : 0 }).then(
+      (s) => {
         this.opening.delete(family);
         if (this.closed) {
           s.close();
-          reject(new StunTransactionError('CLOSED', 'the client is closed'));
-          return;
+          throw new StunTransactionError('CLOSED', 'the client is closed');
         }
+        this.ownSockets.add(s);
+        s.on('message', this.onSocketMessage);
+        s.on('error', () => {
+          // Errors on an unconnected UDP socket concern one send; sends report their own.
+        });
         this.sockets.set(family, s);
-        resolve(s);
-      });
-    });
+        return s;
+      },
+      (err: Error) => {
+        this.opening.delete(family);
+        throw err;
+      },
+    );
     this.opening.set(family, opening);
     return opening;
   }
@@ -236,119 +213,28 @@ export class StunClient {
   /** Sends a request and resolves with the success response; see RequestOptions. */
   async request(server: ServerSpec, options: RequestOptions = {}): Promise<StunResponse> {
     const transport = server.transport ?? 'udp';
-    let target = { ...server, transport, port: server.port ?? defaultPort(transport), address: canonicalIp(server.address) };
     const creds = options.credentials === undefined ? this.opts.credentials : (options.credentials ?? undefined);
-    const method = options.method ?? Method.Binding;
-    const visited = new Set([serverKey(target)]);
-    let redirects = 0;
-    let challenges = 0;
-    let stale = 0;
+    const flow = new RequestFlow({
+      target: { address: canonicalIp(server.address), port: server.port ?? defaultPort(transport), transport },
+      method: options.method ?? Method.Binding,
+      attributes: options.attributes,
+      credentials: creds,
+      software: this.software,
+      fingerprint: this.opts.fingerprint ?? true,
+      maxRedirects: this.opts.maxRedirects,
+      auth: this.authCache,
+    });
     for (;;) {
       if (options.signal?.aborted) throw new StunTransactionError('ABORTED', 'the request was aborted');
-      const b = new MessageBuilder(method, MessageClass.Request);
-      options.attributes?.(b);
-      if (this.software) b.add(Attr.Software, this.software);
-      const key = serverKey(target);
-      let integrity: { key: Buffer; algorithm: 'sha1' | 'sha256' | 'both' } | undefined;
-      if (creds?.kind === 'short-term') {
-        // RFC 8489 section 9.1.2: USERNAME and integrity with key = OpaqueString(password).
-        b.add(Attr.Username, creds.username);
-        const alg = creds.integrity && creds.integrity !== 'auto' ? creds.integrity : 'both';
-        integrity = { key: shortTermKey(creds.password, creds.preparation), algorithm: alg };
-      } else if (creds) {
-        const st = this.auth.get(key);
-        if (st) {
-          // RFC 8489 section 9.2.3.2: subsequent requests carry the realm, nonce and
-          // algorithm learned from the server.
-          if (st.anonymous) b.add(Attr.Userhash, userhash(creds.username, st.realm, creds.preparation));
-          else b.add(Attr.Username, creds.username);
-          b.add(Attr.Realm, st.realm);
-          b.add(Attr.Nonce, st.nonce);
-          if (st.algorithms) {
-            b.add(Attr.PasswordAlgorithms, st.algorithms);
-            b.add(Attr.PasswordAlgorithm, { algorithm: st.algorithm, parameters: Buffer.alloc(0) });
-          }
-          const pref = creds.integrity ?? 'auto';
-          integrity = { key: st.key, algorithm: pref === 'auto' ? (st.sha256 ? 'sha256' : 'sha1') : pref };
-        }
-      }
-      const bytes = b.encode({ integrity, fingerprint: this.opts.fingerprint ?? true });
-      const res = await this.transact(target, bytes, b.transactionId, {
+      const attempt = flow.next();
+      const res = await this.transact({ ...server, ...attempt.target }, attempt.bytes, attempt.transactionId, {
         signal: options.signal,
         retransmit: options.retransmit,
-        verifyKey: integrity?.key,
+        verifyKey: attempt.verifyKey,
       });
-      const msg = res.message;
-      const server = { address: target.address, port: target.port, transport: target.transport };
-      if (msg.isSuccess()) return { ...res, server };
-      const err = msg.get(Attr.ErrorCode);
-      const code = err?.code ?? 0;
-      if (code === ErrorCode.Unauthorized && creds && creds.kind !== 'short-term') {
-        const realm = msg.get(Attr.Realm);
-        const nonce = msg.get(Attr.Nonce);
-        const prev = this.auth.get(key);
-        // RFC 8489 section 9.2.5: retry once with credentials; never retry unchanged ones
-        // that were already refused.
-        if (realm !== undefined && nonce !== undefined && (challenges === 0 || (prev && prev.realm !== realm)) && challenges < 2) {
-          challenges++;
-          this.learnChallenge(key, creds, realm, nonce, msg);
-          continue;
-        }
-        throw new StunTransactionError('AUTH_FAILED', `${methodName(method)} refused by ${serverKey(target)}: 401 ${err?.reason ?? ''}`.trim(), {
-          errorCode: code,
-          reason: err?.reason,
-        });
-      }
-      if (code === ErrorCode.StaleNonce && creds && creds.kind !== 'short-term') {
-        const nonce = msg.get(Attr.Nonce);
-        const st = this.auth.get(key);
-        // RFC 8489 section 9.2.5: retry with the new NONCE from the 438.
-        if (nonce !== undefined && st && stale < 3) {
-          stale++;
-          const realm = msg.get(Attr.Realm) ?? st.realm;
-          this.learnChallenge(key, creds, realm, nonce, msg);
-          continue;
-        }
-      }
-      if (code === ErrorCode.TryAlternate) {
-        // RFC 8489 section 10: follow ALTERNATE-SERVER, same transport, no loops.
-        const alt = msg.get(Attr.AlternateServer);
-        if (alt && redirects < (this.opts.maxRedirects ?? 3)) {
-          const next = { ...target, address: alt.address, port: alt.port };
-          const k = serverKey(next);
-          if (visited.has(k)) throw new StunTransactionError('REDIRECT_LOOP', `redirect loop at ${k}`, { errorCode: code });
-          visited.add(k);
-          redirects++;
-          target = next;
-          continue;
-        }
-        throw new StunTransactionError('REDIRECT_LOOP', `too many redirects (last to ${alt ? formatAddress(alt) : 'nowhere'})`, { errorCode: code });
-      }
-      throw new StunTransactionError('ERROR_RESPONSE', `${methodName(method)} error from ${serverKey(target)}: ${code} ${err?.reason ?? ''}`.trim(), {
-        errorCode: code,
-        reason: err?.reason,
-      });
+      const step = flow.onResponse(res.message);
+      if (step.kind === 'success') return { ...res, server: { ...step.target } };
     }
-  }
-
-  private learnChallenge(key: string, creds: Credentials, realm: string, nonce: string, msg: StunMessage): void {
-    const features = nonceFeatures(nonce) ?? 0;
-    const offered = msg.get(Attr.PasswordAlgorithms);
-    // RFC 8489 section 9.2.5: the password-algorithms bit counts only with the attribute.
-    const algorithms = features & SecurityFeature.PasswordAlgorithms && offered ? offered : undefined;
-    const algorithm = choosePasswordAlgorithm(algorithms);
-    if (algorithm === undefined) {
-      throw new StunTransactionError('AUTH_FAILED', 'the server offers no password algorithm natkit supports', { errorCode: 401 });
-    }
-    this.auth.set(key, {
-      realm,
-      nonce,
-      algorithms,
-      algorithm,
-      anonymous: (features & SecurityFeature.UsernameAnonymity) !== 0,
-      key: longTermKey(creds.username, realm, creds.password, algorithm, creds.preparation),
-      sha256: algorithms !== undefined || algorithm === PasswordAlgorithm.SHA256,
-    });
   }
 
   /** A Binding request; resolves with the mapped address and RFC 5780 details. */
@@ -391,6 +277,36 @@ export class StunClient {
     conn.socket.write(data);
   }
 
+  /** Re-arms the one timer that drives the transaction table to its next deadline. */
+  private arm(): void {
+    const at = this.table.nextTimeout();
+    if (at === this.timerAt) return;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = at;
+    if (at === undefined) return;
+    this.timer = this.clock.setTimeout(() => this.onTimer(), Math.max(0, at - this.clock.now()));
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = undefined;
+    const now = this.clock.now();
+    for (const a of this.table.onTimeout(now)) {
+      const p = a.transaction.context;
+      if (a.type === 'retransmit') p.send();
+      else {
+        p.reject(
+          new StunTransactionError(
+            'TIMEOUT',
+            `no response from ${p.describe} after ${a.transaction.sends} request(s) in ${Math.round(now - a.transaction.startedAt)} ms`,
+          ),
+        );
+      }
+    }
+    this.arm();
+  }
+
   /**
    * One transaction: sends `bytes` (a request with transaction id `tid`) and resolves with
    * the first matching response, success or error. Over UDP it retransmits; over TCP/TLS
@@ -409,82 +325,56 @@ export class StunClient {
     const family = ipFamily(address);
     if (!family) return Promise.reject(new StunTransactionError('SOCKET_ERROR', `not an IP address: ${address}`));
     if (this.closed) return Promise.reject(new StunTransactionError('CLOSED', 'the client is closed'));
-    const key = tid.toString('latin1');
-    if (this.pending.has(key)) return Promise.reject(new StunTransactionError('SOCKET_ERROR', 'duplicate transaction id'));
-    const verifyKey = options.verifyKey;
+    if (options.signal?.aborted) return Promise.reject(new StunTransactionError('ABORTED', 'the request was aborted'));
     return new Promise((resolve, reject) => {
       const reliable = transport !== 'udp';
-      const retransmit = { ...this.opts.retransmit, ...options.retransmit, reliable };
-      const start = this.clock.now();
       let local: TransportAddress = { family, address: family === 'IPv6' ? '::' : '0.0.0.0', port: 0 };
-      let send: () => void = () => {};
+      let cleanup = () => {};
       const p: Pending = {
         resolve: () => {},
-        reject,
-        accept: (m) => {
-          if (!verifyKey) return true;
-          const code = m.isError() ? m.get(Attr.ErrorCode)?.code : undefined;
-          if (code === ErrorCode.Unauthorized || code === ErrorCode.StaleNonce) return true;
-          const r = checkIntegrity(m, verifyKey);
-          return r === 'sha1' || r === 'sha256';
-        },
-        timer: new TransactionTimer(start, retransmit),
-        handle: undefined,
+        reject: () => {},
+        send: () => {},
+        describe: `${transport} ${formatAddress({ family, address, port })}`,
         conn: undefined,
-        cleanup: () => {},
       };
+      let tx: ReturnType<TransactionTable<Pending>['start']>;
+      try {
+        tx = this.table.start(tid, bytes, this.clock.now(), { retransmit: { ...this.opts.retransmit, ...options.retransmit, reliable }, verifyKey: options.verifyKey, context: p });
+      } catch (err) {
+        if (err instanceof DuplicateTransactionError) reject(new StunTransactionError('SOCKET_ERROR', 'duplicate transaction id', { cause: err }));
+        else reject(err as Error);
+        return;
+      }
+      let settled = false;
       const finish = () => {
-        p.timer.finish();
-        this.clock.clearTimeout(p.handle);
-        this.pending.delete(key);
-        p.conn?.pending.delete(p);
-        p.cleanup();
+        settled = true;
+        this.table.cancel(tid);
+        p.conn?.pending.delete(tid);
+        cleanup();
+        this.arm();
       };
       const fail = (e: Error) => {
+        if (settled) return;
         finish();
         reject(e);
       };
-      p.resolve = (message, from) => {
-        finish();
-        resolve({ message, from, local, rtt: this.clock.now() - start, sends: p.timer.sendCount });
-      };
       p.reject = fail;
-      const schedule = () => {
-        const at = p.timer.nextTimeout();
-        if (at === undefined) return;
-        p.handle = this.clock.setTimeout(onTimer, Math.max(0, at - this.clock.now()));
-      };
-      const onTimer = () => {
-        const action = p.timer.onTimeout(this.clock.now());
-        if (action === 'retransmit') {
-          send();
-          schedule();
-        } else if (action === 'timeout') {
-          fail(
-            new StunTransactionError(
-              'TIMEOUT',
-              `no response from ${transport} ${formatAddress({ family, address, port })} after ${p.timer.sendCount} request(s) in ${Math.round(this.clock.now() - start)} ms`,
-            ),
-          );
-        } else {
-          schedule();
-        }
+      p.resolve = (message, from) => {
+        if (settled) return;
+        finish();
+        resolve({ message, from, local, rtt: this.clock.now() - tx.startedAt, sends: tx.sends });
       };
       if (options.signal) {
         const signal = options.signal;
-        if (signal.aborted) {
-          reject(new StunTransactionError('ABORTED', 'the request was aborted'));
-          return;
-        }
         const onAbort = () => fail(new StunTransactionError('ABORTED', 'the request was aborted'));
         signal.addEventListener('abort', onAbort, { once: true });
-        p.cleanup = () => signal.removeEventListener('abort', onAbort);
+        cleanup = () => signal.removeEventListener('abort', onAbort);
       }
-      this.pending.set(key, p);
+      this.arm();
       if (transport === 'udp') {
         this.udpSocket(family).then(
           (s) => {
-            if (p.timer.finished) return;
+            if (settled) return;
             try {
               const a = s.address();
               local = { family: a.family as Family, address: a.address, port: a.port };
@@ -492,14 +382,14 @@ export class StunClient {
               fail(new StunTransactionError('SOCKET_ERROR', `the UDP socket is not usable: ${(err as Error).message}`, { cause: err }));
               return;
             }
-            send = () =>
+            p.send = () => {
               s.send(bytes, port, address, (err) => {
-                if (err) fail(new StunTransactionError('SOCKET_ERROR', `send to ${address}:${port} failed: ${err.message}`, { cause: err }));
+                if (err) fail(new StunTransactionError('SOCKET_ERROR', `send to ${formatAddress({ family, address, port })} failed: ${err.message}`, { cause: err }));
               });
-            send();
-            schedule();
+            };
+            p.send();
           },
-          (err: Error) => fail(new StunTransactionError('SOCKET_ERROR', `cannot open a UDP socket: ${err.message}`, { cause: err })),
+          (err: Error) => fail(err instanceof StunTransactionError ? err : new StunTransactionError('SOCKET_ERROR', `cannot open a UDP socket: ${err.message}`, { cause: err })),
         );
       } else {
         let conn: StreamConn;
@@ -510,7 +400,7 @@ export class StunClient {
           return;
         }
         p.conn = conn;
-        conn.pending.add(p);
+        conn.pending.add(tid);
         const sock = conn.socket;
         const setLocal = () => {
           if (sock.localAddress) local = { family: (sock.localFamily as Family) ?? family, address: sock.localAddress, port: sock.localPort ?? 0 };
@@ -518,7 +408,6 @@ export class StunClient {
         if (sock.localAddress) setLocal();
         else sock.once(transport === 'tls' ? 'secureConnect' : 'connect', setLocal);
         sock.write(bytes);
-        schedule();
       }
     });
   }
@@ -529,10 +418,11 @@ export class StunClient {
     if (have && !have.closed) return have;
     const family = ipFamily(server.address)!;
     const remote = { family, address: server.address, port: server.port };
+    const bind = this.opts.bindAddress && ipFamily(this.opts.bindAddress) === family ? { localAddress: this.opts.bindAddress } : {};
     const socket =
       server.transport === 'tls'
-        ? tls.connect({ host: server.address, port: server.port, servername: server.servername, ...server.tls })
-        : net.connect({ host: server.address, port: server.port });
+        ? tls.connect({ host: server.address, port: server.port, servername: server.servername, ...bind, ...server.tls })
+        : net.connect({ host: server.address, port: server.port, ...bind });
     socket.setNoDelay(true);
     const conn = new StreamConn(socket, remote);
     this.streams.set(key, conn);
@@ -540,7 +430,11 @@ export class StunClient {
       if (conn.closed) return;
       conn.closed = true;
       if (this.streams.get(key) === conn) this.streams.delete(key);
-      for (const p of [...conn.pending]) p.reject(new StunTransactionError('SOCKET_ERROR', `${server.transport} connection to ${formatAddress(remote)} ${why}`, { cause }));
+      for (const id of [...conn.pending]) {
+        this.table
+          .get(id)
+          ?.context.reject(new StunTransactionError('SOCKET_ERROR', `${server.transport} connection to ${formatAddress(remote)} ${why}`, { cause }));
+      }
       socket.destroy();
     };
     socket.on('data', (chunk: Buffer) => {
@@ -556,43 +450,34 @@ export class StunClient {
   }
 
   private onData(buf: Buffer, from: TransportAddress, transport: Transport): void {
-    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) {
-      this.opts.onUnmatched?.(buf, from, transport);
-      return;
-    }
+    const r = this.consume(buf, from);
+    if (r === 'unmatched') this.opts.onUnmatched?.(buf, from, transport);
+    else if (r === 'undecodable') this.dropped++;
+  }
+
+  /** Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). */
+  private consume(buf: Buffer, from: TransportAddress): 'consumed' | 'unmatched' | 'undecodable' {
+    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) return 'unmatched';
     let msg: StunMessage;
     try {
       msg = decodeMessage(buf, { registry: this.registry });
     } catch {
-      this.dropped++;
-      return;
+      return 'undecodable';
     }
-    if (msg.cls === MessageClass.Request || msg.cls === MessageClass.Indication || msg.rfc3489) {
-      this.opts.onUnmatched?.(buf, from, transport);
-      return;
-    }
-    const p = this.pending.get(msg.transactionId.toString('latin1'));
-    if (!p) {
-      this.opts.onUnmatched?.(buf, from, transport);
-      return;
-    }
-    // RFC 8489 section 7.3: a FINGERPRINT that does not match means it is not STUN.
-    if (msg.fingerprintAt >= 0 && !verifyFingerprint(msg)) {
-      this.dropped++;
-      return;
-    }
-    if (!p.accept(msg)) {
-      this.dropped++;
-      return;
-    }
-    p.resolve(msg, from);
+    const r = this.table.match(msg, this.clock.now());
+    if (r.kind === 'unmatched') return 'unmatched';
+    if (r.kind === 'dropped') this.dropped++;
+    else r.transaction.context.resolve(msg, from);
+    return 'consumed';
   }
 
   /** Cancels pending transactions and closes the client's own sockets and connections. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const p of [...this.pending.values()]) p.reject(new StunTransactionError('CLOSED', 'the client was closed'));
+    for (const t of [...this.table.values()]) t.context.reject(new StunTransactionError('CLOSED', 'the client was closed'));
+    this.table.clear();
+    this.arm();
     // A socket still binding closes itself when the bind completes (it sees `closed`).
     await Promise.allSettled([...this.opening.values()]);
     const waits: Promise<void>[] = [];

@@ -84,7 +84,9 @@ function bindUdp(options: UdpSocketOptions): Promise<DatagramSocket> {
       reject(err);
     };
     s.once('error', onError);
-    s.bind({ address: options.address ?? (family === 'IPv6' ? '::' : '0.0.0.0'), port: options.port ?? 0 }, () => {
+    // exclusive: in a cluster worker a non-exclusive bind would be handed to the primary
+    // and shared; natkit's sockets (listeners with reusePort, relay sockets) are each its own.
+    s.bind({ address: options.address ?? (family === 'IPv6' ? '::' : '0.0.0.0'), port: options.port ?? 0, exclusive: true }, () => {
       s.off('error', onError);
       resolve(s as unknown as DatagramSocket);
     });

@@ -1,13 +1,13 @@
-import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
 import { type Family, type TransportAddress, canonicalIp, ipFamily } from '../codec/ip.js';
-import { NatkitError } from '../errors.js';
+import { type ServerError, StunServerError } from '../errors.js';
 import { type Clock, realClock } from '../net/clock.js';
-import { StreamFramer } from '../net/framing.js';
-import { serverUdpSocket } from '../net/udp.js';
+import { type DatagramSocket, type Network, nodeNetwork } from '../net/network.js';
 import { BindingService, type BindingServiceOptions, type BindingStats } from './binding.js';
+import { stunMetrics } from './metrics.js';
+import { StreamListener } from './streams.js';
+import type { Registry } from 'prom-client';
+
 
 export interface StunServerOptions extends BindingServiceOptions {
   /** Primary address (A). Default 0.0.0.0; must be specific for RFC 5780 full mode. */
@@ -29,6 +29,16 @@ export interface StunServerOptions extends BindingServiceOptions {
   /** Close TCP/TLS connections idle this long (default 30 s). */
   idleTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * The network UDP sockets are opened on (default: the operating system's). TCP and TLS
+   * listeners always use node:net and node:tls.
+   */
+  network?: Network;
+  /**
+   * Share the ports with other processes (stunserver --workers): UDP sockets with
+   * SO_REUSEPORT (Node >= 22.12 on Linux), TCP/TLS listeners through node:cluster's primary.
+   */
+  reusePort?: boolean;
 }
 
 export interface Listening {
@@ -38,24 +48,19 @@ export interface Listening {
   port: number;
 }
 
-export class StunServerError extends NatkitError {}
-
-function bindUdp(family: Family, address: string, port: number): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = serverUdpSocket(family, { bigBuffers: true });
-    const onError = (err: Error) => {
-      s.close();
-      reject(err);
-    };
-    s.once('error', onError);
-    s.bind({ address, port, exclusive: true }, () => {
-      s.off('error', onError);
-      resolve(s);
-    });
-  });
+/**
+ * A listening UDP socket every client shares: larger kernel buffers (1 MiB asked; the
+ * kernel caps it at net.core.rmem_max/wmem_max) so bursts wait instead of being dropped.
+ */
+async function bindUdp(network: Network, family: Family, address: string, port: number, reusePort?: boolean): Promise<DatagramSocket> {
+  try {
+    return await network.createUdpSocket({ family, address, port, recvBufferSize: 1 << 20, sendBufferSize: 1 << 20, reusePort });
+  } catch (err) {
+    throw new StunServerError('LISTEN', `cannot listen on udp ${family === 'IPv6' ? `[${address}]` : address}:${port}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
-function closeUdp(s: dgram.Socket): Promise<void> {
+function closeUdp(s: DatagramSocket): Promise<void> {
   return new Promise((r) => {
     try {
       s.close(() => r());
@@ -73,20 +78,22 @@ function closeUdp(s: dgram.Socket): Promise<void> {
 export class StunServer extends EventEmitter {
   readonly service: BindingService;
   readonly listening: Listening[] = [];
-  private readonly udp: dgram.Socket[] = [];
-  private readonly servers: net.Server[] = [];
-  private readonly conns = new Set<net.Socket>();
+  private readonly udp: DatagramSocket[] = [];
+  private readonly streams: StreamListener[] = [];
   private readonly clock: Clock;
   private readonly opts: StunServerOptions;
   private closed = false;
   /** Connections refused because of maxConnections, and streams closed for bad framing. */
   streamDrops = { refused: 0, badFraming: 0, idle: 0 };
+  /** prom-client registry with the server's metrics (read from its counters when scraped). */
+  readonly metrics: Registry;
 
   private constructor(service: BindingService, opts: StunServerOptions) {
     super();
     this.service = service;
     this.opts = opts;
     this.clock = opts.clock ?? realClock;
+    this.metrics = stunMetrics(this);
   }
 
   get stats(): BindingStats {
@@ -105,7 +112,7 @@ export class StunServer extends EventEmitter {
       try {
         return await StunServer.startOnce(options);
       } catch (err) {
-        if (options.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+        if (options.port !== 0 || (err as ServerError).errno !== 'EADDRINUSE' || attempt >= 20) throw err;
       }
     }
   }
@@ -123,28 +130,29 @@ export class StunServer extends EventEmitter {
     }
     const port = options.port ?? 3478;
     const udpOn = options.udp ?? true;
-    let sockets: dgram.Socket[] = [];
+    const network = options.network ?? nodeNetwork;
+    let sockets: DatagramSocket[] = [];
     let endpoints: TransportAddress[] = [];
     if (udpOn) {
       // With port 0 the kernel picks P and P2; A2 must then get the same two, which may be
       // taken, so try a few times.
       for (let attempt = 0; ; attempt++) {
         try {
-          const sAP = await bindUdp(family, address, port);
+          const sAP = await bindUdp(network, family, address, port, options.reusePort);
           sockets = [sAP];
           const P = sAP.address().port;
           if (alt !== undefined) {
-            const sAP2 = await bindUdp(family, address, options.alternatePort ?? (port === 0 ? 0 : port + 1));
+            const sAP2 = await bindUdp(network, family, address, options.alternatePort ?? (port === 0 ? 0 : port + 1), options.reusePort);
             sockets.push(sAP2);
             const P2 = sAP2.address().port;
-            sockets.push(await bindUdp(family, alt, P));
-            sockets.push(await bindUdp(family, alt, P2));
+            sockets.push(await bindUdp(network, family, alt, P, options.reusePort));
+            sockets.push(await bindUdp(network, family, alt, P2, options.reusePort));
           }
           break;
         } catch (err) {
           await Promise.all(sockets.map(closeUdp));
           sockets = [];
-          if (port !== 0 || attempt >= 20) throw err;
+          if (port !== 0 || (err as ServerError).errno !== 'EADDRINUSE' || attempt >= 20) throw err;
         }
       }
       endpoints = sockets.map((s) => {
@@ -168,7 +176,7 @@ export class StunServer extends EventEmitter {
     return server;
   }
 
-  private attachUdp(s: dgram.Socket, index: number): void {
+  private attachUdp(s: DatagramSocket, index: number): void {
     this.udp[index] = s;
     const a = s.address();
     this.listening.push({ transport: 'udp', family: a.family as Family, address: canonicalIp(a.address), port: a.port });
@@ -192,73 +200,52 @@ export class StunServer extends EventEmitter {
   }
 
   private async listenStream(transport: 'tcp' | 'tls', address: string, port: number): Promise<void> {
-    const onConn = (sock: net.Socket) => this.onConnection(sock);
-    const srv =
-      transport === 'tls'
-        ? tls.createServer({ cert: this.opts.tls!.cert, key: this.opts.tls!.key }, onConn)
-        : net.createServer(onConn);
-    srv.maxConnections = this.opts.maxConnections ?? 1024;
-    srv.on('drop', () => this.streamDrops.refused++);
-    srv.on('error', (err) => this.emit('warning', err));
-    if (transport === 'tls') srv.on('tlsClientError', () => this.streamDrops.badFraming++);
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host: address, port, exclusive: true }, () => {
-        srv.off('error', reject);
-        resolve();
-      });
+    const l = await StreamListener.listen({
+      transport,
+      address,
+      port,
+      tls: this.opts.tls,
+      maxConnections: this.opts.maxConnections ?? 1024,
+      idleTimeoutMs: this.opts.idleTimeoutMs ?? 30_000,
+      exclusive: !this.opts.reusePort,
+      accept: (conn) => {
+        if (this.closed) return undefined;
+        const from = conn.remote;
+        return {
+          frame: (frame) => {
+            let reply: Buffer | undefined;
+            try {
+              reply = this.service.handleStream(frame, from, this.clock.now());
+            } catch (err) {
+              this.service.stats.dropped.internalError++;
+              this.emit('warning', err);
+            }
+            if (reply) conn.send(reply);
+          },
+        };
+      },
+      dropped: (why) => {
+        if (why === 'refused') this.streamDrops.refused++;
+        else if (why === 'idle') this.streamDrops.idle++;
+        else this.streamDrops.badFraming++;
+      },
+      warning: (err) => this.emit('warning', err),
     });
-    this.servers.push(srv);
-    const a = srv.address() as net.AddressInfo;
-    this.listening.push({ transport, family: a.family as Family, address: canonicalIp(a.address), port: a.port });
+    this.streams.push(l);
+    this.listening.push({ transport, family: l.local.family, address: l.local.address, port: l.local.port });
   }
 
-  private onConnection(sock: net.Socket): void {
-    if (this.closed) {
-      sock.destroy();
-      return;
-    }
-    this.conns.add(sock);
-    sock.setNoDelay(true);
-    sock.setTimeout(this.opts.idleTimeoutMs ?? 30_000, () => {
-      this.streamDrops.idle++;
-      sock.destroy();
-    });
-    const from: TransportAddress = {
-      family: (sock.remoteFamily as Family) ?? 'IPv4',
-      address: sock.remoteAddress ?? '0.0.0.0',
-      port: sock.remotePort ?? 0,
-    };
-    const framer = new StreamFramer();
-    sock.on('data', (chunk: Buffer) => {
-      try {
-        framer.push(chunk, (frame) => {
-          let reply: Buffer | undefined;
-          try {
-            reply = this.service.handleStream(frame, from, this.clock.now());
-          } catch (err) {
-            this.service.stats.dropped.internalError++;
-            this.emit('warning', err);
-          }
-          if (reply && !sock.destroyed) sock.write(reply);
-        });
-      } catch {
-        // RFC 8489 section 6.2.2: a stream that is out of step cannot be resynchronised.
-        this.streamDrops.badFraming++;
-        sock.destroy();
-      }
-    });
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => this.conns.delete(sock));
+  /** TCP/TLS connections open now. */
+  get connections(): number {
+    let n = 0;
+    for (const l of this.streams) n += l.connections;
+    return n;
   }
 
   /** Stops listening, closes every socket and connection. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const waits: Promise<void>[] = this.udp.filter(Boolean).map(closeUdp);
-    for (const srv of this.servers) waits.push(new Promise((r) => srv.close(() => r())));
-    for (const c of this.conns) c.destroy();
-    await Promise.all(waits);
+    await Promise.all([...this.udp.filter(Boolean).map(closeUdp), ...this.streams.map((l) => l.close())]);
   }
 }

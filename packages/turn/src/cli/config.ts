@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
-import { type Family, canonicalIp, cli, ipFamily } from '@natkit/stun';
+import { type Family, canonicalIp, ipFamily, nodeNetwork } from '@natkit/stun';
+import * as cli from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { type UserEntry, UsersFileError, readUsersFile } from '../server/auth.js';
+import { TURN_DEFAULTS as D } from '../server/options.js';
 import { parseCidr } from '../server/policy.js';
+import { defaultRelayAddresses } from '../server/server.js';
 
 /**
  * relayserver's settings: the flag table, the config file, and how flags, environment
@@ -27,18 +29,18 @@ type Spec = Omit<OptionSpec, 'env'> & { env?: false };
 
 const TABLE: Spec[] = [
   { name: 'config', type: 'string', value: 'FILE', help: 'read settings from FILE (format below)' },
-  { name: 'listen', type: 'list', value: 'ADDR', defaultText: '0.0.0.0', help: 'address to listen on for clients (UDP, TCP, TLS)' },
-  { name: 'port', type: 'number', value: 'PORT', min: 0, max: 65535, defaultText: '3478; 0 picks a free port', help: 'UDP and TCP port' },
+  { name: 'listen', type: 'list', value: 'ADDR', defaultText: D.listen.join(', '), help: 'address to listen on for clients (UDP, TCP, TLS)' },
+  { name: 'port', type: 'number', value: 'PORT', min: 0, max: 65535, defaultText: `${D.port}; 0 picks a free port`, help: 'UDP and TCP port' },
   { name: 'no-udp', type: 'boolean', help: 'do not listen on UDP' },
   { name: 'no-tcp', type: 'boolean', help: 'do not listen on TCP' },
   { name: 'tls-cert', type: 'string', value: 'FILE', help: 'PEM certificate (chain): listen on TLS too' },
   { name: 'tls-key', type: 'string', value: 'FILE', help: 'PEM private key for --tls-cert' },
-  { name: 'tls-port', type: 'number', value: 'PORT', min: 0, max: 65535, defaultText: '5349', help: 'TLS port' },
+  { name: 'tls-port', type: 'number', value: 'PORT', min: 0, max: 65535, defaultText: String(D.tlsPort), help: 'TLS port' },
   {
     name: 'relay-ip',
     type: 'list',
     value: 'ADDR',
-    defaultText: 'the first specific --listen address of each family',
+    defaultText: "the first specific --listen address of each family; listening on 0.0.0.0 only, the host's first non-loopback address",
     help: 'address relayed sockets bind to; at most one IPv4 and one IPv6',
   },
   {
@@ -47,32 +49,34 @@ const TABLE: Spec[] = [
     value: 'PUBLIC[/RELAY]',
     help: 'public address advertised in XOR-RELAYED-ADDRESS when the relay sits behind 1:1 NAT; one per family; /RELAY names the local relay address it maps to (as coturn)',
   },
-  { name: 'min-port', type: 'number', value: 'PORT', min: 1, max: 65535, defaultText: '49152', help: 'lowest relay port' },
-  { name: 'max-port', type: 'number', value: 'PORT', min: 1, max: 65535, defaultText: '65535', help: 'highest relay port' },
-  { name: 'realm', type: 'string', value: 'REALM', defaultText: 'natkit', help: 'authentication realm' },
+  { name: 'min-port', type: 'number', value: 'PORT', min: 1, max: 65535, defaultText: String(D.relayPortMin), help: 'lowest relay port' },
+  { name: 'max-port', type: 'number', value: 'PORT', min: 1, max: 65535, defaultText: String(D.relayPortMax), help: 'highest relay port' },
+  { name: 'realm', type: 'string', value: 'REALM', defaultText: D.realm, help: 'authentication realm' },
   { name: 'user', type: 'list', value: 'USER:PASSWORD', help: 'a long-term credential user; PASSWORD may be 0xKEY, the hex MD5 key (coturn style)' },
   { name: 'users-file', type: 'string', value: 'FILE', help: 'users, one user:password or user:0xKEY a line (coturn format); re-read on SIGHUP' },
   { name: 'auth-secret', type: 'list', value: 'SECRET', help: 'TURN REST API shared secret (username expiry:user, password base64 HMAC-SHA1); several are all valid (rotation)' },
   { name: 'auth-secret-file', type: 'string', value: 'FILE', help: 'REST API secrets, one a line, so they stay out of argv; re-read on SIGHUP' },
-  { name: 'rest-separator', type: 'string', value: 'CHAR', defaultText: "':'", help: 'separator between expiry and user in REST usernames' },
+  { name: 'rest-separator', type: 'string', value: 'CHAR', defaultText: `'${D.restSeparator}'`, help: 'separator between expiry and user in REST usernames' },
   { name: 'userhash', type: 'boolean', help: 'require USERHASH (RFC 8489 username anonymity)' },
   { name: 'no-auth', type: 'boolean', help: 'turn authentication OFF: anyone who reaches the server may relay; only for closed networks' },
   { name: 'allow-peer', type: 'list', value: 'CIDR', help: 'relay to this range although it is denied by default (private, loopback, link-local, ...)' },
   { name: 'deny-peer', type: 'list', value: 'CIDR', help: 'never relay to this range (beats --allow-peer)' },
-  { name: 'user-quota', type: 'number', value: 'N', min: 1, defaultText: '10', help: 'allocations per user (486 past it)' },
-  { name: 'total-quota', type: 'number', value: 'N', min: 1, defaultText: '1000', help: 'allocations in all (508 past it)' },
-  { name: 'max-permissions', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'permissions per allocation' },
-  { name: 'max-channels', type: 'number', value: 'N', min: 1, max: 4096, defaultText: '64', help: 'channel bindings per allocation' },
-  { name: 'legacy-channels', type: 'boolean', help: 'accept RFC 5766 channel numbers 0x4000-0x7FFF (coturn clients use them); RFC 8656 allows 0x4000-0x4FFF' },
-  { name: 'max-connections-per-ip', type: 'number', value: 'N', min: 1, defaultText: '64', help: 'TCP/TLS connections from one IP address at once' },
-  { name: 'default-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '600', help: 'allocation lifetime when the client asks for none (and the least granted)' },
-  { name: 'max-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: '3600', help: 'longest allocation lifetime granted' },
-  { name: 'error-rate', type: 'number', value: 'N', min: 0, defaultText: '50', help: 'unauthenticated error answers per second to one source IP over UDP, burst twice that (0: no limit)' },
-  { name: 'metrics', type: 'string', value: 'ADDR:PORT', defaultText: 'off', help: 'serve Prometheus metrics on http://ADDR:PORT/metrics' },
+  { name: 'user-quota', type: 'number', value: 'N', min: 1, defaultText: String(D.userQuota), help: 'allocations per user (486 past it), counted over all workers' },
+  { name: 'total-quota', type: 'number', value: 'N', min: 1, defaultText: String(D.totalQuota), help: 'allocations in all (508 past it), counted over all workers' },
+  { name: 'max-permissions', type: 'number', value: 'N', min: 1, defaultText: String(D.maxPermissions), help: 'permissions per allocation' },
+  { name: 'max-channels', type: 'number', value: 'N', min: 1, max: 4096, defaultText: String(D.maxChannels), help: 'channel bindings per allocation' },
+  { name: 'legacy-channels', type: 'boolean', help: 'accept RFC 5766 channel numbers 0x4000-0x7FFF; RFC 8656 allows 0x4000-0x4FFF, but coturn\'s turnutils_uclient picks up to 0x7FFF and gets 400 without this' },
+  { name: 'max-connections-per-ip', type: 'number', value: 'N', min: 1, defaultText: String(D.maxConnectionsPerIp), help: 'TCP/TLS connections from one IP address at once' },
+  { name: 'default-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: String(D.defaultLifetime), help: 'allocation lifetime when the client asks for none (and the least granted)' },
+  { name: 'max-lifetime', type: 'number', value: 'SECONDS', min: 1, defaultText: String(D.maxLifetime), help: 'longest allocation lifetime granted' },
+  { name: 'error-rate', type: 'number', value: 'N', min: 0, defaultText: String(D.errorRate), help: 'unauthenticated error answers per second to one source IP over UDP, burst twice that (0: no limit)' },
+  { name: 'metrics', type: 'string', value: 'ADDR:PORT', defaultText: 'off', help: 'serve Prometheus metrics on http://ADDR:PORT/metrics (summed over workers)' },
+  { name: 'workers', type: 'number', value: 'N', min: 1, max: 1024, defaultText: 'every core (one on Node < 22.12)', help: 'processes serving the same ports (SO_REUSEPORT: each client stays on one)' },
+  { name: 'auth-log-rate', type: 'number', value: 'N', min: 0, integer: false, defaultText: String(D.authFailureLogRate), help: 'failed authentications logged per second (warn level); the rest are counted' },
   { name: 'drain-timeout', type: 'number', value: 'SECONDS', min: 0, integer: false, defaultText: '30', help: 'on SIGTERM, how long to wait for allocations to end' },
   { name: 'log-format', type: 'string', value: 'text|json', choices: ['text', 'json'], defaultText: 'text', help: 'log line format' },
   { name: 'log-level', type: 'string', value: 'debug|info|warn', choices: ['debug', 'info', 'warn'], defaultText: 'info', help: 'least important log level written' },
-  { name: 'software', type: 'string', value: 'TEXT', defaultText: 'natkit', help: 'SOFTWARE attribute in answers' },
+  { name: 'software', type: 'string', value: 'TEXT', defaultText: D.software, help: 'SOFTWARE attribute in answers' },
   { name: 'no-software', type: 'boolean', help: 'send no SOFTWARE attribute' },
   { name: 'help', type: 'boolean', env: false, help: 'show this help' },
   { name: 'version', type: 'boolean', env: false, help: 'print the version' },
@@ -106,7 +110,13 @@ export const HELP = cli.usage(
     'and auth-secret lines (allocations stay); SIGTERM drains (new Allocates get 508) for up',
     'to --drain-timeout, then stops; a second SIGTERM, or SIGINT, stops at once.',
     '',
-    'Example: relayserver --listen 192.0.2.10 --users-file /etc/natkit/turnusers',
+    'With --workers (Node 22.12 or newer) each worker serves the same ports; quotas and',
+    'metrics are kept over all of them, and signals reach every worker.',
+    '',
+    'Examples: relayserver --user alice:s3cret',
+    '          relayserver --listen 192.0.2.10 --users-file /etc/natkit/turnusers',
+    "coturn's client against it (RFC 5766 channel numbers need --legacy-channels):",
+    '          turnutils_uclient -u alice -w s3cret -y 127.0.0.1   (with --legacy-channels)',
   ].join('\n'),
 );
 
@@ -348,18 +358,9 @@ export interface Settings {
   logFormat: 'text' | 'json';
   logLevel: LogLevel;
   software: string | false;
-}
-
-/** This host's addresses, for hints in error messages. */
-function hostAddresses(): string[] {
-  try {
-    return Object.values(networkInterfaces())
-      .flat()
-      .filter((i) => i && !i.internal && !i.address.startsWith('fe80'))
-      .map((i) => i!.address);
-  } catch {
-    return [];
-  }
+  /** Requested workers (undefined: every core). */
+  workers: number | undefined;
+  authLogRate: number;
 }
 
 /** Checks the values together and gives the settings; errors are CliErrors naming flags. */
@@ -397,24 +398,19 @@ export function resolveSettings(v: ParsedValues): Settings {
       fromExternal[f] = priv;
     }
   }
-  // As the server does: a family without --relay-ip relays on its first specific listen address.
-  for (const a of listen) {
-    const f = ipFamily(a)!;
-    if (relayAddresses[f] === undefined && !unspecified(a)) relayAddresses[f] = a;
-  }
+  // As the server does (one rule, the library's): a family without --relay-ip relays on its
+  // first specific listen address; listening on a wildcard only, on the host's first
+  // non-loopback address (as coturn picks one).
+  Object.assign(relayAddresses, defaultRelayAddresses(listen, relayAddresses, nodeNetwork));
   if (!relayAddresses.IPv4 && !relayAddresses.IPv6) {
-    const mine = hostAddresses();
-    throw new CliError(
-      `--relay-ip is needed: listening on ${listen.join(', ')} does not say which address relayed sockets bind to` +
-        (mine.length ? ` (this host has ${mine.slice(0, 6).join(', ')})` : ''),
-    );
+    throw new CliError(`--relay-ip is needed: listening on ${listen.join(', ')} does not say which address relayed sockets bind to, and this host has no address but loopback`);
   }
   for (const f of Object.keys(externalAddresses) as Family[]) {
     if (!relayAddresses[f]) throw new CliError(`--external-ip ${externalAddresses[f]} is ${f}, but there is no ${f} relay address (--relay-ip)`);
   }
 
-  const minPort = (v['min-port'] as number | undefined) ?? 49152;
-  const maxPort = (v['max-port'] as number | undefined) ?? 65535;
+  const minPort = (v['min-port'] as number | undefined) ?? D.relayPortMin;
+  const maxPort = (v['max-port'] as number | undefined) ?? D.relayPortMax;
   if (minPort > maxPort) throw new CliError(`--min-port ${minPort} is above --max-port ${maxPort}`);
 
   const auth = v['no-auth'] !== true;
@@ -424,8 +420,8 @@ export function resolveSettings(v: ParsedValues): Settings {
     if (v.userhash === true) throw new CliError('--userhash needs authentication, and --no-auth turns it off');
   }
 
-  const defaultLifetime = (v['default-lifetime'] as number | undefined) ?? 600;
-  const maxLifetime = (v['max-lifetime'] as number | undefined) ?? 3600;
+  const defaultLifetime = (v['default-lifetime'] as number | undefined) ?? D.defaultLifetime;
+  const maxLifetime = (v['max-lifetime'] as number | undefined) ?? D.maxLifetime;
   if (defaultLifetime > maxLifetime) throw new CliError(`--default-lifetime ${defaultLifetime} is above --max-lifetime ${maxLifetime}`);
 
   if (v.software !== undefined && v['no-software'] === true) throw new CliError('--software and --no-software exclude each other');
@@ -433,36 +429,38 @@ export function resolveSettings(v: ParsedValues): Settings {
 
   return {
     listen,
-    port: (v.port as number | undefined) ?? 3478,
+    port: (v.port as number | undefined) ?? D.port,
     udp,
     tcp,
-    tls: certFile !== undefined ? { certFile, keyFile: keyFile!, port: (v['tls-port'] as number | undefined) ?? 5349 } : undefined,
+    tls: certFile !== undefined ? { certFile, keyFile: keyFile!, port: (v['tls-port'] as number | undefined) ?? D.tlsPort } : undefined,
     relayAddresses,
     externalAddresses,
     minPort,
     maxPort,
-    realm: (v.realm as string | undefined) ?? 'natkit',
+    realm: (v.realm as string | undefined) ?? D.realm,
     auth,
     usersFile: v['users-file'] as string | undefined,
     secretFile: v['auth-secret-file'] as string | undefined,
-    restSeparator: (v['rest-separator'] as string | undefined) ?? ':',
+    restSeparator: (v['rest-separator'] as string | undefined) ?? D.restSeparator,
     userhash: v.userhash === true,
     allowPeers: (v['allow-peer'] as string[] | undefined) ?? [],
     denyPeers: (v['deny-peer'] as string[] | undefined) ?? [],
-    userQuota: (v['user-quota'] as number | undefined) ?? 10,
-    totalQuota: (v['total-quota'] as number | undefined) ?? 1000,
-    maxPermissions: (v['max-permissions'] as number | undefined) ?? 64,
-    maxChannels: (v['max-channels'] as number | undefined) ?? 64,
-    maxConnectionsPerIp: (v['max-connections-per-ip'] as number | undefined) ?? 64,
+    userQuota: (v['user-quota'] as number | undefined) ?? D.userQuota,
+    totalQuota: (v['total-quota'] as number | undefined) ?? D.totalQuota,
+    maxPermissions: (v['max-permissions'] as number | undefined) ?? D.maxPermissions,
+    maxChannels: (v['max-channels'] as number | undefined) ?? D.maxChannels,
+    maxConnectionsPerIp: (v['max-connections-per-ip'] as number | undefined) ?? D.maxConnectionsPerIp,
     legacyChannels: (v['legacy-channels'] as boolean | undefined) ?? false,
     defaultLifetime,
     maxLifetime,
-    errorRate: (v['error-rate'] as number | undefined) ?? 50,
+    errorRate: (v['error-rate'] as number | undefined) ?? D.errorRate,
     metrics,
     drainTimeout: (v['drain-timeout'] as number | undefined) ?? 30,
     logFormat: ((v['log-format'] as string | undefined) ?? 'text') as 'text' | 'json',
     logLevel: ((v['log-level'] as string | undefined) ?? 'info') as LogLevel,
-    software: v['no-software'] === true ? false : ((v.software as string | undefined) ?? 'natkit'),
+    software: v['no-software'] === true ? false : ((v.software as string | undefined) ?? D.software),
+    workers: v.workers as number | undefined,
+    authLogRate: (v['auth-log-rate'] as number | undefined) ?? D.authFailureLogRate,
   };
 }
 

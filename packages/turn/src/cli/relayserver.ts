@@ -1,8 +1,10 @@
+import cluster from 'node:cluster';
 import type * as http from 'node:http';
 import { createSecureContext } from 'node:tls';
-import { type Family, cli } from '@natkit/stun';
-import { serveMetrics } from '../server/metrics.js';
-import { TurnServer, TurnServerError } from '../server/server.js';
+import { type Family, ServerError } from '@natkit/stun';
+import * as cli from '@natkit/stun/cli';
+import { TurnServer } from '../server/server.js';
+import { ClusterQuotas, ClusterRelayPorts, QuotaBroker, ReservationBroker } from './cluster.js';
 import {
   type Credentials,
   HELP,
@@ -20,6 +22,9 @@ import {
 
 const { CliError } = cli;
 
+/** The ports a worker after the first listens on (the first one's, which the kernel may have picked). */
+const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
+
 /** Reads the TLS files and checks they make a usable certificate and key (exit 2 if not). */
 function loadTls(s: NonNullable<Settings['tls']>): { cert: Buffer; key: Buffer; port: number } {
   const cert = cli.readFlagFile(s.certFile, '--tls-cert');
@@ -36,12 +41,17 @@ function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function closeHttp(srv: http.Server | undefined): Promise<void> {
-  if (!srv) return Promise.resolve();
-  return new Promise((resolve) => {
-    srv.close(() => resolve());
-    srv.closeAllConnections();
-  });
+async function startMetrics(s: Settings, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
+  if (!s.metrics) return undefined;
+  let server: http.Server;
+  try {
+    server = await cli.serveMetrics(text, s.metrics.address, s.metrics.port);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot serve metrics on ${hostPort(s.metrics.address, s.metrics.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
+  }
+  const a = server.address() as { address: string; port: number };
+  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
 }
 
 cli.runCli(PROGRAM, async () => {
@@ -56,7 +66,7 @@ cli.runCli(PROGRAM, async () => {
   }
   if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
   const s = resolveSettings(mergeLayers(layers));
-  let creds = loadCredentials(layers, s.usersFile, s.secretFile);
+  const creds = loadCredentials(layers, s.usersFile, s.secretFile);
   if (s.auth && creds.users.size === 0 && creds.secrets.length === 0) {
     throw new CliError(
       'no credentials: authentication is on, but there are no users and no REST secrets. Give users with --user USER:PASSWORD ' +
@@ -65,20 +75,32 @@ cli.runCli(PROGRAM, async () => {
     );
   }
   const tls = s.tls ? loadTls(s.tls) : undefined;
+  if (cluster.isWorker) return serve(s, layers, creds, tls, true);
+  const plan = cli.planWorkers(s.workers);
   const log = cli.createLogger(PROGRAM, s.logFormat, s.logLevel);
-  if (!s.auth) {
-    log.warn(
-      'WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. ' +
-        'Use this only on a closed network.',
-    );
-  }
+  if (plan.note) log[plan.asked ? 'warn' : 'info'](plan.note);
+  if (plan.count === 1) return serve(s, layers, creds, tls, false);
+  return primary(s, plan.count, log);
+});
 
+/**
+ * One relay in this process: alone, or as one worker of several (then the primary prints
+ * the start-up line, keeps the quotas and serves the metrics).
+ */
+async function serve(s: Settings, layers: Layers, initial: Credentials, tls: ReturnType<typeof loadTls> | undefined, worker: boolean): Promise<number> {
+  const log = cli.createLogger(PROGRAM, s.logFormat, s.logLevel, undefined, cli.workerId());
+  let creds = initial;
+  if (!s.auth && !worker) {
+    log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
+  }
+  // Workers after the first listen where the first one does.
+  const fixed = process.env[WORKER_PORTS] ? (JSON.parse(process.env[WORKER_PORTS]!) as { port: number; tlsPort?: number }) : undefined;
   const server = await TurnServer.start({
     listen: s.listen,
-    port: s.port,
+    port: fixed?.port ?? s.port,
     udp: s.udp,
     tcp: s.tcp,
-    tls,
+    tls: tls ? { ...tls, port: fixed?.tlsPort ?? tls.port } : undefined,
     relayAddresses: s.relayAddresses,
     externalAddresses: s.externalAddresses,
     relayPortMin: s.minPort,
@@ -93,6 +115,10 @@ cli.runCli(PROGRAM, async () => {
     denyPeers: s.denyPeers,
     userQuota: s.userQuota,
     totalQuota: s.totalQuota,
+    quotas: worker ? new ClusterQuotas() : undefined,
+    // EVEN-PORT reservations redeemable on any worker.
+    relayAllocator: worker ? new ClusterRelayPorts({ min: s.minPort, max: s.maxPort, addresses: s.relayAddresses }) : undefined,
+    reusePort: worker,
     maxPermissions: s.maxPermissions,
     maxChannels: s.maxChannels,
     maxConnectionsPerIp: s.maxConnectionsPerIp,
@@ -101,26 +127,33 @@ cli.runCli(PROGRAM, async () => {
     maxLifetime: s.maxLifetime,
     errorRate: s.errorRate,
     software: s.software,
+    authFailureLogRate: s.authLogRate,
     log: (level, msg, fields) => log[level](msg, fields),
-  }).catch((err: NodeJS.ErrnoException) => {
-    // The server names relay-address problems itself; listening errors get a hint here.
-    if (err instanceof TurnServerError) throw new Error(`${err.message}${/relay address/.test(err.message) ? '; check --relay-ip and --listen' : ''}`);
-    const hint = err.code === 'EADDRINUSE' ? ' (another server is using the port; pick one with --port or --tls-port)' : err.code === 'EADDRNOTAVAIL' ? ' (not an address of this host; check --listen)' : '';
-    throw new Error(`cannot listen: ${err.message}${hint}`);
+  }).catch((err: unknown) => {
+    if (err instanceof ServerError) {
+      const hint =
+        err.code === 'RELAY_ADDRESS'
+          ? '; check --relay-ip and --listen'
+          : err.errno === 'EADDRINUSE'
+            ? ' (another server is using the port; pick one with --port or --tls-port)'
+            : err.errno === 'EADDRNOTAVAIL'
+              ? ' (not an address of this host; check --listen)'
+              : '';
+      throw new Error(`${err.message}${hint}`);
+    }
+    throw err;
   });
 
-  let metricsServer: http.Server | undefined;
-  let metricsUrl = '';
-  if (s.metrics) {
+  const processRegistry = cli.processMetrics();
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  if (worker) cli.reportToPrimary([server.metrics, processRegistry]);
+  else {
     try {
-      metricsServer = await serveMetrics(server.metrics, s.metrics.address, s.metrics.port);
+      metrics = await startMetrics(s, () => cli.metricsText([server.metrics, processRegistry]));
     } catch (err) {
       await server.close();
-      const e = err as NodeJS.ErrnoException;
-      throw new Error(`cannot serve metrics on ${hostPort(s.metrics.address, s.metrics.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
+      throw err;
     }
-    const a = metricsServer.address() as { address: string; port: number };
-    metricsUrl = `http://${hostPort(a.address, a.port)}/metrics`;
   }
 
   let state: 'running' | 'draining' | 'stopping' = 'running';
@@ -141,7 +174,7 @@ cli.runCli(PROGRAM, async () => {
     if (s.auth && next.users.size === 0 && next.secrets.length === 0) log.warn('SIGHUP: no users and no REST secrets are left: no new allocations can be made');
     layers.file = file;
     creds = next;
-    server.reloadCredentials(next.users, next.secrets);
+    if (s.auth) server.reloadCredentials(next.users, next.secrets);
   };
 
   // SIGTERM drains; SIGINT, or a second SIGTERM, stops at once. Handlers go in before the
@@ -178,21 +211,101 @@ cli.runCli(PROGRAM, async () => {
   });
 
   const where = server.listening.map((l) => `${l.transport} ${hostPort(l.address, l.port)}`);
-  const relayed = (Object.entries(s.relayAddresses) as Array<[Family, string]>).map(([f, a]) =>
+  const relayed = (Object.entries(server.relays.addresses) as Array<[Family, string]>).map(([f, a]) =>
     s.externalAddresses[f] ? `${a} (advertised as ${s.externalAddresses[f]})` : a,
   );
   const auth = s.auth
     ? `${plural(creds.users.size, 'user')}, ${plural(creds.secrets.length, 'REST secret')}${s.userhash ? ', USERHASH required' : ''}`
     : 'authentication OFF';
-  log.out(
+  const line =
     `${PROGRAM} ${VERSION} listening on ${where.join(', ')}; relaying on ${relayed.join(' and ')} ports ${s.minPort}-${s.maxPort}; ` +
-      `realm ${s.realm}; ${auth}${metricsUrl ? `; metrics on ${metricsUrl}` : ''}`,
-  );
+    `realm ${s.realm}; ${auth}${metrics ? `; metrics on ${metrics.url}` : ''}`;
+  if (worker) {
+    const udp = server.listening.find((l) => l.transport === 'udp');
+    const tcp = server.listening.find((l) => l.transport === 'tcp');
+    const tlsL = server.listening.find((l) => l.transport === 'tls');
+    cli.tellListening({ line, port: udp?.port ?? tcp?.port, tlsPort: tlsL?.port });
+  } else {
+    log.out(line);
+  }
 
   await stopped;
   const cut = server.allocationCount;
   await server.close();
-  await closeHttp(metricsServer);
+  await cli.closeMetrics(metrics?.server);
   log.info(`stopped; ${plural(cut, 'allocation')} cut`);
   return 0;
-});
+}
+
+/**
+ * The primary of --workers N: forks the workers (the first one first, so the others get
+ * its ports), keeps the quotas for all of them, serves the summed metrics, passes SIGHUP,
+ * SIGTERM and SIGINT to every worker, and exits when they all have.
+ */
+async function primary(s: Settings, count: number, log: cli.Logger): Promise<number> {
+  if (s.udp) {
+    await cli.checkUdpPortsFree(s.listen.map((address) => ({ address, port: s.port }))).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
+  const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
+  let reservations: ReservationBroker | undefined;
+  let ports: { port?: number; tlsPort?: number } | undefined;
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
+  const workers = new cli.Primary({
+    count,
+    env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
+    listening: (i, m) => {
+      if (i === 0) ports = { port: m.port as number | undefined, tlsPort: m.tlsPort as number | undefined };
+    },
+    onMessage: (w, m) => {
+      broker.handle(w, m);
+      reservations?.handle(w, m);
+    },
+    onExit: (w, code, signal) => {
+      broker.exited(w);
+      reservations?.exited(w);
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
+      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
+    },
+  });
+  reservations = new ReservationBroker(() => workers.workers);
+  // Signals reach every worker; each drains or stops on its own, as a single relay does.
+  let terms = 0;
+  const forward = (signal: NodeJS.Signals) => {
+    if (signal !== 'SIGHUP') stopping = true;
+    if (signal === 'SIGTERM') terms++;
+    log.info(`${signal}: passing it to ${plural(workers.workers.length, 'worker')}${signal === 'SIGTERM' && terms === 1 ? ' (they drain)' : ''}`);
+    workers.signal(signal);
+  };
+  process.on('SIGTERM', forward);
+  process.on('SIGINT', forward);
+  process.on('SIGHUP', forward);
+  let ready: cli.IpcMessage[];
+  try {
+    ready = await workers.start();
+    stopping = false;
+  } catch (err) {
+    stopping = true;
+    workers.signal('SIGINT');
+    await workers.exited();
+    throw err;
+  }
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  try {
+    metrics = await startMetrics(s, () => cli.clusterMetricsText());
+  } catch (err) {
+    stopping = true;
+    workers.signal('SIGINT');
+    await workers.exited();
+    throw err;
+  }
+  if (!s.auth) log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
+  log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
+  const codes = await workers.exited();
+  await cli.closeMetrics(metrics?.server);
+  const bad = codes.filter((c) => c !== 0).length;
+  log.info(`stopped; ${plural(count, 'worker')} exited${bad ? `, ${bad} with an error` : ''}`);
+  return bad ? 1 : 0;
+}

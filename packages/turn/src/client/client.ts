@@ -1,14 +1,15 @@
-import type * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import {
   Attr,
   type Clock,
   type Credentials,
+  type DatagramSocket,
   type Family,
   type MessageBuilder,
   MessageBuilder as Builder,
   MessageClass,
   Method,
+  type Network,
   type RetransmitOptions,
   type ServerSpec,
   StunClient,
@@ -37,11 +38,24 @@ export interface TurnClientOptions {
   /** Ask for an IPv6 relayed address as well (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 7.2). */
   dualStack?: boolean;
   /** A bound UDP socket to allocate from (shared with ICE, say); never closed by the client. */
-  socket?: dgram.Socket;
+  socket?: DatagramSocket;
+  /** Where the client's own UDP socket comes from (default nodeNetwork); TCP and TLS use node:net and node:tls. */
+  network?: Network;
+  /** Local address for the client's own socket or connection (default: the wildcard, the kernel picks). */
+  bindAddress?: string;
   retransmit?: RetransmitOptions;
   software?: string | false;
   clock?: Clock;
+  /**
+   * Over UDP, when nothing else went to the server for this long, send it a Binding
+   * indication so that a NAT keeps the client's mapping (and so the allocation's 5-tuple)
+   * alive. Default 15000 ms, the keepalive interval of RFC 8445 section 11; 0 turns it off.
+   */
+  keepaliveMs?: number;
 }
+
+/** RFC 8445 section 11's default keepalive interval, Tr. */
+export const TURN_KEEPALIVE_MS = 15_000;
 
 export interface TurnClientEvents {
   data: [data: Buffer, peer: TransportAddress];
@@ -90,6 +104,8 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.stun = new StunClient({
       clock: this.clock,
       socket: options.socket,
+      network: options.network,
+      bindAddress: options.bindAddress,
       registry: turnRegistry,
       retransmit: options.retransmit,
       software: options.software,
@@ -98,11 +114,11 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     });
   }
 
-  /** Creates the client and allocates. */
-  static async allocate(options: TurnClientOptions): Promise<TurnClient> {
+  /** Creates the client and allocates; `signal` abandons the Allocate (and closes the client). */
+  static async allocate(options: TurnClientOptions & { signal?: AbortSignal }): Promise<TurnClient> {
     const c = new TurnClient(options);
     try {
-      await c.allocate();
+      await c.allocate({ signal: options.signal });
     } catch (err) {
       await c.close().catch(() => {});
       throw err;
@@ -110,26 +126,43 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     return c;
   }
 
-  private request(method: number, add?: (b: MessageBuilder) => void): Promise<StunMessage> {
-    return this.stun.request(this.server, { method, attributes: add, retransmit: this.opts.retransmit }).then((r) => r.message);
+  private request(method: number, add?: (b: MessageBuilder) => void, signal?: AbortSignal): Promise<StunMessage> {
+    this.schedule.sent(this.clock.now());
+    return this.stun.request(this.server, { method, attributes: add, retransmit: this.opts.retransmit, signal }).then((r) => r.message);
   }
 
+  /** The local address of the client's UDP socket or TCP/TLS connection, once allocated. */
+  get local(): TransportAddress | undefined {
+    return this.localAddress;
+  }
+  private localAddress: TransportAddress | undefined;
+
   /** RFC 8656 section 7.1: Allocate with REQUESTED-TRANSPORT UDP. */
-  async allocate(): Promise<void> {
+  async allocate(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     if (this.state !== 'new') throw new StunTransactionError('CLOSED', 'already allocated or closed');
     const o = this.opts;
-    const m = await this.request(Method.Allocate, (b) => {
-      b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
-      if (o.family && o.family !== 'IPv4') b.add(TurnAttr.RequestedAddressFamily, o.family);
-      if (o.dualStack) b.add(TurnAttr.AdditionalAddressFamily, 'IPv6');
-      if (o.lifetime !== undefined) b.add(TurnAttr.Lifetime, o.lifetime);
+    const r = await this.stun.request(this.server, {
+      method: Method.Allocate,
+      retransmit: this.opts.retransmit,
+      signal: options.signal,
+      attributes: (b) => {
+        b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP);
+        if (o.family && o.family !== 'IPv4') b.add(TurnAttr.RequestedAddressFamily, o.family);
+        if (o.dualStack) b.add(TurnAttr.AdditionalAddressFamily, 'IPv6');
+        if (o.lifetime !== undefined) b.add(TurnAttr.Lifetime, o.lifetime);
+      },
     });
+    if (this.state !== 'new') throw new StunTransactionError('CLOSED', 'the client was closed');
+    const m = r.message;
+    this.localAddress = r.local;
     this.relayed = m.getAll(TurnAttr.XorRelayedAddress);
     if (this.relayed.length === 0) throw new StunTransactionError('BAD_RESPONSE', 'Allocate success without XOR-RELAYED-ADDRESS');
     this.mapped = m.get(Attr.XorMappedAddress);
     this.lifetime = m.get(TurnAttr.Lifetime) ?? 600;
     this.state = 'allocated';
-    this.schedule.allocationRefreshed(this.clock.now(), this.lifetime);
+    const now = this.clock.now();
+    this.schedule.allocationRefreshed(now, this.lifetime);
+    if (this.server.transport === 'udp') this.schedule.keepAlive(o.keepaliveMs ?? TURN_KEEPALIVE_MS, now);
     this.arm();
   }
 
@@ -184,6 +217,11 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     return n;
   }
 
+  /** Whether a permission for the peer's IP address is installed (RFC 8656 section 9). */
+  hasPermission(peer: TransportAddress | string): boolean {
+    return this.permitted.has(canonicalIp(typeof peer === 'string' ? peer : peer.address));
+  }
+
   /** The channel bound to a peer, if any. */
   channelFor(peer: TransportAddress): number | undefined {
     return this.channelByPeer.get(formatAddress({ ...peer, address: canonicalIp(peer.address) }));
@@ -205,6 +243,7 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
         .add(TurnAttr.Data, Buffer.from(data.buffer, data.byteOffset, data.length))
         .encode();
     }
+    this.schedule.sent(this.clock.now());
     await this.stun.send(this.server, bytes);
   }
 
@@ -252,7 +291,9 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
     this.arm();
     for (const d of due) {
       try {
-        if (d.kind === 'allocation') await this.refresh(this.opts.lifetime);
+        // A Binding indication needs no answer; the server ignores it (RFC 8489 section 6.3.2).
+        if (d.kind === 'keepalive') await this.stun.send(this.server, new Builder(Method.Binding, MessageClass.Indication).encode({ fingerprint: true }));
+        else if (d.kind === 'allocation') await this.refresh(this.opts.lifetime);
         else if (d.kind === 'permissions') {
           const peers = d.peers.map((address) => ({ family: ipFamily(address)!, address, port: 0 }));
           await this.createPermission(peers);

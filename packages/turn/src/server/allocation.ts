@@ -1,5 +1,4 @@
-import type * as dgram from 'node:dgram';
-import type { Family, TransportAddress } from '@natkit/stun';
+import type { DatagramSocket, Family, TransportAddress } from '@natkit/stun';
 
 /**
  * One allocation's state (RFC 8656 section 2.2): the client's 5-tuple, the relayed
@@ -19,13 +18,18 @@ export interface ClientPath {
   send(data: Buffer): void;
   /** Stream transports pad ChannelData to a multiple of 4 (RFC 8656 section 12.5). */
   readonly stream: boolean;
+  /**
+   * What the client came through, for the allocation table's index: the UDP listener's
+   * number, or the stream connection (one object per connection).
+   */
+  readonly via: number | object;
 }
 
 export interface RelaySocket {
   family: Family;
   address: string;
   port: number;
-  socket: dgram.Socket;
+  socket: DatagramSocket;
 }
 
 export interface Channel {
@@ -50,8 +54,10 @@ export class Allocation {
   readonly key: string;
   readonly client: ClientPath;
   readonly username: string;
-  /** The long-term key the allocation was made with (answers are signed with it). */
-  readonly hmacKey: Buffer;
+  /** Made without authentication (NoAuthenticator): no user, no per-user quota. */
+  readonly anonymous: boolean;
+  /** The long-term key the allocation was made with (undefined without authentication). */
+  readonly hmacKey: Buffer | undefined;
   readonly integrity: 'sha1' | 'sha256';
   readonly relays: Partial<Record<Family, RelaySocket>>;
   readonly createdAt: number;
@@ -66,13 +72,16 @@ export class Allocation {
   readonly peerChannels = new Map<string, Map<number, Channel>>();
   readonly counters: AllocationCounters = { toPeerPackets: 0, toPeerBytes: 0, toClientPackets: 0, toClientBytes: 0 };
   closed = false;
+  /** Set once the first datagram has been relayed (the 'relaying' event). */
+  relaying = false;
 
   constructor(init: {
     id: number;
     key: string;
     client: ClientPath;
     username: string;
-    hmacKey: Buffer;
+    anonymous?: boolean;
+    hmacKey: Buffer | undefined;
     integrity: 'sha1' | 'sha256';
     relays: Partial<Record<Family, RelaySocket>>;
     now: number;
@@ -83,6 +92,7 @@ export class Allocation {
     this.key = init.key;
     this.client = init.client;
     this.username = init.username;
+    this.anonymous = init.anonymous ?? false;
     this.hmacKey = init.hmacKey;
     this.integrity = init.integrity;
     this.relays = init.relays;

@@ -4,12 +4,14 @@ import {
   Attr,
   ErrorCode,
   type MessageBuilder,
+  NatkitError,
   NonceFactory,
   PasswordAlgorithm,
   type PasswordAlgorithmValue,
   type Preparation,
   SecurityFeature,
   type StunMessage,
+  type TransportAddress,
   checkIntegrity,
   longTermKey,
   offeredAlgorithms,
@@ -31,7 +33,12 @@ export interface UserEntry {
   md5Key?: Buffer;
 }
 
-export class UsersFileError extends Error {}
+/** A users file that cannot be read or parsed (code USERS_FILE). */
+export class UsersFileError extends NatkitError {
+  constructor(message: string) {
+    super('USERS_FILE', message);
+  }
+}
 
 /**
  * Parses a users file: one `user:password` per line (coturn's format), or `user:0xKEY`
@@ -76,9 +83,58 @@ export function restExpiry(username: string, separator = ':'): number | undefine
   return /^\d{1,12}$/.test(head) ? Number(head) : undefined;
 }
 
+/**
+ * What the relay asks of authentication (RFC 8489 section 9.2, RFC 8656 section 5): a
+ * decision for each request, and the REALM/NONCE challenge that goes with a 401 or 438.
+ * `LongTermAuthenticator` (users, REST secrets, or your own lookup) is the default;
+ * `NoAuthenticator` turns authentication off. Both are synchronous: the relay's request
+ * core runs without awaiting anything.
+ */
+export interface Authenticator {
+  /**
+   * Decides one request from `client` at `nowMs` (monotonic ms). The message has been
+   * validated (`msg.validate()`), so reading its attributes cannot throw.
+   */
+  authenticate(msg: StunMessage, client: TransportAddress, nowMs: number): AuthResult;
+  /** Adds the challenge (REALM, NONCE, PASSWORD-ALGORITHMS) to a 401 or 438 answer. */
+  challenge(b: MessageBuilder, client: TransportAddress, nowMs: number): void;
+  /** How many users it knows, for the metrics; undefined if it cannot tell. */
+  readonly userCount?: number;
+}
+
+export type AuthResult =
+  | {
+      ok: true;
+      username: string;
+      /** The key answers are signed with; undefined: answers are not signed (no authentication). */
+      key: Buffer | undefined;
+      integrity: 'sha1' | 'sha256';
+      /** No authentication: quotas per user do not apply, and answers are not signed. */
+      anonymous?: boolean;
+    }
+  | { ok: false; code: number; reason: string; challenge: boolean; username?: string };
+
+/**
+ * Authentication off: every request is accepted as the anonymous user and answers are not
+ * signed. Only for closed networks; relayserver says so loudly with --no-auth.
+ */
+export class NoAuthenticator implements Authenticator {
+  authenticate(): AuthResult {
+    return { ok: true, username: '', key: undefined, integrity: 'sha1', anonymous: true };
+  }
+
+  challenge(): void {}
+}
+
 export interface AuthOptions {
   realm: string;
   users?: Map<string, UserEntry>;
+  /**
+   * Your own user lookup (a database, an API token store...), asked for usernames that
+   * are not in `users`; return undefined for an unknown user. It must answer at once
+   * (keep what it reads in memory): the request core does not wait.
+   */
+  lookup?: (username: string, realm: string, client: TransportAddress) => UserEntry | undefined;
   /** REST API shared secrets; several may be valid at once (rotation). */
   secrets?: readonly string[];
   restSeparator?: string;
@@ -94,11 +150,11 @@ export interface AuthOptions {
   wallClock?: () => number;
 }
 
-export type AuthResult =
-  | { ok: true; username: string; key: Buffer; integrity: 'sha1' | 'sha256' }
-  | { ok: false; code: number; reason: string; challenge: boolean };
-
-export class CredentialStore {
+/**
+ * Long-term credentials: static users, your own lookup, and TURN REST API secrets, with
+ * stateless nonces bound to the client's address (438 when stale or another client's).
+ */
+export class LongTermAuthenticator implements Authenticator {
   readonly realm: string;
   private users: Map<string, UserEntry>;
   private secrets: readonly string[];
@@ -107,6 +163,7 @@ export class CredentialStore {
   private readonly nonces: NonceFactory;
   private readonly prep: Preparation;
   private readonly wallClock: () => number;
+  private readonly lookup: AuthOptions['lookup'];
   readonly offered: PasswordAlgorithmValue[] = offeredAlgorithms();
 
   constructor(options: AuthOptions) {
@@ -114,6 +171,7 @@ export class CredentialStore {
     this.separator = options.restSeparator ?? ':';
     this.prep = options.preparation ?? 'opaque';
     this.wallClock = options.wallClock ?? Date.now;
+    this.lookup = options.lookup;
     this.users = new Map();
     this.secrets = [];
     const features = SecurityFeature.PasswordAlgorithms | (options.requireUserhash ? SecurityFeature.UsernameAnonymity : 0);
@@ -133,19 +191,19 @@ export class CredentialStore {
     return this.users.size;
   }
 
-  /** A fresh nonce for a client (bound to its address string). */
-  nonce(client: string, nowMs: number): string {
-    return this.nonces.make(client, nowMs);
+  /** A fresh nonce for a client (bound to its IP address). */
+  nonce(client: TransportAddress, nowMs: number): string {
+    return this.nonces.make(client.address, nowMs);
   }
 
   /** Adds REALM, NONCE and PASSWORD-ALGORITHMS to a 401 or 438 answer. */
-  challenge(b: MessageBuilder, client: string, nowMs: number): void {
+  challenge(b: MessageBuilder, client: TransportAddress, nowMs: number): void {
     b.add(Attr.Realm, this.realm).add(Attr.Nonce, this.nonce(client, nowMs)).add(Attr.PasswordAlgorithms, this.offered);
   }
 
   /** Candidate keys for a username under an algorithm (several with rotated secrets). */
-  private keys(username: string, algorithm: number): Buffer[] | 'expired' | undefined {
-    const u = this.users.get(username);
+  private keys(username: string, algorithm: number, client: TransportAddress): Buffer[] | 'expired' | undefined {
+    const u = this.users.get(username) ?? this.lookup?.(username, this.realm, client);
     if (u) {
       if (u.password !== undefined) return [longTermKey(username, this.realm, u.password, algorithm, this.prep)];
       if (u.md5Key && algorithm === PasswordAlgorithm.MD5) return [u.md5Key];
@@ -163,7 +221,7 @@ export class CredentialStore {
    * been validated (`msg.validate()`), so reading its attributes cannot throw. On failure the
    * result says which error to answer and whether to add a challenge (REALM, NONCE).
    */
-  authenticate(msg: StunMessage, client: string, nowMs: number): AuthResult {
+  authenticate(msg: StunMessage, client: TransportAddress, nowMs: number): AuthResult {
     const hasMi = msg.integrityAt >= 0 || msg.integritySha256At >= 0;
     if (!hasMi) return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials required', challenge: true };
     // The caller has validated the message: these reads do not throw.
@@ -176,7 +234,7 @@ export class CredentialStore {
     if ((username === undefined && hash === undefined) || realm === undefined || nonce === undefined) {
       return { ok: false, code: ErrorCode.BadRequest, reason: 'USERNAME or USERHASH, REALM and NONCE are required with MESSAGE-INTEGRITY', challenge: false };
     }
-    const n = this.nonces.check(nonce, client, nowMs);
+    const n = this.nonces.check(nonce, client.address, nowMs);
     if (n !== 'ok') return { ok: false, code: ErrorCode.StaleNonce, reason: n === 'stale' ? 'nonce expired' : 'unknown nonce', challenge: true };
     if (realm !== this.realm) return { ok: false, code: ErrorCode.Unauthorized, reason: 'wrong realm', challenge: true };
     // RFC 8489 section 9.2.4: with the password-algorithms bit in our nonce, a request
@@ -193,18 +251,18 @@ export class CredentialStore {
       username = this.byHash.get(hash!.toString('hex'));
       if (username === undefined) return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true };
     }
-    const keys = this.keys(username, alg);
-    if (keys === 'expired') return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials expired', challenge: true };
+    const keys = this.keys(username, alg, client);
+    if (keys === 'expired') return { ok: false, code: ErrorCode.Unauthorized, reason: 'credentials expired', challenge: true, username };
     if (!keys) {
       // Spend the time of a key check anyway, so unknown users do not answer faster.
       checkIntegrity(msg, longTermKey('-', this.realm, '-', alg));
-      return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true };
+      return { ok: false, code: ErrorCode.Unauthorized, reason: 'unknown user', challenge: true, username };
     }
     for (const key of keys) {
       const r = checkIntegrity(msg, key);
       if (r === 'sha1' || r === 'sha256') return { ok: true, username, key, integrity: r };
     }
-    return { ok: false, code: ErrorCode.Unauthorized, reason: 'wrong credentials', challenge: true };
+    return { ok: false, code: ErrorCode.Unauthorized, reason: 'wrong credentials', challenge: true, username };
   }
 }
 

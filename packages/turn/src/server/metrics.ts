@@ -1,103 +1,88 @@
-import * as http from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { DROP_REASONS, REQUEST_METHODS, type TurnCounters } from './counters.js';
 
 /**
- * Counters and gauges, exposed in the Prometheus text format (version 0.0.4). Label
- * sets are fixed when a series is first used; values are plain numbers in a Map, so
- * counting on a hot path costs one Map lookup or a field increment.
+ * The relay's Prometheus metrics through prom-client: every series is read from the
+ * relay's plain counters when scraped (collect() callbacks), so counting on the per-packet
+ * path is a field increment and a scrape costs what it reads. prom-client's own process,
+ * GC and event-loop metrics, and the sum over cluster workers, come with it (see
+ * relayserver).
  */
 
-type Kind = 'counter' | 'gauge';
-
-interface Family {
-  name: string;
-  help: string;
-  kind: Kind;
-  series: Map<string, { labels: Record<string, string>; value: number }>;
-  /** For gauges whose value is read when scraped. */
-  read?: () => Array<{ labels: Record<string, string>; value: number }>;
+/** What the metrics read from a relay. */
+export interface TurnMetricsSource {
+  readonly counters: TurnCounters;
+  readonly allocationCount: number;
+  liveCounts(): { permissions: number; channels: number };
+  readonly userCount: number | undefined;
+  readonly isDraining: boolean;
 }
 
-function labelKey(labels: Record<string, string>): string {
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${labels[k]!.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-    .join(',');
-}
-
-export class Metrics {
-  private readonly families = new Map<string, Family>();
-
-  private family(name: string, help: string, kind: Kind): Family {
-    let f = this.families.get(name);
-    if (!f) {
-      f = { name, help, kind, series: new Map() };
-      this.families.set(name, f);
-    }
-    return f;
-  }
-
-  /** A counter series; returns an object whose `inc` adds to it. */
-  counter(name: string, help: string, labels: Record<string, string> = {}): { inc: (n?: number) => void; get: () => number } {
-    const f = this.family(name, help, 'counter');
-    const key = labelKey(labels);
-    let s = f.series.get(key);
-    if (!s) f.series.set(key, (s = { labels, value: 0 }));
-    const series = s;
-    return {
-      inc: (n = 1) => {
-        series.value += n;
+/** Registers the relay's metrics in `registry` (a new one by default) and returns it. */
+export function turnMetrics(source: TurnMetricsSource, registry: Registry = new Registry()): Registry {
+  const c = source.counters;
+  const registers = [registry];
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
       },
-      get: () => series.value,
-    };
-  }
-
-  /** A gauge computed when scraped. */
-  gauge(name: string, help: string, read: () => number | Array<{ labels: Record<string, string>; value: number }>): void {
-    const f = this.family(name, help, 'gauge');
-    f.read = () => {
-      const v = read();
-      return typeof v === 'number' ? [{ labels: {}, value: v }] : v;
-    };
-  }
-
-  /** The exposition text. */
-  render(): string {
-    const out: string[] = [];
-    for (const f of this.families.values()) {
-      out.push(`# HELP ${f.name} ${f.help}`);
-      out.push(`# TYPE ${f.name} ${f.kind}`);
-      const rows = f.read ? f.read() : [...f.series.values()];
-      for (const r of rows) {
-        const k = labelKey(r.labels);
-        out.push(`${f.name}${k ? `{${k}}` : ''} ${Number.isFinite(r.value) ? r.value : 0}`);
-      }
-    }
-    return `${out.join('\n')}\n`;
-  }
-}
-
-/** Serves `GET /metrics` (and `/healthz`) on address:port. */
-export async function serveMetrics(metrics: Metrics, address: string, port: number): Promise<http.Server> {
-  const srv = http.createServer((req, res) => {
-    const url = req.url?.split('?')[0];
-    if (req.method === 'GET' && url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-      res.end(metrics.render());
-    } else if (req.method === 'GET' && url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok\n');
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found: try /metrics\n');
-    }
-  });
-  srv.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, address, () => {
-      srv.off('error', reject);
-      resolve();
     });
+  const labelled = <L extends string>(name: string, help: string, label: L, read: () => Iterable<[string, number]>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [v, n] of read()) this.inc({ [label]: v } as Record<L, string>, n);
+      },
+    });
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  counter('natkit_turn_allocations_created_total', 'Allocations created', () => c.allocationsCreated);
+  new Counter({
+    name: 'natkit_turn_relayed_packets_total',
+    help: 'Datagrams relayed, by direction',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ direction: 'to_peer' }, c.toPeerPackets);
+      this.inc({ direction: 'to_client' }, c.toClientPackets);
+    },
   });
-  return srv;
+  new Counter({
+    name: 'natkit_turn_relayed_bytes_total',
+    help: 'Application bytes relayed (without indication or ChannelData headers), by direction',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ direction: 'to_peer' }, c.toPeerBytes);
+      this.inc({ direction: 'to_client' }, c.toClientBytes);
+    },
+  });
+  counter('natkit_turn_auth_failures_total', 'Requests refused for their credentials (401, 438 with MESSAGE-INTEGRITY, 441)', () => c.authFailures);
+  labelled('natkit_turn_requests_total', 'Requests received, by method', 'method', () => REQUEST_METHODS.map((m) => [m, c.requests[m]]));
+  labelled('natkit_turn_error_responses_total', 'Error responses sent, by code', 'code', () => [...c.errors].map(([code, n]) => [String(code), n]));
+  labelled('natkit_turn_dropped_total', 'Packets dropped, by reason', 'reason', () => DROP_REASONS.map((r) => [r, c.dropped[r]]));
+  gauge('natkit_turn_allocations', 'Allocations now', () => source.allocationCount);
+  gauge('natkit_turn_permissions', 'Permissions now', () => source.liveCounts().permissions);
+  gauge('natkit_turn_channels', 'Channel bindings now', () => source.liveCounts().channels);
+  gauge('natkit_turn_users', 'Users in the credential store', () => source.userCount ?? 0);
+  gauge('natkit_turn_draining', '1 while draining for shutdown', () => (source.isDraining ? 1 : 0));
+  return registry;
 }

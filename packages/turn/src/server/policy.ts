@@ -1,4 +1,4 @@
-import { ipToBytes } from '@natkit/stun';
+import { type TransportAddress, ipToBytes } from '@natkit/stun';
 
 /**
  * Which peer addresses the relay may send to. A TURN server that relays anywhere is an
@@ -106,7 +106,21 @@ export interface PolicyDecision {
   reason: string;
 }
 
-export class PeerPolicy {
+/** Who is asking to reach a peer: the allocation's user and client. */
+export interface PeerContext {
+  username: string;
+  client: TransportAddress;
+}
+
+/**
+ * Decides which peers an allocation may have a permission or channel for (RFC 8656
+ * section 9.2: a server may refuse a peer with 403). PeerPolicy is the default.
+ */
+export interface PeerPolicyHandler {
+  check(peer: TransportAddress, context: PeerContext): PolicyDecision;
+}
+
+export class PeerPolicy implements PeerPolicyHandler {
   private readonly allow: Cidr[];
   private readonly deny: Cidr[];
   private readonly defaults: Cidr[];
@@ -124,7 +138,9 @@ export class PeerPolicy {
     this.own.add(Buffer.from(ipToBytes(address)).toString('hex'));
   }
 
-  check(address: string): PolicyDecision {
+  /** The decision for a peer (an address, or a transport address: the port does not matter). */
+  check(peer: string | TransportAddress): PolicyDecision {
+    const address = typeof peer === 'string' ? peer : peer.address;
     let b: Uint8Array;
     try {
       b = ipToBytes(address);

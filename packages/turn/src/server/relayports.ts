@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { type Family, serverUdpSocket } from '@natkit/stun';
+import { type Family, type Network, nodeNetwork } from '@natkit/stun';
 import type { RelaySocket } from './allocation.js';
 
 /**
@@ -16,7 +16,40 @@ export interface Reservation {
   owner: string;
 }
 
-export class RelayPorts {
+/**
+ * Where relayed transport addresses come from (RFC 8656 section 7.2 step 8): sockets on
+ * the relay's addresses, even ports, and reservations by token. RelayPorts is the default;
+ * replace it to pick addresses and ports your own way (a port pool shared with other
+ * services, a socket per family on another interface...). The relay closes a socket
+ * through release() only.
+ */
+export interface RelayAllocator {
+  /** The relay address of each family served (an Allocate for another family gets 440). */
+  readonly addresses: Partial<Record<Family, string>>;
+  /** A relayed socket (on an even port if asked); undefined when none can be had. */
+  allocate(family: Family, even?: boolean): Promise<RelaySocket | undefined>;
+  /** EVEN-PORT with R: an even port now, the next one held under the returned token. */
+  allocatePair(family: Family, now: number, owner?: string): Promise<{ relay: RelaySocket; token: Buffer } | undefined>;
+  /**
+   * Takes a reserved socket by its token: the socket and who reserved it (their quota slot
+   * passes to the redeemer). `relay` undefined: the reservation was there, but its port
+   * could not be had (the owner's slot ends). Undefined: unknown or expired token.
+   */
+  redeem(token: Buffer, now: number): Redeemed | undefined | Promise<Redeemed | undefined>;
+  /** Drops reservations whose time is up; returns them (their quota slots end). */
+  sweep(now: number): Reservation[];
+  release(relay: RelaySocket): void;
+  /** Closes every reservation; returns them. */
+  close(): Reservation[];
+}
+
+export interface Redeemed {
+  relay: RelaySocket | undefined;
+  /** Who reserved it ('' without authentication). */
+  owner: string;
+}
+
+export class RelayPorts implements RelayAllocator {
   readonly min: number;
   readonly max: number;
   readonly addresses: Partial<Record<Family, string>>;
@@ -24,8 +57,10 @@ export class RelayPorts {
   private readonly reservations = new Map<string, Reservation>();
   /** How long a reserved port is kept for its token (RFC 8656 suggests about 30 s). */
   readonly reservationMs: number;
+  private readonly network: Network;
 
-  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number }) {
+  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number; network?: Network }) {
+    this.network = options.network ?? nodeNetwork;
     this.min = options.min ?? 49152;
     this.max = options.max ?? 65535;
     if (this.min < 1 || this.max > 65535 || this.min > this.max) throw new Error(`bad relay port range ${this.min}-${this.max}`);
@@ -33,23 +68,19 @@ export class RelayPorts {
     this.reservationMs = options.reservationMs ?? 30_000;
   }
 
-  private bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
+  /** A relay socket on exactly this port, or undefined if it cannot be had. */
+  protected bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
     const address = this.addresses[family]!;
     const key = `${family}:${port}`;
     if (this.used.has(key)) return Promise.resolve(undefined);
     this.used.add(key);
-    return new Promise((resolve) => {
-      const socket = serverUdpSocket(family);
-      socket.once('error', () => {
+    return this.network.createUdpSocket({ family, address, port }).then(
+      (socket) => ({ family, address, port, socket }),
+      () => {
         this.used.delete(key);
-        socket.close();
-        resolve(undefined);
-      });
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.removeAllListeners('error');
-        resolve({ family, address, port, socket });
-      });
-    });
+        return undefined;
+      },
+    );
   }
 
   /** A relay socket on a random free port (even, if asked); undefined when none is free. */
@@ -88,26 +119,34 @@ export class RelayPorts {
     return undefined;
   }
 
-  /** Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. */
-  redeem(token: Buffer, now: number): RelaySocket | undefined {
-    const key = token.toString('hex');
-    const r = this.reservations.get(key);
-    if (!r) return undefined;
-    this.reservations.delete(key);
-    if (r.expiresAt <= now) {
-      this.release(r.relay);
-      return undefined;
-    }
-    return r.relay;
+  /**
+   * Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. An expired
+   * reservation is left for sweep(), which ends it (and so its quota slot) in one place.
+   */
+  redeem(token: Buffer, now: number): Redeemed | Promise<Redeemed | undefined> | undefined {
+    const r = this.take(token, now);
+    return r ? { relay: r.relay, owner: r.owner } : undefined;
   }
 
-  /** Releases reservations that were not redeemed in time. */
-  sweep(now: number): void {
+  /** Removes a live reservation and returns it (its socket still open), or undefined. */
+  protected take(token: Buffer | string, now: number): Reservation | undefined {
+    const key = typeof token === 'string' ? token : token.toString('hex');
+    const r = this.reservations.get(key);
+    if (!r || r.expiresAt <= now) return undefined;
+    this.reservations.delete(key);
+    return r;
+  }
+
+  /** Releases reservations that were not redeemed in time, and returns them. */
+  sweep(now: number): Reservation[] {
+    const gone: Reservation[] = [];
     for (const [k, r] of this.reservations) {
       if (r.expiresAt > now) continue;
       this.reservations.delete(k);
       this.release(r.relay);
+      gone.push(r);
     }
+    return gone;
   }
 
   get reservedCount(): number {
@@ -130,6 +169,11 @@ export class RelayPorts {
     return this.used.size;
   }
 
+  /** Forgets a relay port whose socket was closed elsewhere (handed to another worker). */
+  protected forget(relay: RelaySocket): void {
+    this.used.delete(`${relay.family}:${relay.port}`);
+  }
+
   release(relay: RelaySocket): void {
     this.used.delete(`${relay.family}:${relay.port}`);
     try {
@@ -139,8 +183,10 @@ export class RelayPorts {
     }
   }
 
-  close(): void {
-    for (const r of this.reservations.values()) this.release(r.relay);
+  close(): Reservation[] {
+    const gone = [...this.reservations.values()];
+    for (const r of gone) this.release(r.relay);
     this.reservations.clear();
+    return gone;
   }
 }

@@ -1,94 +1,35 @@
-import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as tls from 'node:tls';
 import {
-  Attr,
-  BindingService,
   type Clock,
-  ERROR_REASONS,
+  type DatagramInfo,
+  type DatagramSocket,
   ErrorCode,
   type Family,
-  MessageBuilder,
-  MessageClass,
-  Method,
-  RateLimiter,
-  StreamFramer,
-  type StunMessage,
+  type Network,
+  ServerError,
   type TransportAddress,
   canonicalIp,
-  decodeMessage,
   formatAddress,
   ipFamily,
+  nodeNetwork,
   realClock,
-  serverUdpSocket,
-  softwareText,
-  verifyFingerprint,
 } from '@natkit/stun';
-import { TRANSPORT_UDP, TurnAttr, turnServerRegistry } from '../codec/attributes.js';
-import { MAX_CHANNEL, MIN_CHANNEL } from '../codec/channeldata.js';
-import { Allocation, type ClientPath, type RelaySocket } from './allocation.js';
-import { CredentialStore, type UserEntry } from './auth.js';
-import { Metrics } from './metrics.js';
+import { StreamListener } from '@natkit/stun/internal';
+import type { Registry } from 'prom-client';
+import type { Allocation, ClientPath, RelaySocket } from './allocation.js';
+import { type Authenticator, LongTermAuthenticator, NoAuthenticator, type UserEntry } from './auth.js';
+import { type AllocateOutcome, type AllocateTicket, type CoreAction, RequestCore } from './core.js';
+import { type DropReason, TurnCounters } from './counters.js';
+import { DataPath } from './datapath.js';
+import type { TurnEvent, TurnEventOf, TurnEventType } from './events.js';
+import { turnMetrics } from './metrics.js';
+import { TURN_DEFAULTS, type TurnServerOptions, resolveLimits } from './options.js';
 import { PeerPolicy } from './policy.js';
-import { RelayPorts } from './relayports.js';
+import { LocalQuotas, type Quotas } from './quotas.js';
+import { type RelayAllocator, RelayPorts } from './relayports.js';
+import { AllocationTable } from './table.js';
 
-export interface TurnServerOptions {
-  /** Addresses to listen on (default 0.0.0.0). */
-  listen?: string[];
-  /** UDP and TCP port (default 3478; 0 picks a free one). */
-  port?: number;
-  udp?: boolean;
-  tcp?: boolean;
-  /** TLS with this certificate and key (PEM); default port 5349. */
-  tls?: { cert: string | Buffer; key: string | Buffer; port?: number };
-  /** Where relay sockets bind, per family (default: the first specific listen address). */
-  relayAddresses?: Partial<Record<Family, string>>;
-  /** The address to advertise in XOR-RELAYED-ADDRESS when the relay sits behind 1:1 NAT. */
-  externalAddresses?: Partial<Record<Family, string>>;
-  relayPortMin?: number;
-  relayPortMax?: number;
-  realm?: string;
-  /** Long-term credential users (users file and flags). */
-  users?: Map<string, UserEntry>;
-  /** TURN REST API shared secrets. */
-  secrets?: string[];
-  restSeparator?: string;
-  /** Set the nonce's username-anonymity bit: clients must send USERHASH. */
-  requireUserhash?: boolean;
-  /** Authentication (default on). Off only for closed test networks. */
-  auth?: boolean;
-  /** Peer ranges to allow despite the default denials, and more to deny. */
-  allowPeers?: string[];
-  denyPeers?: string[];
-  /** Allocations per user (486 past it) and in all (508); permissions and channels per allocation (508). */
-  userQuota?: number;
-  totalQuota?: number;
-  maxPermissions?: number;
-  maxChannels?: number;
-  /**
-   * Accept channel numbers 0x4000-0x7FFF as RFC 5766 did (coturn's own client still picks
-   * them). Off by default: RFC 8656 section 12 narrowed the range to 0x4000-0x4FFF.
-   */
-  legacyChannels?: boolean;
-  /** RFC 8656 section 7.2: default 600 s, and at most 3600 s. */
-  defaultLifetime?: number;
-  maxLifetime?: number;
-  /** Error answers per second to one source for unauthenticated requests over UDP (default 50, burst twice that). */
-  errorRate?: number;
-  software?: string | false;
-  nonceLifetimeMs?: number;
-  maxConnections?: number;
-  /** TCP/TLS connections from one IP address at once (default 64); more are closed. */
-  maxConnectionsPerIp?: number;
-  idleTimeoutMs?: number;
-  clock?: Clock;
-  /** Unix time in ms for REST credential expiry (default Date.now). */
-  wallClock?: () => number;
-  /** Structured log events. */
-  log?: (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
-}
+export type { TurnServerOptions } from './options.js';
 
 export interface TurnListening {
   transport: 'udp' | 'tcp' | 'tls';
@@ -97,163 +38,160 @@ export interface TurnListening {
   port: number;
 }
 
-/** A UDP listening socket and the allocations made through it, by client IP then port. */
+/** A TurnServer could not start (code CONFIG, LISTEN or RELAY_ADDRESS; see ServerError). */
+export class TurnServerError extends ServerError {}
+
+/** A UDP listening socket. */
 interface UdpListener {
-  socket: dgram.Socket;
+  index: number;
+  socket: DatagramSocket;
   local: TransportAddress;
-  allocs: Map<string, Map<number, Allocation>>;
 }
-
-interface StreamConn {
-  socket: net.Socket;
-  path: ClientPath;
-  allocation: Allocation | undefined;
-}
-
-type DropReason =
-  | 'not_stun'
-  | 'malformed'
-  | 'bad_fingerprint'
-  | 'oversized'
-  | 'no_allocation'
-  | 'no_permission'
-  | 'no_channel'
-  | 'rate_limited'
-  | 'unknown_attribute'
-  | 'unexpected'
-  | 'send_failed'
-  | 'internal_error';
-
-const DROP_REASONS: DropReason[] = ['not_stun', 'malformed', 'bad_fingerprint', 'oversized', 'no_allocation', 'no_permission', 'no_channel', 'rate_limited', 'unknown_attribute', 'unexpected', 'send_failed', 'internal_error'];
-
-/** Largest UDP payload an IPv4 datagram carries. */
-const MAX_UDP_PAYLOAD = 65507;
-
-export class TurnServerError extends Error {}
 
 /**
- * The TURN relay (RFC 8656): UDP, TCP and TLS towards clients, UDP relays, long-term
- * credentials and the REST API secret, secure by default (peer policy, quotas,
- * rate-limited unauthenticated errors), Prometheus metrics, reload and drain.
+ * The TURN relay (RFC 8656) as a Node adapter: it owns the sockets (UDP listeners through
+ * the injected Network, TCP/TLS listeners, the relayed sockets through the relay
+ * allocator) and the sweep timer, feeds what arrives to the request core (RequestCore,
+ * sans-I/O) and the data path, and performs what they decide. Policy is pluggable and
+ * secure by default: authenticator, peer policy, quotas, relay-address allocator; what
+ * happens is told as events (see TurnEvent) and counted (TurnCounters, `metrics`).
  */
 export class TurnServer extends EventEmitter {
   readonly listening: TurnListening[] = [];
-  readonly metrics = new Metrics();
-  readonly credentials: CredentialStore;
-  readonly policy: PeerPolicy;
+  readonly counters = new TurnCounters();
+  /** prom-client registry with the relay's metrics (read from `counters` when scraped). */
+  readonly metrics: Registry;
+  readonly core: RequestCore;
+  readonly table: AllocationTable;
+  readonly relays: RelayAllocator;
+  readonly quotas: Quotas;
+  private readonly dataPath: DataPath;
   private readonly opts: TurnServerOptions;
   private readonly clock: Clock;
-  private readonly relays: RelayPorts;
-  private readonly limiter: RateLimiter;
   private readonly udp: UdpListener[] = [];
-  private readonly streamServers: net.Server[] = [];
-  private readonly conns = new Set<StreamConn>();
-  private readonly connsPerIp = new Map<string, number>();
-  /** Every allocation by its 5-tuple key. */
-  private readonly allocations = new Map<string, Allocation>();
-  private readonly pending = new Map<string, string>();
-  private readonly perUser = new Map<string, number>();
-  private readonly binding: BindingService;
-  private readonly software: string | undefined;
-  private nextId = 1;
+  private readonly streams: StreamListener[] = [];
   private sweepTimer: unknown;
   private closed = false;
-  private draining = false;
   private drainWaiters: Array<(left: number) => void> = [];
-  private readonly drops: Record<DropReason, { inc: (n?: number) => void; get: () => number }>;
-  private readonly c: {
-    allocationsTotal: { inc: (n?: number) => void; get: () => number };
-    toPeerPackets: { inc: (n?: number) => void; get: () => number };
-    toPeerBytes: { inc: (n?: number) => void; get: () => number };
-    toClientPackets: { inc: (n?: number) => void; get: () => number };
-    toClientBytes: { inc: (n?: number) => void; get: () => number };
-    authFailures: { inc: (n?: number) => void; get: () => number };
-    requests: Map<string, { inc: (n?: number) => void; get: () => number }>;
-    errors: Map<number, { inc: (n?: number) => void; get: () => number }>;
-  };
+  /** Failed-authentication log lines: at most authFailureLogRate a second, the rest counted as suppressed. */
+  private authLog = { at: -Infinity, tokens: 0, suppressed: 0 };
 
-  private constructor(opts: TurnServerOptions, relays: RelayPorts, policy: PeerPolicy) {
+  private constructor(opts: TurnServerOptions, relays: RelayAllocator, authenticator: Authenticator, policy: PeerPolicy | NonNullable<TurnServerOptions['peerPolicy']>) {
     super();
     this.opts = opts;
     this.clock = opts.clock ?? realClock;
     this.relays = relays;
-    this.policy = policy;
-    this.credentials = new CredentialStore({
-      realm: opts.realm ?? 'natkit',
-      users: opts.users,
-      secrets: opts.secrets,
-      restSeparator: opts.restSeparator,
-      requireUserhash: opts.requireUserhash,
-      nonceLifetimeMs: opts.nonceLifetimeMs,
-      wallClock: opts.wallClock,
+    this.quotas =
+      opts.quotas ??
+      new LocalQuotas({
+        userQuota: opts.userQuota ?? TURN_DEFAULTS.userQuota,
+        totalQuota: opts.totalQuota ?? TURN_DEFAULTS.totalQuota,
+      });
+    this.core = new RequestCore({
+      authenticator,
+      peerPolicy: policy,
+      limits: resolveLimits(opts),
+      counters: this.counters,
+      relayFamilies: () => this.relays.addresses,
+      externalAddresses: opts.externalAddresses,
     });
-    // Every client starts with an unauthenticated Allocate that gets a 401, and many clients
-    // can share one NAT's address: the default allows 50 per second (burst 100) per source,
-    // which still bounds what the server reflects at a spoofed victim to a few kB/s.
-    const errorRate = opts.errorRate ?? 50;
-    const errorBurst = Math.max(20, errorRate * 2);
-    this.limiter = new RateLimiter({ ratePerSecond: errorRate, burst: errorBurst });
-    this.software = opts.software === false ? undefined : softwareText(opts.software ?? 'natkit');
-    this.binding = new BindingService([undefined], { software: opts.software, errorRate, errorBurst });
-    const m = this.metrics;
-    this.drops = Object.fromEntries(
-      DROP_REASONS.map((r) => [r, m.counter('natkit_turn_dropped_total', 'Packets dropped, by reason', { reason: r })]),
-    ) as TurnServer['drops'];
-    this.c = {
-      allocationsTotal: m.counter('natkit_turn_allocations_created_total', 'Allocations created'),
-      toPeerPackets: m.counter('natkit_turn_relayed_packets_total', 'Packets relayed', { direction: 'to_peer' }),
-      toClientPackets: m.counter('natkit_turn_relayed_packets_total', 'Packets relayed', { direction: 'to_client' }),
-      toPeerBytes: m.counter('natkit_turn_relayed_bytes_total', 'Application bytes relayed', { direction: 'to_peer' }),
-      toClientBytes: m.counter('natkit_turn_relayed_bytes_total', 'Application bytes relayed', { direction: 'to_client' }),
-      authFailures: m.counter('natkit_turn_auth_failures_total', 'Requests refused for credentials (401, 438, 441)'),
-      requests: new Map(),
-      errors: new Map(),
-    };
-    m.gauge('natkit_turn_allocations', 'Allocations now', () => this.allocations.size);
-    m.gauge('natkit_turn_permissions', 'Permissions now', () => {
-      const now = this.clock.now();
-      let n = 0;
-      for (const a of this.allocations.values()) n += a.livePermissions(now);
-      return n;
-    });
-    m.gauge('natkit_turn_channels', 'Channel bindings now', () => {
-      let n = 0;
-      for (const a of this.allocations.values()) n += a.channels.size;
-      return n;
-    });
-    m.gauge('natkit_turn_users', 'Users in the credential store', () => this.credentials.userCount);
-    m.gauge('natkit_turn_draining', '1 while draining for shutdown', () => (this.draining ? 1 : 0));
+    this.table = this.core.table;
+    this.dataPath = new DataPath(this.counters, this.clock, (allocation, peer) => this.emitEvent({ type: 'relaying', allocation, peer }));
+    this.metrics = turnMetrics(this);
+    this.installLogging();
   }
 
-  private count(name: string): void {
-    let c = this.c.requests.get(name);
-    if (!c) this.c.requests.set(name, (c = this.metrics.counter('natkit_turn_requests_total', 'Requests received, by method', { method: name })));
-    c.inc();
-  }
-
-  private countError(code: number): void {
-    let c = this.c.errors.get(code);
-    if (!c) this.c.errors.set(code, (c = this.metrics.counter('natkit_turn_error_responses_total', 'Error responses sent, by code', { code: String(code) })));
-    c.inc();
-  }
-
-  /** Drop counters by reason. */
-  dropped(reason: DropReason): number {
-    return this.drops[reason].get();
-  }
+  // ------------------------------------------------------------------------------------
+  // What users and tests read
 
   get allocationCount(): number {
-    return this.allocations.size;
+    return this.table.size;
   }
 
   /** The allocations now (for tests and operations). */
   allAllocations(): Allocation[] {
-    return [...this.allocations.values()];
+    return [...this.table.values()];
+  }
+
+  /** Drop counters by reason. */
+  dropped(reason: DropReason): number {
+    return this.counters.dropped[reason];
+  }
+
+  get authenticator(): Authenticator {
+    return this.core.authenticator;
+  }
+
+  get userCount(): number | undefined {
+    return this.core.authenticator.userCount;
+  }
+
+  get isDraining(): boolean {
+    return this.core.draining;
+  }
+
+  liveCounts(): { permissions: number; channels: number } {
+    return this.core.liveCounts(this.clock.now());
+  }
+
+  /** TCP/TLS connections open now. */
+  get connections(): number {
+    let n = 0;
+    for (const l of this.streams) n += l.connections;
+    return n;
+  }
+
+  override on<T extends TurnEventType>(event: T, listener: (e: TurnEventOf<T>) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
+  private emitEvent(e: TurnEvent): void {
+    this.emit(e.type, e);
   }
 
   private log(level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void {
     this.opts.log?.(level, msg, fields);
   }
+
+  /** The relay's log lines come from its events. */
+  private installLogging(): void {
+    if (!this.opts.log) return;
+    const relayed = (a: Allocation) => Object.values(a.relays).map((r) => formatAddress(this.core.advertised(r!)));
+    this.on('allocation-created', ({ allocation: a, lifetime }) =>
+      this.log('info', 'allocation created', { id: a.id, user: a.username, client: `${a.client.transport} ${formatAddress(a.client.remote)}`, relayed: relayed(a), lifetime }),
+    );
+    this.on('allocation-deleted', ({ allocation: a, reason }) => this.log('info', 'allocation deleted', { id: a.id, user: a.username, why: reason, ...a.counters }));
+    this.on('relaying', ({ allocation: a, peer }) => this.log('info', 'relaying', { id: a.id, user: a.username, client: formatAddress(a.client.remote), peer: formatAddress(peer) }));
+    this.on('peer-refused', ({ allocation: a, peer, reason }) => this.log('info', 'peer refused', { id: a.id, user: a.username, peer: peer.address, reason }));
+    this.on('auth-failure', (e) => this.logAuthFailure(e));
+  }
+
+  /**
+   * A failed authentication is logged at warn level (a brute-force run must show), but at
+   * most authFailureLogRate lines a second over all clients: the next line says how many
+   * were left out. Every one is counted (natkit_turn_auth_failures_total).
+   */
+  private logAuthFailure(e: TurnEventOf<'auth-failure'>): void {
+    const rate = this.opts.authFailureLogRate ?? TURN_DEFAULTS.authFailureLogRate;
+    const now = this.clock.now();
+    const l = this.authLog;
+    l.tokens = Math.min(rate, l.tokens + ((now - l.at) / 1000) * rate);
+    l.at = now;
+    if (l.tokens < 1) {
+      l.suppressed++;
+      return;
+    }
+    l.tokens -= 1;
+    const fields: Record<string, unknown> = { client: `${e.client.transport} ${formatAddress(e.client.remote)}`, user: e.username, code: e.code, reason: e.reason };
+    if (l.suppressed > 0) fields.suppressed = l.suppressed;
+    l.suppressed = 0;
+    this.log('warn', 'authentication failed', fields);
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Start
 
   static async start(options: TurnServerOptions = {}): Promise<TurnServer> {
     // With port 0 the kernel picks the UDP port and TCP must get the same one, which some
@@ -262,65 +200,90 @@ export class TurnServer extends EventEmitter {
       try {
         return await TurnServer.startOnce(options);
       } catch (err) {
-        if ((options.port ?? 3478) !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+        if ((options.port ?? TURN_DEFAULTS.port) !== 0 || (err as ServerError).errno !== 'EADDRINUSE' || attempt >= 20) throw err;
       }
     }
   }
 
   private static async startOnce(options: TurnServerOptions): Promise<TurnServer> {
-    const listen = (options.listen ?? ['0.0.0.0']).map((a) => {
-      if (!ipFamily(a)) throw new TurnServerError(`listen address ${JSON.stringify(a)} is not an IP address`);
+    const network = options.network ?? nodeNetwork;
+    const listen = (options.listen ?? TURN_DEFAULTS.listen).map((a) => {
+      if (!ipFamily(a)) throw new TurnServerError('CONFIG', `listen address ${JSON.stringify(a)} is not an IP address`);
       return canonicalIp(a);
     });
-    const relayAddresses: Partial<Record<Family, string>> = { ...options.relayAddresses };
-    for (const a of listen) {
-      const f = ipFamily(a)!;
-      if (relayAddresses[f] === undefined && a !== '0.0.0.0' && a !== '::') relayAddresses[f] = a;
-    }
-    if (!relayAddresses.IPv4 && !relayAddresses.IPv6) {
-      throw new TurnServerError('no relay address: listen on a specific address or give relayAddresses (--relay-ip)');
+    const relayAddresses = defaultRelayAddresses(listen, options.relayAddresses, network);
+    if (!options.relayAllocator && !relayAddresses.IPv4 && !relayAddresses.IPv6) {
+      throw new TurnServerError('CONFIG', 'no relay address: listen on a specific address or give relayAddresses (--relay-ip)');
     }
     for (const [f, a] of Object.entries(relayAddresses)) {
-      if (ipFamily(a) !== f) throw new TurnServerError(`relay address ${a} is not ${f}`);
+      if (ipFamily(a) !== f) throw new TurnServerError('CONFIG', `relay address ${a} is not ${f}`);
     }
-    // Bind each relay address once now, so an address this host does not have fails at
-    // start and not as a 508 at the first Allocate.
-    for (const [family, address] of Object.entries(relayAddresses) as Array<[Family, string]>) {
-      await new Promise<void>((resolve, reject) => {
-        const s = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
-        s.once('error', (err: NodeJS.ErrnoException) => {
-          s.close();
+    {
+      // Bind each relay address once now, so an address this host does not have fails at
+      // start and not as a 508 at the first Allocate.
+      for (const [family, address] of Object.entries(options.relayAllocator?.addresses ?? relayAddresses) as Array<[Family, string]>) {
+        let s: DatagramSocket;
+        try {
+          s = await network.createUdpSocket({ family, address, port: 0 });
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
           const hint = err.code === 'EADDRNOTAVAIL' ? ' (it is not an address of this host)' : '';
-          reject(new TurnServerError(`cannot bind relay address ${address}: ${err.message}${hint}`));
-        });
-        s.bind({ address, port: 0, exclusive: true }, () => s.close(() => resolve()));
-      });
+          throw new TurnServerError('RELAY_ADDRESS', `cannot bind relay address ${address}: ${err.message}${hint}`, { cause: err });
+        }
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
     }
-    const relays = new RelayPorts({ min: options.relayPortMin, max: options.relayPortMax, addresses: relayAddresses });
+    let relays: RelayAllocator;
+    try {
+      relays =
+        options.relayAllocator ??
+        new RelayPorts({
+          min: options.relayPortMin ?? TURN_DEFAULTS.relayPortMin,
+          max: options.relayPortMax ?? TURN_DEFAULTS.relayPortMax,
+          addresses: relayAddresses,
+          network,
+          reservationMs: TURN_DEFAULTS.reservationMs,
+        });
+    } catch (err) {
+      throw new TurnServerError('CONFIG', (err as Error).message);
+    }
     // The server's own addresses: what it listens and relays on, what it advertises, and
     // every address of this host's interfaces (a wildcard listen means all of them).
-    const interfaces = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.split('%')[0]!));
-    const own = [...listen, ...Object.values(relayAddresses), ...Object.values(options.externalAddresses ?? {}), ...interfaces].filter(
+    const interfaces = network.interfaces().map((i) => i.address.split('%')[0]!);
+    const own = [...listen, ...Object.values(relays.addresses), ...Object.values(options.externalAddresses ?? {}), ...interfaces].filter(
       (a) => a !== '0.0.0.0' && a !== '::' && ipFamily(a) !== undefined,
     );
-    let policy: PeerPolicy;
+    let policy: PeerPolicy | NonNullable<TurnServerOptions['peerPolicy']>;
     try {
-      policy = new PeerPolicy({ allow: options.allowPeers, deny: options.denyPeers, ownAddresses: own });
+      policy = options.peerPolicy ?? new PeerPolicy({ allow: options.allowPeers, deny: options.denyPeers, ownAddresses: own });
     } catch (err) {
-      throw new TurnServerError((err as Error).message);
+      throw new TurnServerError('CONFIG', (err as Error).message);
     }
-    const server = new TurnServer(options, relays, policy);
+    const authenticator =
+      options.authenticator ??
+      (options.auth === false
+        ? new NoAuthenticator()
+        : new LongTermAuthenticator({
+            realm: options.realm ?? TURN_DEFAULTS.realm,
+            users: options.users,
+            secrets: options.secrets,
+            restSeparator: options.restSeparator ?? TURN_DEFAULTS.restSeparator,
+            requireUserhash: options.requireUserhash,
+            nonceLifetimeMs: options.nonceLifetimeMs ?? TURN_DEFAULTS.nonceLifetimeMs,
+            wallClock: options.wallClock,
+          }));
+    const server = new TurnServer(options, relays, authenticator, policy);
     try {
-      const port = options.port ?? 3478;
+      const port = options.port ?? TURN_DEFAULTS.port;
       for (const address of listen) {
         let p = port;
-        if (options.udp ?? true) p = await server.listenUdp(address, port);
+        if (options.udp ?? true) p = await server.listenUdp(network, address, port);
         if (options.tcp ?? true) await server.listenStream('tcp', address, p);
-        if (options.tls) await server.listenStream('tls', address, options.tls.port ?? 5349);
+        if (options.tls) await server.listenStream('tls', address, options.tls.port ?? TURN_DEFAULTS.tlsPort);
       }
     } catch (err) {
       await server.close();
-      throw err;
+      throw err instanceof ServerError && !(err instanceof TurnServerError) ? new TurnServerError(err.code, err.message, { cause: err.cause }) : err;
     }
     server.scheduleSweep();
     return server;
@@ -329,117 +292,94 @@ export class TurnServer extends EventEmitter {
   // ------------------------------------------------------------------------------------
   // Listeners
 
-  private listenUdp(address: string, port: number): Promise<number> {
+  private async listenUdp(network: Network, address: string, port: number): Promise<number> {
     const family = ipFamily(address)!;
-    return new Promise((resolve, reject) => {
-      const socket = serverUdpSocket(family, { bigBuffers: true });
-      socket.once('error', reject);
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.off('error', reject);
-        const a = socket.address();
-        const l: UdpListener = { socket, local: { family, address: canonicalIp(a.address), port: a.port }, allocs: new Map() };
-        this.udp.push(l);
-        this.listening.push({ transport: 'udp', family, address: l.local.address, port: a.port });
-        socket.on('message', (buf, rinfo) => this.onUdp(l, buf, rinfo));
-        socket.on('error', (err) => this.log('warn', 'UDP socket error', { error: err.message }));
-        resolve(a.port);
-      });
-    });
+    let socket: DatagramSocket;
+    try {
+      // Every client shares this socket: larger kernel buffers (1 MiB asked; the kernel caps
+      // it at net.core.rmem_max/wmem_max) so bursts wait instead of being dropped.
+      socket = await network.createUdpSocket({ family, address, port, recvBufferSize: 1 << 20, sendBufferSize: 1 << 20, reusePort: this.opts.reusePort });
+    } catch (err) {
+      throw new TurnServerError('LISTEN', `cannot listen on udp ${family === 'IPv6' ? `[${address}]` : address}:${port}: ${(err as Error).message}`, { cause: err });
+    }
+    const a = socket.address();
+    const l: UdpListener = { index: this.udp.length, socket, local: { family, address: canonicalIp(a.address), port: a.port } };
+    this.udp.push(l);
+    this.listening.push({ transport: 'udp', family, address: l.local.address, port: a.port });
+    socket.on('message', (buf, rinfo) => this.onUdp(l, buf, rinfo));
+    socket.on('error', (err) => this.log('warn', 'UDP socket error', { error: err.message }));
+    return a.port;
   }
 
   private async listenStream(transport: 'tcp' | 'tls', address: string, port: number): Promise<void> {
-    const family = ipFamily(address)!;
-    const onConn = (sock: net.Socket) => this.onConnection(sock, transport, family);
-    const srv =
-      transport === 'tls' ? tls.createServer({ cert: this.opts.tls!.cert, key: this.opts.tls!.key }, onConn) : net.createServer(onConn);
-    srv.maxConnections = this.opts.maxConnections ?? 4096;
-    srv.on('error', (err) => this.log('warn', `${transport} server error`, { error: err.message }));
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host: address, port, exclusive: true }, () => {
-        srv.off('error', reject);
-        resolve();
-      });
+    const l = await StreamListener.listen({
+      transport,
+      address,
+      port,
+      tls: this.opts.tls,
+      maxConnections: this.opts.maxConnections ?? TURN_DEFAULTS.maxConnections,
+      maxConnectionsPerIp: this.opts.maxConnectionsPerIp ?? TURN_DEFAULTS.maxConnectionsPerIp,
+      idleTimeoutMs: this.opts.idleTimeoutMs ?? TURN_DEFAULTS.idleTimeoutMs,
+      acceptChannelData: true,
+      exclusive: !this.opts.reusePort,
+      accept: (conn) => {
+        if (this.closed) return undefined;
+        const path: ClientPath = { transport, stream: true, remote: conn.remote, local: conn.local, send: conn.send, via: conn };
+        return {
+          frame: (frame) =>
+            this.guard(() => {
+              if ((frame[0]! & 0xc0) === 0x40) this.dataPath.channelFromClient(this.table.streamLookup(conn), frame);
+              else this.perform(this.core.message(frame, path, this.clock.now()));
+            }),
+          // Idle clients without an allocation are closed; with one, its lifetime rules.
+          idle: () => this.table.streamLookup(conn) === undefined,
+          // The allocation lives as long as its connection (RFC 8656 section 7).
+          closed: () => {
+            const a = this.table.streamLookup(conn);
+            if (a) this.perform(this.deleteActions(a, 'connection closed'));
+          },
+        };
+      },
+      dropped: (why) => {
+        if (why === 'per_ip' || why === 'refused') this.counters.dropped.rate_limited++;
+        else if (why === 'bad_framing') this.counters.dropped.malformed++;
+      },
+      warning: (err) => this.log('warn', `${transport} server error`, { error: err.message }),
     });
-    this.streamServers.push(srv);
-    const a = srv.address() as net.AddressInfo;
-    this.listening.push({ transport, family, address: canonicalIp(a.address), port: a.port });
+    this.streams.push(l);
+    this.listening.push({ transport, family: l.local.family, address: l.local.address, port: l.local.port });
   }
 
-  private onConnection(sock: net.Socket, transport: 'tcp' | 'tls', family: Family): void {
-    if (this.closed) {
-      sock.destroy();
-      return;
-    }
-    const ip = canonicalIp(sock.remoteAddress ?? '0.0.0.0');
-    const already = this.connsPerIp.get(ip) ?? 0;
-    if (already >= (this.opts.maxConnectionsPerIp ?? 64)) {
-      this.drops.rate_limited.inc();
-      sock.destroy();
-      return;
-    }
-    this.connsPerIp.set(ip, already + 1);
-    sock.setNoDelay(true);
-    const conn: StreamConn = {
-      socket: sock,
-      allocation: undefined,
-      path: {
-        transport,
-        stream: true,
-        remote: { family: (sock.remoteFamily as Family) ?? family, address: canonicalIp(sock.remoteAddress ?? '0.0.0.0'), port: sock.remotePort ?? 0 },
-        local: { family, address: canonicalIp(sock.localAddress ?? '0.0.0.0'), port: sock.localPort ?? 0 },
-        send: (data) => {
-          if (!sock.destroyed) sock.write(data);
-        },
-      },
-    };
-    this.conns.add(conn);
-    const idle = this.opts.idleTimeoutMs ?? 60_000;
-    // Idle clients without an allocation are closed; with one, the allocation's lifetime rules.
-    sock.setTimeout(idle, () => {
-      if (!conn.allocation) sock.destroy();
-    });
-    const framer = new StreamFramer({ acceptChannelData: true });
-    sock.on('data', (chunk: Buffer) => {
-      try {
-        framer.push(chunk, (frame) => this.guard(() => this.onClientFrame(frame, conn.path, conn, undefined)));
-      } catch {
-        // RFC 8656 section 6.2 / RFC 8489 6.2.2: a stream out of step cannot be recovered.
-        this.drops.malformed.inc();
-        sock.destroy();
-      }
-    });
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => {
-      this.conns.delete(conn);
-      const n = (this.connsPerIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.connsPerIp.delete(ip);
-      else this.connsPerIp.set(ip, n);
-      // RFC 8656 section 3.? (TCP): the allocation lives as long as its connection.
-      if (conn.allocation) this.deleteAllocation(conn.allocation, 'connection closed');
-    });
+  private deleteActions(a: Allocation, reason: string): CoreAction[] {
+    const out: CoreAction[] = [];
+    this.core.delete(a, reason, out);
+    return out;
   }
 
   // ------------------------------------------------------------------------------------
   // The client-to-server direction
 
-  private onUdp(l: UdpListener, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onUdp(l: UdpListener, buf: Buffer, rinfo: DatagramInfo): void {
     // A source port of 0 cannot be answered (Node's send throws on it): spoofed, drop it.
     if (rinfo.port === 0) {
-      this.drops.malformed.inc();
+      this.counters.dropped.malformed++;
       return;
     }
-    // RFC 8656 section 12.4 / RFC 7983: first byte 64-79 is ChannelData. The per-packet path.
+    // RFC 8656 section 12.4 / RFC 7983: first byte 64-127 is ChannelData. The per-packet path.
     if ((buf[0]! & 0xc0) === 0x40 && buf.length >= 4) {
-      const alloc = l.allocs.get(rinfo.address)?.get(rinfo.port);
-      if (!alloc) {
-        this.drops.no_allocation.inc();
-        return;
-      }
-      this.channelToPeer(alloc, buf);
+      this.dataPath.channelFromClient(this.table.udpLookup(l.index, rinfo.address, rinfo.port), buf);
       return;
     }
-    this.guard(() => this.onClientFrame(buf, undefined, undefined, { l, rinfo }));
+    const socket = l.socket;
+    const path: ClientPath = {
+      transport: 'udp',
+      stream: false,
+      remote: { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port },
+      local: l.local,
+      send: (data: Buffer) => socket.send(data, rinfo.port, rinfo.address),
+      via: l.index,
+    };
+    this.guard(() => this.perform(this.core.message(buf, path, this.clock.now())));
   }
 
   /**
@@ -447,591 +387,146 @@ export class TurnServer extends EventEmitter {
    * server: every byte from the network is hostile, and one bad packet must not stop the
    * process or disturb other clients.
    */
-  private guard(fn: () => unknown): void {
+  private guard(fn: () => void): void {
     try {
-      const r = fn();
-      if (r instanceof Promise) r.catch((err: unknown) => this.internalError(err));
+      fn();
     } catch (err) {
       this.internalError(err);
     }
   }
 
   private internalError(err: unknown): void {
-    this.drops.internal_error.inc();
+    this.counters.dropped.internal_error++;
     this.log('warn', 'internal error while handling a message', { error: (err as Error)?.stack ?? String(err) });
   }
 
-  /** ChannelData from the client (RFC 8656 section 12.6). */
-  private channelToPeer(alloc: Allocation, buf: Buffer): void {
-    const len = buf.readUInt16BE(2);
-    if (4 + len > buf.length) {
-      this.drops.malformed.inc();
-      return;
+  /** Does what the request core decided. */
+  private perform(actions: CoreAction[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'reply':
+          a.path.send(a.data);
+          break;
+        case 'indication': {
+          const via = a.path.via;
+          const alloc = typeof via === 'number' ? this.table.udpLookup(via, a.path.remote.address, a.path.remote.port) : this.table.streamLookup(via);
+          this.dataPath.sendIndication(alloc, a.message);
+          break;
+        }
+        case 'allocate':
+          this.fulfil(a.ticket).catch((err: unknown) => {
+            this.core.abandoned(a.ticket);
+            this.internalError(err);
+          });
+          break;
+        case 'deleted':
+          for (const r of Object.values(a.allocation.relays)) this.relays.release(r!);
+          this.quotas.release(a.allocation.anonymous ? undefined : a.allocation.username);
+          this.emitEvent({ type: 'allocation-deleted', allocation: a.allocation, reason: a.reason });
+          if (this.core.draining && this.table.size === 0) for (const w of this.drainWaiters.splice(0)) w(0);
+          break;
+        case 'event':
+          this.emitEvent(a.event);
+          break;
+      }
     }
-    // A stream frame can carry more than a UDP datagram can (65535 > 65507).
-    if (len > MAX_UDP_PAYLOAD) {
-      this.drops.oversized.inc();
-      return;
-    }
-    const ch = alloc.channels.get(buf.readUInt16BE(0));
-    const now = this.clock.now();
-    if (!ch || ch.expiresAt <= now || alloc.expiresAt <= now) {
-      this.drops.no_channel.inc();
-      return;
-    }
-    if (!alloc.permitted(ch.peer.address, now)) {
-      this.drops.no_permission.inc();
-      return;
-    }
-    const relay = alloc.relays[ch.peer.family];
-    if (!relay) {
-      this.drops.no_allocation.inc();
-      return;
-    }
-    // No send callback: without one Node tries a synchronous send first (uv_udp_try_send)
-    // instead of queueing a request; a failed relayed datagram is simply lost, as UDP is.
-    relay.socket.send(buf.subarray(4, 4 + len), ch.peer.port, ch.peer.address);
-    alloc.counters.toPeerPackets++;
-    alloc.counters.toPeerBytes += len;
-    this.c.toPeerPackets.inc();
-    this.c.toPeerBytes.inc(len);
   }
 
   /**
-   * A STUN message (or, on streams, ChannelData) from a client. For UDP `udp` carries the
-   * listener and the source; for streams `conn`.
+   * An Allocate the core accepted: a quota slot, then the relayed socket(s) (RFC 8656
+   * section 7.2 steps 8-10), and the outcome back to the core.
    */
-  private onClientFrame(
-    buf: Buffer,
-    streamPath: ClientPath | undefined,
-    conn: StreamConn | undefined,
-    udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined,
-  ): Promise<void> | void {
-    if (conn && (buf[0]! & 0xc0) === 0x40) {
-      if (!conn.allocation) {
-        this.drops.no_allocation.inc();
-        return;
-      }
-      this.channelToPeer(conn.allocation, buf);
-      return;
-    }
-    if (buf.length < 20 || (buf[0]! & 0xc0) !== 0) {
-      this.drops.not_stun.inc();
-      return;
-    }
-    let msg: StunMessage;
-    try {
-      msg = decodeMessage(buf, { registry: turnServerRegistry });
-    } catch {
-      this.drops.malformed.inc();
-      return;
-    }
-    if (msg.fingerprintAt >= 0 && !verifyFingerprint(msg)) {
-      this.drops.bad_fingerprint.inc();
-      return;
-    }
-    const path: ClientPath =
-      streamPath ??
-      (() => {
-        const { l, rinfo } = udp!;
-        return {
-          transport: 'udp',
-          stream: false,
-          remote: { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port },
-          local: l.local,
-          send: (data: Buffer) => l.socket.send(data, rinfo.port, rinfo.address),
-        };
-      })();
-    const now = this.clock.now();
-    if (msg.cls === MessageClass.Indication) {
-      if (msg.method !== Method.Send) this.drops.unexpected.inc();
-      else if (!validated(msg)) this.drops.malformed.inc();
-      else this.onSend(msg, path, conn, udp, now);
-      return;
-    }
-    if (msg.cls !== MessageClass.Request) {
-      this.drops.unexpected.inc();
-      return;
-    }
-    if (msg.method === Method.Binding) {
-      // The STUN Binding service answers on the TURN ports too (TURN extends STUN; ICE
-      // agents send their server-reflexive Binding requests to the TURN server).
-      this.count('binding');
-      if (udp) {
-        const reply = this.binding.handleDatagram(buf, path.remote, 0, now);
-        if (reply) udp.l.socket.send(reply.data, reply.port, reply.address);
+  private async fulfil(t: AllocateTicket): Promise<void> {
+    let outcome: AllocateOutcome;
+    if (t.token) {
+      outcome = await this.redeem(t);
+    } else {
+      const refused = await this.quotas.acquire({ username: t.username });
+      if (refused) {
+        outcome = { ok: false, ...refused };
       } else {
-        const reply = this.binding.handleStream(buf, path.remote, now);
-        if (reply) path.send(reply);
+        outcome = await this.bindRelays(t);
+        if (!outcome.ok) this.quotas.release(t.username);
+      }
+    }
+    if (this.closed || (t.path.stream && (t.path.via as { socket?: { destroyed: boolean } }).socket?.destroyed)) {
+      this.core.abandoned(t);
+      if (outcome.ok) {
+        for (const r of Object.values(outcome.relays)) this.relays.release(r!);
+        this.quotas.release(t.username);
       }
       return;
     }
-    const ctx = { msg, path, conn, udp, now, fingerprint: msg.fingerprintAt >= 0 };
-    if (msg.unknownRequired.length > 0) {
-      // RFC 8489 section 6.3.1 (DONT-FRAGMENT lands here: RFC 8656 section 7.2 step 4).
-      this.drops.unknown_attribute.inc();
-      this.reject(ctx, ErrorCode.UnknownAttribute, undefined, undefined, (b) => b.add(Attr.UnknownAttributes, [...msg.unknownRequired]));
-      return;
-    }
-    // Every known attribute is decoded once here, so a malformed one is a 400 in one place
-    // and the handlers below read values without guarding each read.
-    try {
-      msg.validate();
-    } catch (err) {
-      this.reject(ctx, ErrorCode.BadRequest, undefined, (err as Error).message);
-      return;
-    }
-    switch (msg.method) {
-      case Method.Allocate:
-        this.count('allocate');
-        return this.onAllocate(ctx);
-      case Method.Refresh:
-        this.count('refresh');
-        this.onRefresh(ctx);
-        return;
-      case Method.CreatePermission:
-        this.count('create_permission');
-        this.onCreatePermission(ctx);
-        return;
-      case Method.ChannelBind:
-        this.count('channel_bind');
-        this.onChannelBind(ctx);
-        return;
-      default:
-        this.count('other');
-        this.reject(ctx, ErrorCode.BadRequest, undefined, 'unknown method');
-    }
-  }
-
-  // ------------------------------------------------------------------------------------
-  // Answers
-
-  private answer(
-    ctx: Ctx,
-    cls: number,
-    key: Buffer | undefined,
-    integrity: 'sha1' | 'sha256' | undefined,
-    add?: (b: MessageBuilder) => void,
-  ): Buffer {
-    const b = new MessageBuilder(ctx.msg.method, cls, ctx.msg.transactionId);
-    add?.(b);
-    if (this.software) b.add(Attr.Software, this.software);
-    const out = b.encode({ integrity: key ? { key, algorithm: integrity ?? 'sha1' } : undefined, fingerprint: ctx.fingerprint });
-    ctx.path.send(out);
-    return out;
+    this.perform(this.core.allocated(t, outcome, this.clock.now()));
+    const alloc = this.table.get(t.key);
+    if (outcome.ok && alloc) for (const r of Object.values(outcome.relays)) this.attachRelay(alloc, r!);
   }
 
   /**
-   * An error answer. With `auth` (the request authenticated), it is signed; without, it is
-   * rate-limited per source (unauthenticated error answers must not be a reflector).
+   * RESERVATION-TOKEN (RFC 8656 section 7.2): the reserved socket, with its owner's quota
+   * slot passing to this allocation (redeemed by the owner: the same slot).
    */
-  private reject(ctx: Ctx, code: number, auth?: { key: Buffer; integrity: 'sha1' | 'sha256' }, reason?: string, add?: (b: MessageBuilder) => void): void {
-    // Over UDP an unauthenticated error answer could be reflected at a spoofed source, so
-    // they are rate-limited per source. Over TCP/TLS the handshake proved the source, and a
-    // client never retransmits there (RFC 8489 section 6.2.2): a dropped 401 would stall it
-    // for the whole transaction timeout, so streams are not limited (connections per IP are).
-    if (!auth && !ctx.path.stream && !this.limiter.take(ctx.path.remote.address, ctx.now)) {
-      this.drops.rate_limited.inc();
-      return;
+  private async redeem(t: AllocateTicket): Promise<AllocateOutcome> {
+    const r = await this.relays.redeem(t.token!, this.clock.now());
+    if (!r) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'unknown or expired RESERVATION-TOKEN' };
+    const owner = r.owner === '' ? undefined : r.owner;
+    if (!r.relay) {
+      this.quotas.release(owner);
+      return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'the reserved port could not be had' };
     }
-    this.countError(code);
-    // ERROR-CODE reasons must be fewer than 128 characters (RFC 8489 section 14.8).
-    const full = reason ? `${ERROR_REASONS[code] ?? 'Error'}: ${reason}` : (ERROR_REASONS[code] ?? 'Error');
-    const phrase = full.length > 120 ? `${full.slice(0, 117)}...` : full;
-    this.answer(ctx, MessageClass.ErrorResponse, auth?.key, auth?.integrity, (b) => {
-      b.add(Attr.ErrorCode, { code, reason: phrase });
-      add?.(b);
-    });
+    const refused = await this.quotas.acquire({ username: t.username, redeeming: { owner } });
+    if (refused) {
+      // The reservation is spent either way: its port and its slot end here.
+      this.relays.release(r.relay);
+      this.quotas.release(owner);
+      return { ok: false, ...refused };
+    }
+    r.relay.socket.on('error', (err) => this.relayError(err));
+    return { ok: true, relays: { [r.relay.family]: r.relay } };
   }
 
-  /** Authenticates a request; on failure answers it and returns undefined. */
-  private authenticate(ctx: Ctx): { username: string; key: Buffer; integrity: 'sha1' | 'sha256' } | undefined {
-    if (this.opts.auth === false) return { username: '', key: Buffer.alloc(0), integrity: 'sha1' };
-    const r = this.credentials.authenticate(ctx.msg, ctx.path.remote.address, ctx.now);
-    if (r.ok) return r;
-    if (r.code === ErrorCode.Unauthorized || r.code === ErrorCode.StaleNonce) {
-      // A first request without credentials is the normal start, not a failure.
-      if (ctx.msg.integrityAt >= 0 || ctx.msg.integritySha256At >= 0) this.c.authFailures.inc();
-    }
-    this.log('debug', 'request refused', { code: r.code, reason: r.reason, client: formatAddress(ctx.path.remote) });
-    this.reject(ctx, r.code, undefined, r.code === ErrorCode.Unauthorized ? undefined : r.reason, r.challenge ? (b) => this.credentials.challenge(b, ctx.path.remote.address, ctx.now) : undefined);
-    return undefined;
-  }
-
-  private signed(auth: { key: Buffer; integrity: 'sha1' | 'sha256' }): { key: Buffer | undefined; integrity: 'sha1' | 'sha256' } {
-    return this.opts.auth === false ? { key: undefined, integrity: 'sha1' } : auth;
-  }
-
-  private key5(path: ClientPath): string {
-    return `${path.transport}|${path.local.address}|${path.local.port}|${path.remote.address}|${path.remote.port}`;
-  }
-
-  /** The allocation this request belongs to, checking it is the same user (441). */
-  private allocationFor(ctx: Ctx, auth: { username: string; key: Buffer; integrity: 'sha1' | 'sha256' }): Allocation | undefined {
-    const alloc = this.allocations.get(this.key5(ctx.path));
-    const sig = this.signed(auth);
-    if (!alloc || alloc.expiresAt <= ctx.now) {
-      this.reject(ctx, ErrorCode.AllocationMismatch, sig.key ? auth : undefined, 'no allocation for this 5-tuple');
-      return undefined;
-    }
-    // RFC 8656 section 5: requests about an allocation must come from the user who made it.
-    if (this.opts.auth !== false && alloc.username !== auth.username) {
-      this.c.authFailures.inc();
-      this.reject(ctx, ErrorCode.WrongCredentials, auth, 'the allocation belongs to another user');
-      return undefined;
-    }
-    return alloc;
-  }
-
-  private lifetimeMs(requested: number | undefined): number {
-    // RFC 8656 section 7.2: min(requested, max), but never below the default.
-    const def = this.opts.defaultLifetime ?? 600;
-    const max = this.opts.maxLifetime ?? 3600;
-    const want = requested === undefined ? def : Math.min(requested, max);
-    return Math.max(want, def) * 1000;
-  }
-
-  // ------------------------------------------------------------------------------------
-  // Allocate (RFC 8656 section 7.2)
-
-  private async onAllocate(ctx: Ctx): Promise<void> {
-    const auth = this.authenticate(ctx);
-    if (!auth) return;
-    const sig = this.signed(auth);
-    const key = this.key5(ctx.path);
-    const tid = ctx.msg.transactionId.toString('hex');
-    let existing = this.allocations.get(key);
-    // An allocation whose lifetime ran out before the sweep got to it is gone already.
-    if (existing && existing.expiresAt <= ctx.now) {
-      this.deleteAllocation(existing, 'expired');
-      existing = undefined;
-    }
-    if (existing) {
-      // Step 2: a retransmitted Allocate gets the same answer; any other is a mismatch.
-      if (existing.createdBy === tid && existing.response) ctx.path.send(existing.response);
-      else this.reject(ctx, ErrorCode.AllocationMismatch, sig.key ? auth : undefined, 'an allocation already exists for this 5-tuple');
-      return;
-    }
-    const inProgress = this.pending.get(key);
-    if (inProgress !== undefined) {
-      if (inProgress !== tid) this.reject(ctx, ErrorCode.AllocationMismatch, sig.key ? auth : undefined, 'an allocation is being made for this 5-tuple');
-      return;
-    }
-    const s = sig.key ? auth : undefined;
-    if (this.draining) {
-      this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'the server is shutting down');
-      return;
-    }
-    const m = ctx.msg;
-    const transport = m.get(TurnAttr.RequestedTransport);
-    const reqFamily = m.get(TurnAttr.RequestedAddressFamily);
-    const addFamily = m.get(TurnAttr.AdditionalAddressFamily);
-    const even = m.get(TurnAttr.EvenPort);
-    const token = m.get(TurnAttr.ReservationToken);
-    const lifetime = m.get(TurnAttr.Lifetime);
-    // Step 3: REQUESTED-TRANSPORT is required, and only UDP is relayed.
-    if (transport === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'REQUESTED-TRANSPORT is missing');
-    if (transport !== TRANSPORT_UDP) return this.reject(ctx, ErrorCode.UnsupportedTransportProtocol, s, 'only UDP (17) is relayed');
-    // Steps 5-7: the token excludes EVEN-PORT and the family attributes; the two family
-    // attributes exclude each other; ADDITIONAL-ADDRESS-FAMILY can only ask for IPv6.
-    if (token && (even || reqFamily || addFamily)) return this.reject(ctx, ErrorCode.BadRequest, s, 'RESERVATION-TOKEN with EVEN-PORT or an address family');
-    if (reqFamily && addFamily) return this.reject(ctx, ErrorCode.BadRequest, s, 'REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-FAMILY');
-    if (addFamily === 'IPv4') return this.reject(ctx, ErrorCode.BadRequest, s, 'ADDITIONAL-ADDRESS-FAMILY must be IPv6');
-    const family: Family = reqFamily ?? 'IPv4';
-    if (!this.relays.addresses[family] && !token) {
-      return this.reject(ctx, ErrorCode.AddressFamilyNotSupported, s, `no ${family} relay address`);
-    }
-    // Quotas.
-    // Quotas; a reserved port (EVEN-PORT with R) counts as an allocation until redeemed.
-    this.relays.sweep(ctx.now);
-    const userCount = this.perUser.get(auth.username) ?? 0;
-    // Redeeming one's own reservation turns it into this allocation: do not count it twice.
-    const redeeming = token && this.relays.ownerOf(token) !== undefined ? 1 : 0;
-    const ownRedeem = redeeming && this.relays.ownerOf(token!) === auth.username ? 1 : 0;
-    if (this.opts.auth !== false && userCount + this.relays.reservedBy(auth.username) - ownRedeem >= (this.opts.userQuota ?? 10)) {
-      return this.reject(ctx, ErrorCode.AllocationQuotaReached, s, `at most ${this.opts.userQuota ?? 10} allocations per user`);
-    }
-    if (this.allocations.size + this.pending.size + this.relays.reservedCount - redeeming >= (this.opts.totalQuota ?? 1000)) {
-      return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'the server is full');
-    }
-    this.pending.set(key, tid);
+  private async bindRelays(t: AllocateTicket): Promise<AllocateOutcome> {
     const relays: Partial<Record<Family, RelaySocket>> = {};
     let reservation: Buffer | undefined;
+    const now = this.clock.now();
+    if (t.reserve) {
+      const pair = await this.relays.allocatePair(t.family, now, t.username ?? '');
+      if (!pair) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'no even port pair free' };
+      relays[t.family] = pair.relay;
+      reservation = pair.token;
+      // The reserved port holds a quota slot of its own until it is redeemed or expires.
+      this.quotas.reserve(t.username);
+    } else {
+      const r = await this.relays.allocate(t.family, t.even);
+      if (!r) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'no relay port free' };
+      relays[t.family] = r;
+    }
     let v6Error: number | undefined;
-    try {
-      if (token) {
-        const r = this.relays.redeem(token, ctx.now);
-        if (!r) return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'unknown or expired RESERVATION-TOKEN');
-        relays[r.family] = r;
-      } else if (even?.reserve) {
-        const pair = await this.relays.allocatePair(family, ctx.now, auth.username);
-        if (!pair) return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'no even port pair free');
-        relays[family] = pair.relay;
-        reservation = pair.token;
-      } else {
-        const r = await this.relays.allocate(family, even !== undefined);
-        if (!r) return this.reject(ctx, ErrorCode.InsufficientCapacity, s, 'no relay port free');
-        relays[family] = r;
-      }
-      if (addFamily === 'IPv6') {
-        // RFC 8656 section 7.2 / RFC 6156: a second relayed address; if it cannot be had,
-        // the allocation goes ahead with ADDRESS-ERROR-CODE saying why.
-        const r6 = this.relays.addresses.IPv6 ? await this.relays.allocate('IPv6') : undefined;
-        if (r6) relays.IPv6 = r6;
-        else v6Error = this.relays.addresses.IPv6 ? ErrorCode.InsufficientCapacity : ErrorCode.AddressFamilyNotSupported;
-      }
-    } finally {
-      this.pending.delete(key);
+    if (t.additionalIPv6) {
+      // RFC 8656 section 7.2 / RFC 6156: a second relayed address; if it cannot be had,
+      // the allocation goes ahead with ADDRESS-ERROR-CODE saying why.
+      const r6 = this.relays.addresses.IPv6 ? await this.relays.allocate('IPv6') : undefined;
+      if (r6) relays.IPv6 = r6;
+      else v6Error = this.relays.addresses.IPv6 ? ErrorCode.InsufficientCapacity : ErrorCode.AddressFamilyNotSupported;
     }
-    if (this.closed || (ctx.conn && ctx.conn.socket.destroyed)) {
-      for (const r of Object.values(relays)) this.relays.release(r!);
-      return;
-    }
-    const alloc = new Allocation({
-      id: this.nextId++,
-      key,
-      client: ctx.path,
-      username: auth.username,
-      hmacKey: auth.key,
-      integrity: auth.integrity,
-      relays,
-      now: ctx.now,
-      lifetimeMs: this.lifetimeMs(lifetime),
-      createdBy: tid,
-    });
-    this.allocations.set(key, alloc);
-    this.perUser.set(auth.username, userCount + 1);
-    if (ctx.conn) ctx.conn.allocation = alloc;
-    else {
-      const l = ctx.udp!.l;
-      let byPort = l.allocs.get(ctx.path.remote.address);
-      if (!byPort) l.allocs.set(ctx.path.remote.address, (byPort = new Map()));
-      byPort.set(ctx.path.remote.port, alloc);
-    }
-    for (const r of Object.values(relays)) this.attachRelay(alloc, r!);
-    this.c.allocationsTotal.inc();
-    const advertised = (r: RelaySocket): TransportAddress => ({ family: r.family, address: this.opts.externalAddresses?.[r.family] ?? r.address, port: r.port });
-    alloc.response = this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity, (b) => {
-      for (const r of Object.values(relays)) b.add(TurnAttr.XorRelayedAddress, advertised(r!));
-      if (v6Error !== undefined) b.add(TurnAttr.AddressErrorCode, { family: 'IPv6', code: v6Error, reason: ERROR_REASONS[v6Error]! });
-      b.add(TurnAttr.Lifetime, Math.round((alloc.expiresAt - ctx.now) / 1000));
-      if (reservation) b.add(TurnAttr.ReservationToken, reservation);
-      b.add(Attr.XorMappedAddress, ctx.path.remote);
-    });
-    this.log('info', 'allocation created', {
-      id: alloc.id,
-      user: auth.username,
-      client: `${ctx.path.transport} ${formatAddress(ctx.path.remote)}`,
-      relayed: Object.values(relays).map((r) => formatAddress(advertised(r!))),
-      lifetime: Math.round((alloc.expiresAt - ctx.now) / 1000),
-    });
+    for (const r of Object.values(relays)) r!.socket.on('error', (err) => this.relayError(err));
+    return { ok: true, relays, reservation, v6Error };
   }
 
-  /** Peer-to-client: datagrams arriving at a relayed address (RFC 8656 sections 10.3, 12.5). */
+  /** Peer-to-client: datagrams arriving at a relayed address go to the data path. */
   private attachRelay(alloc: Allocation, relay: RelaySocket): void {
-    const client = alloc.client;
-    const clock = this.clock;
-    const drops = this.drops;
-    const c = this.c;
-    let announced = false;
-    relay.socket.on('message', (buf, rinfo) => {
-      const now = clock.now();
-      if (!alloc.permitted(rinfo.address, now) || alloc.expiresAt <= now) {
-        drops.no_permission.inc();
-        return;
-      }
-      const len = buf.length;
-      const ch = alloc.peerChannels.get(rinfo.address)?.get(rinfo.port);
-      let out: Buffer;
-      if (ch && ch.expiresAt > now) {
-        // ChannelData: 4-byte header, padded to 4 on streams (section 12.5).
-        const total = client.stream ? 4 + ((len + 3) & ~3) : 4 + len;
-        out = Buffer.allocUnsafe(total);
-        out.writeUInt16BE(ch.number, 0);
-        out.writeUInt16BE(len, 2);
-        buf.copy(out, 4);
-        if (total > 4 + len) out.fill(0, 4 + len, total);
-      } else {
-        out = new MessageBuilder(Method.Data, MessageClass.Indication)
-          .add(TurnAttr.XorPeerAddress, { family: rinfo.family as Family, address: rinfo.address, port: rinfo.port })
-          .add(TurnAttr.Data, buf)
-          .encode();
-      }
-      client.send(out);
-      alloc.counters.toClientPackets++;
-      alloc.counters.toClientBytes += len;
-      c.toClientPackets.inc();
-      c.toClientBytes.inc(len);
-      if (!announced) {
-        announced = true;
-        this.log('info', 'relaying', { id: alloc.id, user: alloc.username, client: formatAddress(client.remote), peer: formatAddress({ family: rinfo.family as Family, address: rinfo.address, port: rinfo.port }) });
-      }
-    });
-    relay.socket.on('error', (err) => {
-      drops.send_failed.inc();
-      this.log('debug', 'relay socket error', { id: alloc.id, error: err.message });
-    });
+    const dataPath = this.dataPath;
+    relay.socket.on('message', (buf, rinfo) => dataPath.fromPeer(alloc, buf, rinfo));
   }
 
-  // ------------------------------------------------------------------------------------
-  // Refresh (section 7.3), CreatePermission (9.2), ChannelBind (12.2), Send (10.2)
-
-  /**
-   * The common start of Refresh, CreatePermission and ChannelBind: authenticate, find the
-   * 5-tuple's allocation (437) made by the same user (441). `s` signs error answers.
-   */
-  private existing(ctx: Ctx): { alloc: Allocation; sig: { key: Buffer | undefined; integrity: 'sha1' | 'sha256' }; s: Auth | undefined } | undefined {
-    const auth = this.authenticate(ctx);
-    if (!auth) return undefined;
-    const alloc = this.allocationFor(ctx, auth);
-    if (!alloc) return undefined;
-    const sig = this.signed(auth);
-    return { alloc, sig, s: sig.key ? auth : undefined };
-  }
-
-  private onRefresh(ctx: Ctx): void {
-    const e = this.existing(ctx);
-    if (!e) return;
-    const { alloc, sig, s } = e;
-    const lifetime = ctx.msg.get(TurnAttr.Lifetime);
-    const fam = ctx.msg.get(TurnAttr.RequestedAddressFamily);
-    // RFC 8656 section 7.3: a family the allocation does not have is a mismatch (443).
-    if (fam && !alloc.relays[fam]) return this.reject(ctx, ErrorCode.PeerAddressFamilyMismatch, s, `the allocation has no ${fam} address`);
-    if (lifetime === 0) {
-      this.deleteAllocation(alloc, 'refreshed with lifetime 0');
-      this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity, (b) => b.add(TurnAttr.Lifetime, 0));
-      return;
-    }
-    const ms = this.lifetimeMs(lifetime);
-    alloc.expiresAt = ctx.now + ms;
-    this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity, (b) => b.add(TurnAttr.Lifetime, Math.round(ms / 1000)));
-  }
-
-  /** Checks a peer address for an allocation; answers and returns false if refused. */
-  private peerAllowed(ctx: Ctx, alloc: Allocation, peer: TransportAddress, auth: { key: Buffer; integrity: 'sha1' | 'sha256' } | undefined): boolean {
-    if (!alloc.relays[peer.family]) {
-      this.reject(ctx, ErrorCode.PeerAddressFamilyMismatch, auth, `no ${peer.family} relayed address for peer ${peer.address}`);
-      return false;
-    }
-    const d = this.policy.check(peer.address);
-    if (!d.allowed) {
-      this.log('info', 'peer refused', { id: alloc.id, user: alloc.username, peer: peer.address, reason: d.reason });
-      this.reject(ctx, ErrorCode.Forbidden, auth, `peer ${peer.address} is not allowed`);
-      return false;
-    }
-    return true;
-  }
-
-  private onCreatePermission(ctx: Ctx): void {
-    const e = this.existing(ctx);
-    if (!e) return;
-    const { alloc, sig, s } = e;
-    const peers = ctx.msg.getAll(TurnAttr.XorPeerAddress);
-    if (peers.length === 0) return this.reject(ctx, ErrorCode.BadRequest, s, 'XOR-PEER-ADDRESS is missing');
-    // RFC 8656 section 9.2: all or none.
-    for (const p of peers) if (!this.peerAllowed(ctx, alloc, p, s)) return;
-    const fresh = new Set(peers.map((p) => p.address).filter((ip) => !alloc.permitted(ip, ctx.now)));
-    if (alloc.livePermissions(ctx.now) + fresh.size > (this.opts.maxPermissions ?? 64)) {
-      return this.reject(ctx, ErrorCode.InsufficientCapacity, s, `at most ${this.opts.maxPermissions ?? 64} permissions per allocation`);
-    }
-    for (const p of peers) alloc.permit(p.address, ctx.now);
-    this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity);
-  }
-
-  private onChannelBind(ctx: Ctx): void {
-    const e = this.existing(ctx);
-    if (!e) return;
-    const { alloc, sig, s } = e;
-    const number = ctx.msg.get(TurnAttr.ChannelNumber);
-    const peer = ctx.msg.get(TurnAttr.XorPeerAddress);
-    if (number === undefined || peer === undefined) return this.reject(ctx, ErrorCode.BadRequest, s, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
-    // RFC 8656 section 12.2: a number outside 0x4000-0x4FFF (RFC 5766's 0x7FFF when
-    // legacyChannels is set) is refused with 400.
-    const maxChannel = this.opts.legacyChannels ? 0x7fff : MAX_CHANNEL;
-    if (number < MIN_CHANNEL || number > maxChannel) {
-      return this.reject(ctx, ErrorCode.BadRequest, s, `channel 0x${number.toString(16)} is outside 0x4000-0x${maxChannel.toString(16).toUpperCase()}`);
-    }
-    if (peer.port === 0) return this.reject(ctx, ErrorCode.BadRequest, s, 'peer port 0');
-    if (!this.peerAllowed(ctx, alloc, peer, s)) return;
-    alloc.sweep(ctx.now);
-    // RFC 8656 section 12.2: a number bound to another peer, or a peer bound to another
-    // number, is refused.
-    const byNumber = alloc.channels.get(number);
-    if (byNumber && (byNumber.peer.address !== peer.address || byNumber.peer.port !== peer.port)) {
-      return this.reject(ctx, ErrorCode.BadRequest, s, `channel 0x${number.toString(16)} is bound to another peer`);
-    }
-    const byPeer = alloc.channelForPeer(peer);
-    if (byPeer && byPeer.number !== number) return this.reject(ctx, ErrorCode.BadRequest, s, 'the peer is bound to another channel');
-    if (!byNumber && alloc.channels.size >= (this.opts.maxChannels ?? 64)) {
-      return this.reject(ctx, ErrorCode.InsufficientCapacity, s, `at most ${this.opts.maxChannels ?? 64} channels per allocation`);
-    }
-    if (!alloc.permitted(peer.address, ctx.now) && alloc.livePermissions(ctx.now) >= (this.opts.maxPermissions ?? 64)) {
-      return this.reject(ctx, ErrorCode.InsufficientCapacity, s, `at most ${this.opts.maxPermissions ?? 64} permissions per allocation`);
-    }
-    alloc.bind(number, peer, ctx.now);
-    this.answer(ctx, MessageClass.SuccessResponse, sig.key, sig.integrity);
-  }
-
-  private onSend(msg: StunMessage, path: ClientPath, conn: StreamConn | undefined, udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined, now: number): void {
-    const alloc = conn ? conn.allocation : udp!.l.allocs.get(path.remote.address)?.get(path.remote.port);
-    if (!alloc || alloc.expiresAt <= now) {
-      this.drops.no_allocation.inc();
-      return;
-    }
-    const peer = msg.get(TurnAttr.XorPeerAddress);
-    const data = msg.get(TurnAttr.Data);
-    // RFC 8656 section 10.2: without XOR-PEER-ADDRESS and DATA, or without a permission,
-    // the indication is discarded.
-    if (!peer || !data || peer.port === 0) {
-      this.drops.malformed.inc();
-      return;
-    }
-    if (msg.unknownRequired.length > 0) {
-      this.drops.unknown_attribute.inc();
-      return;
-    }
-    if (data.length > MAX_UDP_PAYLOAD) {
-      this.drops.oversized.inc();
-      return;
-    }
-    if (!alloc.permitted(peer.address, now)) {
-      this.drops.no_permission.inc();
-      return;
-    }
-    const relay = alloc.relays[peer.family];
-    if (!relay) {
-      this.drops.no_allocation.inc();
-      return;
-    }
-    relay.socket.send(data, peer.port, peer.address);
-    alloc.counters.toPeerPackets++;
-    alloc.counters.toPeerBytes += data.length;
-    this.c.toPeerPackets.inc();
-    this.c.toPeerBytes.inc(data.length);
+  /** A send on a relayed socket failed (EMSGSIZE, ...): the datagram is lost, as UDP is. */
+  private relayError(err: Error): void {
+    this.counters.dropped.send_failed++;
+    this.log('debug', 'relay socket error', { error: err.message });
   }
 
   // ------------------------------------------------------------------------------------
   // Lifetimes, reload, drain, close
-
-  private deleteAllocation(alloc: Allocation, why: string): void {
-    if (alloc.closed) return;
-    alloc.closed = true;
-    this.allocations.delete(alloc.key);
-    const n = (this.perUser.get(alloc.username) ?? 1) - 1;
-    if (n <= 0) this.perUser.delete(alloc.username);
-    else this.perUser.set(alloc.username, n);
-    for (const l of this.udp) {
-      const byPort = l.allocs.get(alloc.client.remote.address);
-      if (byPort?.get(alloc.client.remote.port) === alloc) {
-        byPort.delete(alloc.client.remote.port);
-        if (byPort.size === 0) l.allocs.delete(alloc.client.remote.address);
-      }
-    }
-    for (const c of this.conns) if (c.allocation === alloc) c.allocation = undefined;
-    for (const r of Object.values(alloc.relays)) this.relays.release(r!);
-    this.log('info', 'allocation deleted', { id: alloc.id, user: alloc.username, why, ...alloc.counters });
-    if (this.draining && this.allocations.size === 0) for (const w of this.drainWaiters.splice(0)) w(0);
-  }
 
   private scheduleSweep(): void {
     if (this.closed) return;
@@ -1044,21 +539,16 @@ export class TurnServer extends EventEmitter {
   /** Expires allocations, permissions, channels and reservations whose time is up. */
   sweep(): void {
     const now = this.clock.now();
-    for (const a of [...this.allocations.values()]) {
-      if (a.expiresAt <= now) this.deleteAllocation(a, 'expired');
-      else a.sweep(now);
-    }
-    this.relays.sweep(now);
+    this.perform(this.core.sweep(now));
+    for (const r of this.relays.sweep(now)) this.quotas.release(r.owner === '' ? undefined : r.owner);
   }
 
   /** Replaces users and REST secrets (SIGHUP); existing allocations stay. */
   reloadCredentials(users: Map<string, UserEntry>, secrets: string[]): void {
-    this.credentials.reload(users, secrets);
+    const a = this.core.authenticator;
+    if (!(a instanceof LongTermAuthenticator)) throw new TurnServerError('CONFIG', 'credentials can only be reloaded into the default LongTermAuthenticator');
+    a.reload(users, secrets);
     this.log('info', 'credentials reloaded', { users: users.size, secrets: secrets.length });
-  }
-
-  get isDraining(): boolean {
-    return this.draining;
   }
 
   /**
@@ -1066,11 +556,11 @@ export class TurnServer extends EventEmitter {
    * `timeoutMs` has passed; returns how many were still there.
    */
   drain(timeoutMs: number): Promise<number> {
-    this.draining = true;
-    this.log('info', 'draining', { allocations: this.allocations.size, timeoutMs });
-    if (this.allocations.size === 0) return Promise.resolve(0);
+    this.core.draining = true;
+    this.log('info', 'draining', { allocations: this.table.size, timeoutMs });
+    if (this.table.size === 0) return Promise.resolve(0);
     return new Promise((resolve) => {
-      const timer = this.clock.setTimeout(() => resolve(this.allocations.size), timeoutMs);
+      const timer = this.clock.setTimeout(() => resolve(this.table.size), timeoutMs);
       this.drainWaiters.push((left) => {
         this.clock.clearTimeout(timer);
         resolve(left);
@@ -1083,34 +573,34 @@ export class TurnServer extends EventEmitter {
     this.closed = true;
     this.clock.clearTimeout(this.sweepTimer);
     // A drain still waiting ends now, with the number of allocations the close cuts.
-    for (const w of this.drainWaiters.splice(0)) w(this.allocations.size);
-    for (const a of [...this.allocations.values()]) this.deleteAllocation(a, 'server closing');
-    this.relays.close();
+    for (const w of this.drainWaiters.splice(0)) w(this.table.size);
+    this.perform(this.core.deleteAll('server closing'));
+    for (const r of this.relays.close()) this.quotas.release(r.owner === '' ? undefined : r.owner);
     const waits: Promise<void>[] = [];
     for (const l of this.udp) waits.push(new Promise((r) => l.socket.close(() => r())));
-    for (const s of this.streamServers) waits.push(new Promise((r) => s.close(() => r())));
-    for (const c of this.conns) c.socket.destroy();
+    for (const s of this.streams) waits.push(s.close());
     await Promise.all(waits);
   }
 }
 
-type Auth = { key: Buffer; integrity: 'sha1' | 'sha256' };
-
-/** Decodes every known attribute once; false if one is malformed. */
-function validated(msg: StunMessage): boolean {
-  try {
-    msg.validate();
-    return true;
-  } catch {
-    return false;
+/**
+ * Relay addresses: the ones given, then per family the first specific listen address;
+ * listening on a wildcard only, the host's first non-internal, non-link-local address
+ * of the family (as coturn picks one).
+ */
+export function defaultRelayAddresses(listen: readonly string[], given: Partial<Record<Family, string>> | undefined, network: Network): Partial<Record<Family, string>> {
+  const out: Partial<Record<Family, string>> = { ...given };
+  for (const a of listen) {
+    const f = ipFamily(a)!;
+    if (out[f] === undefined && a !== '0.0.0.0' && a !== '::') out[f] = a;
   }
-}
-
-interface Ctx {
-  msg: StunMessage;
-  path: ClientPath;
-  conn: StreamConn | undefined;
-  udp: { l: UdpListener; rinfo: dgram.RemoteInfo } | undefined;
-  now: number;
-  fingerprint: boolean;
+  if (out.IPv4 === undefined && out.IPv6 === undefined) {
+    const wild = new Set(listen.map((a) => ipFamily(a)));
+    for (const f of ['IPv4', 'IPv6'] as const) {
+      if (!wild.has(f)) continue;
+      const i = network.interfaces().find((x) => x.family === f && !x.internal && !/^fe[89ab]/i.test(x.address));
+      if (i) out[f] = i.address.split('%')[0]!;
+    }
+  }
+  return out;
 }
