@@ -65,6 +65,7 @@ export function allConfigs({ node24 } = {}) {
     { id: 'coturn-1thread', label: 'coturn turnserver -m 1', kind: 'coturn', threads: 1, pinned: true, missing: noCoturn },
     { id: 'coturn-default', label: `coturn turnserver, default threads (${os.availableParallelism()} here)`, kind: 'coturn', pinned: false, missing: noCoturn },
     { id: 'natkit', label: `natkit relayserver, one process (Node ${process.versions.node})`, kind: 'natkit', node: process.execPath, script: entry.script, pinned: true },
+    { id: 'natkit-node24', label: `natkit relayserver, one process (Node ${v24?.text ?? '24'})`, kind: 'natkit', node: node24, script: entry.script, pinned: true, missing: node24 ? undefined : 'no Node >= 22.12 found' },
     { id: 'natkit-w2', label: `natkit relayserver --workers 2 (Node ${v24?.text ?? '>= 22.12'})`, kind: 'natkit', node: node24, script: entry.script, workers: 2, pinned: false, missing: workersMissing },
     { id: 'floor-node', label: `Node floor: bench/floor-node.mjs (Node ${process.versions.node})`, kind: 'floor', pinned: true, binding: false },
     { id: 'floor-node-connect', label: 'Node floor, relay sockets connect()ed to their peer', kind: 'floor', args: ['--connect'], pinned: true, binding: false },
@@ -85,6 +86,14 @@ export const variantConfigs = (spec) =>
     return { id: `natkit-${name}`, label: `natkit relayserver, variant ${name} (${script})`, kind: 'natkit', node: process.execPath, script, pinned: true };
   });
 
+const workersFlag = new Map();
+/** Whether a relayserver (run by `node`) has --workers. */
+function supportsWorkers(node, script) {
+  const k = `${node} ${script}`;
+  if (!workersFlag.has(k)) workersFlag.set(k, /--workers/.test(spawnSync(node, [script, '--help'], { encoding: 'utf8', timeout: 15000 }).stdout ?? ''));
+  return workersFlag.get(k);
+}
+
 /**
  * Starts a server and waits until it answers a Binding request. `nice`: niceness (and
  * its own autogroup, see launch); `nodeFlags`: flags for node (natkit and floor-node).
@@ -98,7 +107,9 @@ export async function startServer(cfg, { port, metricsPort, tmp, nice, nodeFlags
   if (cfg.kind === 'coturn') {
     p = launch(TURNSERVER, coturnArgs({ port, minPort: MIN_PORT, maxPort: MAX_PORT, tmp, threads: cfg.threads, verbose: false }), o);
   } else if (cfg.kind === 'natkit') {
-    const args = [...nodeFlags, cfg.script, ...natkitArgs({ port, minPort: MIN_PORT, maxPort: MAX_PORT, metricsPort }), ...(cfg.workers ? ['--workers', String(cfg.workers)] : [])];
+    // relayserver's --workers defaults to every core on Node >= 22.12: one process is asked for.
+    const workers = supportsWorkers(cfg.node, cfg.script) ? ['--workers', String(cfg.workers ?? 1)] : [];
+    const args = [...nodeFlags, cfg.script, ...natkitArgs({ port, minPort: MIN_PORT, maxPort: MAX_PORT, metricsPort }), ...workers];
     p = launch(cfg.node, args, o);
   } else if (cfg.kind === 'cfloor') {
     p = launch(join(BUILD, 'floor'), ['--port', String(port), ...cfg.args], o);

@@ -14,7 +14,8 @@
 //                            [--skip-binding] [--json FILE]
 //
 // Configurations (c2c.mjs): coturn-1thread, coturn-default, natkit, natkit-w2, floor-node,
-// floor-c by default; also floor-node-connect, floor-node-connect-all, floor-c-mmsg,
+// floor-c by default; also natkit-node24 (one process on the Node of natkit-w2),
+// floor-node-connect, floor-node-connect-all, floor-c-mmsg,
 // floor-c-mmsg-connect with --only; --variants adds prototypes of the relay (a patched
 // copy of the package) as natkit-<name>, compared with natkit.
 //
@@ -69,7 +70,7 @@ const STRETCH_TO = 1 + MESSAGES / 1000;
 // C floor; the other floors (connect(), recvmmsg) with --only.
 const DEFAULT_IDS = ['coturn-1thread', 'coturn-default', 'natkit', 'natkit-w2', 'floor-node', 'floor-c'];
 const wanted = opt('--only', undefined)?.split(',') ?? DEFAULT_IDS;
-const NODE24 = wanted.includes('natkit-w2') ? findNode24(opt('--node24', process.env.NATKIT_BENCH_NODE24)) : undefined;
+const NODE24 = wanted.includes('natkit-w2') || wanted.includes('natkit-node24') ? findNode24(opt('--node24', process.env.NATKIT_BENCH_NODE24)) : undefined;
 const CONFIGS = [...allConfigs({ node24: NODE24 }).filter((c) => wanted.includes(c.id)), ...variantConfigs(opt('--variants', undefined))];
 
 if (!UCLIENT) {
@@ -268,6 +269,7 @@ const PAIRS = [
   ['natkit', 'coturn-1thread'],
   ['natkit', 'coturn-default'],
   ['natkit-w2', 'coturn-1thread'],
+  ['natkit-node24', 'natkit'],
   ['natkit', 'floor-node'],
   ['floor-node', 'coturn-1thread'],
   ['floor-node-connect', 'floor-node'],
