@@ -16,7 +16,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import {
   BUILD, PASS, TURNSERVER, UCLIENT, USER, bindingRequest, coturnArgs, cpuTimes, here, launch, natkitArgs, natkitEntry, pin, probe, processCpu, processTree,
-  shown, stop, treeUsage,
+  shown, stop, threadCpu, treeUsage,
 } from './lib.mjs';
 
 export const MIN_PORT = 45000;
@@ -155,7 +155,11 @@ export async function runUclient(server, { port, clients, messages, len, nice, o
         if (onStretch) stretchTimer = setTimeout(onStretch, STRETCH_FROM * 1000);
       }
       const m = l.match(RE_STATS);
-      if (m) samples.push({ t: performance.now() / 1000, S: Number(m[2]), R: Number(m[3]), srv: treeUsage(pids), uc: processCpu(uc.pid), cpus: cpuTimes() });
+      if (m) {
+        const threads = new Map();
+        for (const p of pids) for (const [tid, sec] of threadCpu(p)) threads.set(`${p}/${tid}`, sec);
+        samples.push({ t: performance.now() / 1000, S: Number(m[2]), R: Number(m[3]), srv: treeUsage(pids), threads, uc: processCpu(uc.pid), cpus: cpuTimes() });
+      }
     },
   });
   let timer;

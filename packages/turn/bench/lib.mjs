@@ -19,7 +19,7 @@ export const COMMON = join(dirname(createRequire(import.meta.url).resolve('@natk
 const common = await import(pathToFileURL(join(COMMON, 'bench-lib.mjs')).href);
 export const {
   TURNSERVER, argsOf, ceilingCheck, cpuTimes, f0, findProgram, freeTcpPort, freeUdpPort, fx, launch, leastDisturbed, loadAverage, median, pairedRatios,
-  printSummary, processCpu, processTree, resultTable, rotated, runJson, runScripts, sleep, stop, sum, summaryTitle, tableRow, threadsOf, treeUsage,
+  printSummary, processCpu, processTree, resultTable, threadCpu, rotated, runJson, runScripts, sleep, stop, sum, summaryTitle, tableRow, threadsOf, treeUsage,
   udpRcvbufErrors, vmRssKb, waitOutput,
 } = common;
 export const { bindingRequest, probe } = common;

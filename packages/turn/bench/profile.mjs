@@ -32,7 +32,7 @@ const CLIENTS = Number(opt('--clients', LOAD === 'saturating' ? 150 : 20));
 const SECONDS = Number(opt('--seconds', 5));
 const FREQ = Number(opt('--frequency', 4999));
 const TOP = Number(opt('--top', 25));
-const NICE = process.getuid?.() === 0 ? Number(opt('--nice', -15)) : 0;
+const NICE = process.getuid?.() === 0 ? Number(opt('--nice', -20)) : 0;
 const MESSAGES = Math.ceil((7 + SECONDS + 4) * 1000);
 const PERF = findProgram('perf');
 const wanted = opt('--only', 'natkit,floor-node,floor-c,coturn-1thread').split(',');
