@@ -10,7 +10,7 @@
 //
 //   node bench/perpacket.mjs [--quick] [--rounds N] [--loads saturating,fixed] [--messages N]
 //                            [--only id,id] [--variants name=path/to/relayserver.js,...]
-//                            [--node24 PATH] [--nice N] [--noise-limit CORES]
+//                            [--sweep 40,60,...] [--node24 PATH] [--nice N] [--noise-limit CORES]
 //                            [--skip-binding] [--json FILE]
 //
 // Configurations (c2c.mjs): coturn-1thread, coturn-default, natkit, natkit-w2, floor-node,
@@ -64,6 +64,10 @@ const LOADS = [
   { id: 'saturating', clients: Number(opt('--clients', 150)) },
   { id: 'fixed', clients: Number(opt('--fixed-clients', 20)) },
 ].filter((l) => (opt('--loads', undefined)?.split(',') ?? ['saturating', 'fixed']).includes(l.id));
+// --sweep 40,60,80,...: more loads (that many clients each), to find the most each server
+// relays with under 1 % loss (the issue's goal: coturn's throughput at under 1 % loss).
+const SWEEP = (opt('--sweep', '') || '').split(',').filter(Boolean).map(Number);
+for (const n of SWEEP) LOADS.push({ id: `sweep-${n}`, clients: n, sweep: true });
 const LOADGEN = join(BUILD, 'loadgen');
 const STRETCH_TO = 1 + MESSAGES / 1000;
 
@@ -332,6 +336,27 @@ for (const load of LOADS) {
     );
   }
 }
+// Capacity at under 1 % loss: the highest sweep load (and the fixed/saturating ones) each
+// server relayed with under 1 % loss in the stretch (median over rounds).
+const capacity = {};
+if (SWEEP.length) {
+  for (const s of Object.values(summary)) {
+    const ok = LOADS.filter((l) => s.loads[l.id]?.rounds && s.loads[l.id].stretchLossPct < 1).sort((a, b) => b.clients - a.clients)[0];
+    const firstBad = LOADS.filter((l) => s.loads[l.id]?.rounds && s.loads[l.id].stretchLossPct >= 1).sort((a, b) => a.clients - b.clients)[0];
+    capacity[s.id] = ok ? { clients: ok.clients, pps: s.loads[ok.id].pps, cpuUs: s.loads[ok.id].cpuUs, nextLossPct: firstBad ? s.loads[firstBad.id].stretchLossPct : null, nextClients: firstBad?.clients ?? null } : null;
+  }
+  lines.push('');
+  lines.push(`most relayed with under 1 % loss (loads of ${LOADS.map((l) => l.clients).sort((a, b) => a - b).join(', ')} clients x 1000 pkt/s)`);
+  for (const [id, c] of Object.entries(capacity)) {
+    lines.push(
+      `  ${id.padEnd(20)}${c ? `${f0(c.pps)} pkt/s (${c.clients} clients, ${fx(c.cpuUs, 1)} us/pkt)${c.nextClients ? `; at ${c.nextClients} clients ${fx(c.nextLossPct, 1)} % lost` : ''}` : 'none under 1 % loss'}`,
+    );
+  }
+  for (const [a, b] of [['natkit', 'coturn-1thread'], ['natkit-w2', 'coturn-default'], ['natkit-w2', 'coturn-1thread']]) {
+    if (capacity[a] && capacity[b]) lines.push(`  ${a}/${b}: ${(capacity[a].pps / capacity[b].pps).toFixed(2)}x`);
+  }
+}
+
 if (!flag('--skip-binding')) {
   lines.push('');
   lines.push(`STUN Binding answers/s on the relay port (bench/.build/loadgen: 128 in flight over 8 sockets, ${BIND_MS} ms)`);
@@ -357,6 +382,6 @@ console.log(lines.join('\n'));
 if (JSON_OUT) {
   writeFileSync(
     JSON_OUT,
-    JSON.stringify({ rounds: ROUNDS, messages: MESSAGES, len: LEN, loads: LOADS, pin, natkitEntry: entry.kind, summary, ratios, bindingRatios, runs: Object.fromEntries([...state].map(([id, st]) => [id, { relay: st.runs, binding: st.binding }])) }, null, 2),
+    JSON.stringify({ rounds: ROUNDS, messages: MESSAGES, len: LEN, loads: LOADS, pin, natkitEntry: entry.kind, summary, ratios, bindingRatios, capacity, runs: Object.fromEntries([...state].map(([id, st]) => [id, { relay: st.runs, binding: st.binding }])) }, null, 2),
   );
 }
