@@ -18,11 +18,12 @@ export const REPO = join(here, '../../..');
 export const COMMON = join(dirname(createRequire(import.meta.url).resolve('@natkit/stun/package.json')), 'bench/common');
 const common = await import(pathToFileURL(join(COMMON, 'bench-lib.mjs')).href);
 export const {
-  TURNSERVER, argsOf, ceilingCheck, cpuTimes, f0, findProgram, freeTcpPort, freeUdpPort, fx, launch, leastDisturbed, median, pairedRatios,
-  printSummary, processCpu, resultTable, rotated, runJson, runScripts, sleep, stop, sum, summaryTitle, tableRow, threadsOf, udpRcvbufErrors, vmRssKb,
-  waitOutput,
+  TURNSERVER, argsOf, ceilingCheck, cpuTimes, f0, findProgram, freeTcpPort, freeUdpPort, fx, launch, leastDisturbed, loadAverage, median, pairedRatios,
+  printSummary, processCpu, processTree, resultTable, threadCpu, rotated, runJson, runScripts, sleep, stop, sum, summaryTitle, tableRow, threadsOf, treeUsage,
+  udpRcvbufErrors, vmRssKb, waitOutput,
 } = common;
-const { bindingRequest, buildC: buildWith, choosePinning, probe } = common;
+export const { bindingRequest, probe } = common;
+const { buildC: buildWith, choosePinning } = common;
 
 export const UCLIENT = findProgram('turnutils_uclient');
 export const UPEER = findProgram('turnutils_peer');
@@ -38,7 +39,10 @@ export function buildC() {
     { name: 'turnload', src: join(here, 'turnload.c'), include: [COMMON] },
     { name: 'echo', src: join(COMMON, 'echo.c') },
     { name: 'forward', src: join(here, 'forward.c') },
+    { name: 'floor', src: join(here, 'floor.c') },
     { name: 'uclient-channels.so', src: join(here, 'uclient-channels.c'), flags: ['-shared', '-fPIC', '-O2', '-Wall'], libs: ['-ldl'] },
+    // The STUN bench's Binding load generator, for the relays' Binding answers/s.
+    { name: 'loadgen', src: join(COMMON, '../loadgen.c'), include: [COMMON] },
   ]);
 }
 

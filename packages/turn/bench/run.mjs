@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the @natkit/turn benchmarks and prints a summary table with the exact commands used.
 //
-//   node bench/run.mjs [--quick] [--skip-channeldata] [--skip-uclient] [--skip-memory]
+//   node bench/run.mjs [--quick] [--skip-channeldata] [--skip-uclient] [--skip-perpacket] [--skip-memory]
 //
 // (`pnpm bench` in packages/turn; the root `pnpm bench` builds first.) Benchmarks are
 // scripts, not tests: nothing here fails on a number; it exits non-zero only if a
@@ -10,13 +10,16 @@
 //   channeldata.mjs  natkit vs coturn -m 1 under bench/turnload.c (closed-loop ChannelData,
 //                    C echo peer), with a no-TURN C forwarder as the ceiling of the setup
 //   uclient.mjs      natkit vs coturn -m 1 under coturn's turnutils_uclient + turnutils_peer
+//   perpacket.mjs    CPU per relayed packet under uclient -y (client pairs relaying to each
+//                    other): coturn -m 1 and default threads, natkit one process and
+//                    --workers 2, Node's floor and a C floor; Binding answers/s on the relay
 //   memory.mjs       RSS per 1,000 idle allocations (1,000 and 5,000), natkit and coturn
 import os from 'node:os';
 import { f0, fx, here, printSummary, resultTable, runScripts, summaryTitle, tableRow } from './lib.mjs';
 
 const t0 = Date.now();
 const argv = process.argv.slice(2);
-const scripts = [['channeldata', 'channeldata.mjs'], ['uclient', 'uclient.mjs'], ['memory', 'memory.mjs']];
+const scripts = [['channeldata', 'channeldata.mjs'], ['uclient', 'uclient.mjs'], ['perpacket', 'perpacket.mjs'], ['memory', 'memory.mjs']];
 const { quick: QUICK, results: got, failures } = await runScripts(here, scripts, argv);
 
 // ---------------------------------------------------------------------------------------
@@ -111,6 +114,44 @@ else if (uc) {
   }
 }
 
+const pp = got.perpacket;
+if (pp?.unavailable) out.push('', `1c. perpacket: NOT AVAILABLE: ${pp.unavailable}`);
+else if (pp) {
+  for (const load of pp.loads) {
+    out.push('');
+    out.push(
+      `1c. per relayed packet under turnutils_uclient -y -c -z 1 -l ${pp.len} (client pairs relaying to each other over channels), ${load.id}: ` +
+        `${load.clients} clients, ${f0(load.clients * 1000)} packets/s offered; medians over ${pp.rounds} rounds (one packet = 2 receives + 2 sends on the relay)`,
+    );
+    out.push(
+      ...resultTable(
+        [16, 12, 8, 9, 8, 8, 7, 6],
+        ['server', 'relayed/s', 'loss %', 'us/pkt', 'user', 'system', 'cores', 'RSS'],
+        Object.values(pp.summary).map((s) => ({ ...s, ...s.loads[load.id], errors: s.loads[load.id]?.errors ?? [] })),
+        (s) => [f0(s.pps), fx(s.stretchLossPct), fx(s.cpuUs, 1), fx(s.userUs, 1), fx(s.systemUs, 1), fx(s.cores), fx(s.rssMiB, 0)],
+        { indent: '  ', brief: true },
+      ),
+    );
+    for (const [k, r] of Object.entries(pp.ratios[load.id] ?? {})) {
+      out.push(`  ${k}: relayed/s ${r.pps ? `${r.pps.ratio.toFixed(2)}x` : '-'}, CPU per packet ${r.cpu ? `${r.cpu.ratio.toFixed(2)}x` : '-'}`);
+    }
+  }
+  const withBinding = Object.values(pp.summary).filter((s) => s.binding);
+  if (withBinding.length) {
+    out.push('');
+    out.push('1d. STUN Binding answers/s on the relay port (loadgen, 128 in flight over 8 sockets)');
+    out.push(`  ${tableRow([16, 12, 10], ['server', 'answers/s', 'us/answer'])}`);
+    for (const s of withBinding) out.push(`  ${tableRow([16, 12, 10], [s.id, f0(s.binding.rps), fx(s.binding.cpuUs)])}`);
+    for (const [k, r] of Object.entries(pp.bindingRatios ?? {})) out.push(`  ${k}: answers/s ${r.rps.toFixed(2)}x, CPU per answer ${r.cpu.toFixed(2)}x`);
+  }
+  for (const s of Object.values(pp.summary)) {
+    const c = s.commands?.saturating ?? s.commands?.fixed;
+    if (c) cmd(`1c ${s.id}`, c.server);
+  }
+  const l = Object.values(pp.summary).map((s) => s.commands?.saturating ?? s.commands?.fixed).find(Boolean);
+  if (l) cmd('1c load', l.load);
+}
+
 const mem = got.memory;
 if (mem) {
   out.push('');
@@ -129,7 +170,7 @@ if (mem) {
   for (const [id, c] of Object.entries(mem.commands)) cmd(`2 ${id} relay`, c.relay);
 }
 
-const entry = cd?.natkitEntry ?? uc?.natkitEntry ?? mem?.natkitEntry;
+const entry = cd?.natkitEntry ?? uc?.natkitEntry ?? pp?.natkitEntry ?? mem?.natkitEntry;
 out.push('');
 out.push(`commands (natkit relay started from the ${entry ?? '?'}; PID/ports vary per run; each relay and peer under taskset -c CPU):`);
 for (const [label, c] of cmds) out.push(`  [${label}] ${c}`);

@@ -11,7 +11,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -105,14 +105,21 @@ function track(child) {
 }
 
 /**
- * Spawns a program, under `taskset -c cpu` if `cpu` is given, keeping the last `keep`
- * characters of its output (stdout and stderr together, and stdout alone), calling
- * `onOutput` with every chunk of either and `onLine` with every stdout line.
+ * Spawns a program (in `cwd` if given), under `taskset -c cpu` if `cpu` is given and
+ * `nice -n N` if `nice` is (both exec the program: its pid is the child's), keeping the last `keep` characters of
+ * its output (stdout and stderr together, and stdout alone), calling `onOutput` with every
+ * chunk of either and `onLine` with every stdout line.
  * Returns { child, pid, command, exited (promise), exit (once exited), output(), stdout() }.
  */
-export function launch(cmd, argv, { cpu, env, onLine, onOutput, keep = 20000 } = {}) {
-  const [c, a] = cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
-  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
+export function launch(cmd, argv, { cpu, nice, env, cwd, onLine, onOutput, keep = 20000 } = {}) {
+  let [c, a] = cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
+  if (nice !== undefined) [c, a] = ['nice', ['-n', String(nice), c, ...a]];
+  // With `nice`, the program also gets a session of its own and so (where the kernel groups
+  // tasks by session, /proc/sys/kernel/sched_autogroup_enabled) a scheduling group of its
+  // own, given the same niceness: otherwise nice only ranks tasks inside this session's
+  // group, and the groups of other sessions on a shared machine get equal shares.
+  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env, cwd, detached: nice !== undefined });
+  if (nice !== undefined) setAutogroupNice(child.pid, nice);
   track(child);
   let out = '';
   let stdout = '';
@@ -145,6 +152,16 @@ export function launch(cmd, argv, { cpu, env, onLine, onOutput, keep = 20000 } =
   p.output = () => out;
   p.stdout = () => stdout;
   return p;
+}
+
+/** Sets the niceness of a process's autogroup (best effort: needs root and autogroups). */
+export function setAutogroupNice(pid, nice) {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Stops a launched program: `signal` (SIGTERM), then SIGKILL after 5 s. Resolves its exit and `forced`. */
@@ -264,6 +281,85 @@ export function processCpu(pid) {
     return NaN;
   }
 }
+
+/** utime and stime in seconds (all threads) of a process; undefined if it is gone. */
+export function processCpuSplit(pid) {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process and all its descendants (cluster workers, a shell's children): their pids. */
+export function processTree(pid) {
+  const children = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(d));
+    } catch {}
+  }
+  const out = [];
+  const walk = (p) => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(Number(pid));
+  return out;
+}
+
+/**
+ * CPU seconds a process's live threads have run, exactly (the scheduler's
+ * sum_exec_runtime, first field of /proc/PID/task/TID/schedstat, in ns); NaN if it is gone.
+ */
+export function processRuntime(pid) {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {}
+    }
+    return ns / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * CPU and resident memory of a process tree, the pids read once (`pids`, from
+ * processTree) so that a sample is a few small reads; processes that are gone count 0.
+ * `runtime`: CPU seconds, exact (schedstat). `user`, `system`: /proc/PID/stat's split,
+ * which on a kernel with tick-based accounting (CONFIG_TICK_CPU_ACCOUNTING, HZ=250 here)
+ * is sampled at each tick: a fair split over seconds of steady load, but a load that is
+ * periodic (a 1 ms sender) can alias with the tick, so take it as an estimate.
+ */
+export function treeUsage(pids) {
+  let user = 0;
+  let system = 0;
+  let runtime = 0;
+  let rssKb = 0;
+  for (const p of pids) {
+    const c = processCpuSplit(p);
+    if (!c) continue;
+    user += c.user;
+    system += c.system;
+    const rt = processRuntime(p);
+    if (Number.isFinite(rt)) runtime += rt;
+    const r = vmRssKb(p);
+    if (Number.isFinite(r)) rssKb += r;
+  }
+  return { user, system, runtime, rssKb };
+}
+
+/** The 1-minute load average of the machine (/proc/loadavg). */
+export const loadAverage = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 
 /** CPU seconds of each thread of a process: Map thread id -> seconds. */
 export function threadCpu(pid) {
