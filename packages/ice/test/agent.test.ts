@@ -160,6 +160,32 @@ describe('IceAgent (in memory, fake clock)', () => {
     await Promise.all([r.A.close(), r.B.close()]);
   });
 
+  it('passes every gathering option to its gatherer (TLS for turns:, retransmissions, SOFTWARE, TURN lifetime), the agent\'s own options not', async () => {
+    const seg = new MemorySegment();
+    const host = seg.host('10.0.0.1');
+    let given: Record<string, unknown> | undefined;
+    const tls = { ca: 'PEM', rejectUnauthorized: true };
+    const A = new IceAgent({
+      network: host,
+      iceServers: [{ urls: 'turns:turn.example.org', username: 'u', credential: 'p' }],
+      tls,
+      retransmit: { rto: 250 },
+      software: false,
+      turnLifetime: 120,
+      serverTimeoutMs: 1234,
+      controlling: false,
+      ta: 20,
+      gatherer: (o) => {
+        given = o as unknown as Record<string, unknown>;
+        return new TestGatherer({ network: host, addresses: ['10.0.0.1'] });
+      },
+    });
+    await A.gather();
+    expect(given).toMatchObject({ tls, retransmit: { rto: 250 }, software: false, turnLifetime: 120, serverTimeoutMs: 1234, component: 1, network: host });
+    for (const own of ['controlling', 'ta', 'gatherer', 'core', 'mdns']) expect(given).not.toHaveProperty(own);
+    await A.close();
+  });
+
   it('send() before a pair is selected sends nothing and says so', async () => {
     const r = rig();
     expect(r.A.send(Buffer.from('early'))).toBe(false);
