@@ -225,6 +225,8 @@ describe('IceAgent (in memory, fake clock)', () => {
     const c = r.gB.candidates[0]!;
     expect(thrown(CandidateLineError, () => r.A.addRemoteCandidate('candidate:1 1 udp 0 10.0.0.2 1 typ host')).code).toBe('BAD_PRIORITY');
     expect(thrown(IceError, () => r.A.addRemoteCandidate({ ...c, port: 0 })).code).toBe('BAD_CANDIDATE');
+    // Each refusal is counted too, by kind.
+    expect(r.A.stats.remoteCandidatesDropped).toEqual({ malformed: 1, refused: 1, unresolved: 0 });
     r.A.addRemoteCandidate(formatCandidateLine(c, { prefix: 'a=candidate:' }));
     r.B.addRemoteCandidate(formatCandidateLine(r.gA.candidates[0]!, { prefix: '' }));
     await r.until(() => r.A.state === 'connected' && r.B.state === 'connected');

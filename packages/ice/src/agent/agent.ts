@@ -49,8 +49,11 @@ export interface IceAgentStats extends IceStats {
   dataReceived: number;
   /** Application datagrams not sent (no selected pair, consent expired) or not delivered (unknown source). */
   dataDropped: { notConnected: number; unknownSource: number };
-  /** Remote candidates given up: a name that did not resolve, an address the core refused. */
-  remoteCandidatesDropped: { unresolved: number; refused: number };
+  /**
+   * Remote candidates given up: a line that does not parse (CandidateLineError), a candidate
+   * the agent refused (IceError: not usable, over the limit), a name that did not resolve.
+   */
+  remoteCandidatesDropped: { malformed: number; refused: number; unresolved: number };
   /** TURN channel bindings that failed (data then goes as Send indications). */
   channelBindFailures: number;
 }
@@ -121,7 +124,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     dataSent: 0,
     dataReceived: 0,
     dataDropped: { notConnected: 0, unknownSource: 0 },
-    remoteCandidatesDropped: { unresolved: 0, refused: 0 },
+    remoteCandidatesDropped: { malformed: 0, refused: 0, unresolved: 0 },
     channelBindFailures: 0,
   };
 
@@ -245,12 +248,24 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     let c: Candidate;
     if (typeof candidate === 'string') {
       if (isEndOfCandidates(candidate)) return this.endOfRemoteCandidates();
-      c = parseCandidateLine(candidate);
+      try {
+        c = parseCandidateLine(candidate);
+      } catch (e) {
+        this.agentStats.remoteCandidatesDropped.malformed++;
+        throw e;
+      }
     } else {
       c = candidate;
     }
-    if (typeof c?.address === 'string' && addressKind(c.address) === 'fqdn') return this.resolveRemote(c);
-    this.perform(this.core.addRemoteCandidate(c, this.clock.now()));
+    let actions: IceAction[];
+    try {
+      if (typeof c?.address === 'string' && addressKind(c.address) === 'fqdn') return this.resolveRemote(c);
+      actions = this.core.addRemoteCandidate(c, this.clock.now());
+    } catch (e) {
+      this.agentStats.remoteCandidatesDropped.refused++;
+      throw e;
+    }
+    this.perform(actions);
   }
 
   /** The peer signalled end-of-candidates (RFC 8838 section 13). */

@@ -96,6 +96,7 @@ export class IceCore {
       'unauthenticated-response': 0,
       'unknown-base': 0,
       'stale-ufrag': 0,
+      'candidate-limit': 0,
       closed: 0,
     },
   };
@@ -1187,7 +1188,7 @@ export class IceCore {
     const rk = remoteKey(local.component, from.address, from.port);
     let remote = s.remoteByKey.get(rk);
     if (!remote) {
-      if (s.remoteCandidates.length >= this.options.maxRemoteCandidates) return;
+      if (s.remoteCandidates.length >= this.options.maxRemoteCandidates) return this.drop('candidate-limit');
       remote = {
         foundation: `prflx${++s.prflxCount}`,
         component: local.component,
