@@ -10,5 +10,5 @@ export default defineConfig({
   clean: true,
   splitting: true,
   // Sibling packages are dependencies, imported by name, never bundled in.
-  external: ['@natkit/stun', '@natkit/turn'],
+  external: [/^@natkit\//],
 });

@@ -902,15 +902,20 @@ export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab>
     return { ...rt, client };
   };
   const nftIn = (ns: string, rules: string) => must(IP(), ['netns', 'exec', ns, sys('nft'), '-f', '-'], { input: rules });
-  /** Runs `change` with the NAT holding every packet back, so no flow sees half of it. */
+  /**
+   * Runs `change` with the NAT holding every packet back, so no flow sees half of it; then
+   * `reopen` (nftables text) and the gate's removal, in one transaction. If `change` fails,
+   * only the gate goes (and the error is thrown).
+   */
   const gated = async (ns: string, change: () => Promise<void>, reopen: string) => {
     await nftIn(ns, GATE_RULESET);
     try {
       await change();
-    } finally {
-      // `reopen` (nftables text) and the gate's removal are one transaction
-      await nftIn(ns, `${reopen}\ndelete table ip ${GATE_TABLE}\n`);
+    } catch (err) {
+      await nftIn(ns, `delete table ip ${GATE_TABLE}\n`).catch(() => {});
+      throw err;
     }
+    await nftIn(ns, `${reopen}\ndelete table ip ${GATE_TABLE}\n`);
   };
   const flushConntrack = async (ns: string, udpOnly: boolean) => {
     const r = await exec(IP(), ['netns', 'exec', ns, sys('conntrack'), ...(udpOnly ? ['-D', '-p', 'udp'] : ['-F'])]);

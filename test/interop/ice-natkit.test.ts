@@ -1,6 +1,7 @@
 // natkit's ICE agent (IceAgent, @natkit/ice) against ICE agents nobody here wrote, over
 // loopback: libnice, aioice and werift's ICE Connection in both roles (natkit controlling
-// and controlled), data both ways, the selected pair the same on both sides; and
+// and controlled), data both ways, the selected pair the same on both sides; natkit
+// learning libnice only from its checks after libnice's end-of-candidates; and
 // Chromium's RTCPeerConnection reaching iceConnectionState 'connected' against natkit, as
 // offerer (Chromium controlling) and as answerer (Chromium controlled). The harnesses
 // (test/helpers/ice-peers, README.md there) are proved against each other in
@@ -9,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { ChromiumPeer } from '../helpers/ice-peers/chromium.js';
-import { connect, describePair, exchange, expectLoopbackPair, expectSamePair, portOf } from '../helpers/ice-peers/connect.js';
+import { connect, connectLearningFromChecks, describePair, exchange, expectLoopbackPair, expectSamePair, portOf } from '../helpers/ice-peers/connect.js';
 import { FOREIGN_KINDS, startForeign } from '../helpers/ice-peers/foreign.js';
 import { NatkitPeer } from '../helpers/ice-peers/natkit.js';
 import { type IcePeer, errors, infoOf, localCandidates, other, reachState, states } from '../helpers/ice-peers/peer.js';
@@ -66,6 +67,31 @@ describe("natkit's IceAgent against libnice, aioice and werift", () => {
     expectLoopbackPair(c, n, f, info);
     await exchange(n, f, 5, info);
   });
+});
+
+// What Chromium's unsignalled candidates make natkit do (below), in a certain order: natkit
+// has libnice's ufrag/pwd and end-of-candidates but no candidate, and libnice starts
+// checking only then. natkit must wait for checks (RFC 8445 7.3.1.3, RFC 8838 section 8),
+// not fail on an empty checklist.
+describe('natkit learning its peer only from checks that come after end-of-candidates', () => {
+  for (const role of ROLES) {
+    it(`natkit ${role} learns libnice (${other(role)}) as peer-reflexive: the same pair on both sides, data both ways`, async (ctx) => {
+      const n = track(NatkitPeer.start({ role }));
+      const f = track(await startForeign(ctx, 'libnice', { role: other(role) }));
+      const info = infoOf(n, f);
+      const c = await connectLearningFromChecks(n, f);
+      expectSamePair(c, info);
+      expect(c.a.local, info()).toMatchObject({ address: LOOPBACK, type: 'host' });
+      expect(localCandidates(n).map(portOf), info()).toContain(c.a.local.port);
+      expect(c.a.remote, info()).toMatchObject({ address: LOOPBACK, type: 'prflx' });
+      expect(c.b.remote, info()).toMatchObject({ address: LOOPBACK, type: 'host' });
+      await exchange(n, f, 5, info);
+      expectNatkitStates(n, info);
+      expect(errors(n), info()).toEqual([]);
+      expect(errors(f), info()).toEqual([]);
+      ctx.annotate(`natkit ${role} / libnice: ${describePair(c.a)} in ${Math.round(c.ms)} ms`);
+    });
+  }
 });
 
 describe("Chromium's ICE agent against natkit's IceAgent", () => {

@@ -143,12 +143,12 @@ describe("natkit against coturn's turnserver (two -L: RFC 5780 on)", () => {
     const P = server.port;
     const P2 = server.altPort;
     try {
-      const text = await runBin('stun', 'natcheck', ['--timeout', '1000', '--local', A, `${A}:${P}`], { timeoutMs: 15_000 });
+      const text = await runBin('stun', 'natcheck', ['--timeout', '5000', '--local', A, `${A}:${P}`], { timeoutMs: 60_000 });
       expect(text.code).toBe(0);
       expectOpenInternetReport(text.stdout, P, P2);
       expect(text.stdout).toMatch(/^mapped address +127\.0\.0\.1:\d+$/m);
 
-      const json = await runBin('stun', 'natcheck', ['--json', '--timeout', '1000', '--local', A, `${A}:${P}`], { timeoutMs: 15_000 });
+      const json = await runBin('stun', 'natcheck', ['--json', '--timeout', '5000', '--local', A, `${A}:${P}`], { timeoutMs: 60_000 });
       expect(json.code).toBe(0);
       const report = JSON.parse(json.stdout);
       expect(report).toMatchObject({

@@ -11,13 +11,12 @@
 // Everything runs on loopback (127.0.0.1 and 127.0.0.2): there is no NAT, so every
 // classification must come out "open".
 //
-// Known failure (natkit bug, see the tests marked KNOWN NATKIT BUG): stund 0.97 parses
-// 0x8022 (SOFTWARE in RFC 8489, SERVER-NAME in the draft it follows) as a string whose
-// length must be a multiple of 4, and drops the whole request otherwise ("Bad length
+// A divergence these tests guard (fixed in natkit, tested as a regression): stund 0.97
+// parses 0x8022 (SOFTWARE in RFC 8489, SERVER-NAME in the draft it follows) as a string
+// whose length must be a multiple of 4, and drops the whole request otherwise ("Bad length
 // string 6 / problem parsing ServerName / Failed to parse message" in its -v output).
-// natkit's StunClient sends SOFTWARE "natkit" (6 bytes) and natcheck sends
-// "natkit natcheck 0.1.0" (21 bytes), so with their defaults stund never answers. The
-// tests with `software: false` show everything else works.
+// natkit now pads SOFTWARE with spaces to a multiple of 4 (softwareText), so StunClient's
+// default "natkit" and natcheck's "natkit natcheck 0.1.0" must be answered.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Attr, AttrType, StunClient, checkNat } from '@natkit/stun';
 import { A, A2, needSystemProgram, startStund, startStunserver, expectOpenInternetReport } from '../helpers/interop-servers.js';
@@ -148,8 +147,8 @@ describe("natkit against Debian's stund (Vovida 0.97, RFC 3489)", () => {
     expect(server.proc.stderr()).toMatch(/Request parsed ok/);
   });
 
-  // KNOWN NATKIT BUG (fails): with its default SOFTWARE "natkit" (6 bytes), stund drops
-  // the request; see the top of this file.
+  // Regression test: StunClient's default SOFTWARE "natkit" (6 bytes) is padded, so stund
+  // answers; see the top of this file.
   it('StunClient.binding with its default options gets an answer', async (ctx) => {
     const server = await startStund(needSystemProgram(ctx, 'stund'));
     const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
@@ -189,12 +188,12 @@ describe("natkit against Debian's stund (Vovida 0.97, RFC 3489)", () => {
     }
   });
 
-  // KNOWN NATKIT BUG (fails): natcheck sends SOFTWARE "natkit natcheck 0.1.0" (21 bytes)
-  // in every probe, stund drops them all, and natcheck reports "UDP Blocked" (exit 3).
+  // Regression test: natcheck's SOFTWARE "natkit natcheck 0.1.0" (21 bytes) is padded;
+  // unpadded, stund dropped every probe and natcheck reported "UDP Blocked".
   it('natcheck classifies Open Internet', async (ctx) => {
     const server = await startStund(needSystemProgram(ctx, 'stund'));
     try {
-      const r = await runBin('stun', 'natcheck', ['--timeout', '1000', `${A}:${server.port}`], { timeoutMs: 15_000 });
+      const r = await runBin('stun', 'natcheck', ['--timeout', '5000', `${A}:${server.port}`], { timeoutMs: 60_000 });
       expectOpenInternetReport(r.stdout, server.port, server.altPort, `stund -v said: ${stundDropped(server.proc.stderr())}`);
       expect(r.code).toBe(0);
     } finally {

@@ -7,13 +7,13 @@
 //    sockets from node-stun.ini), which answers with MAPPED-ADDRESS, CHANGED-ADDRESS and
 //    SOURCE-ADDRESS only: natkit must fall back to all three RFC 3489 attributes.
 //
-// Known failure (natkit bug, see the tests marked KNOWN NATKIT BUG): node-stun's
+// A divergence these tests guard (fixed in natkit, tested as a regression): node-stun's
 // Message.deserialize skips an attribute it does not know by its length field only,
 // without the RFC 5389 padding to a multiple of 4 (RFC 3489 had no padding: every
-// attribute was a multiple of 4). natkit's SOFTWARE attribute ("natkit", 6 bytes;
-// natcheck's "natkit natcheck 0.1.0", 21 bytes) makes it lose its place, read the
-// padding and FINGERPRINT as a bogus attribute and drop the request ("Malformed data:
-// code=0 rem=6 len=32808" in its log). With `software: false` everything works.
+// attribute was a multiple of 4). A SOFTWARE attribute whose length is not a multiple of 4
+// made it lose its place and drop the request ("Malformed data: code=0 rem=6 len=32808"
+// in its log). natkit now pads SOFTWARE with spaces to a multiple of 4 (softwareText), so
+// the tests below with natkit's default SOFTWARE texts must pass.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Attr, AttrType, StunClient, checkNat } from '@natkit/stun';
 import { A, A2, NODE_STUN_CLIENT, type RunningServer, startNodeStunServer, startStunserver, expectOpenInternetReport } from '../helpers/interop-servers.js';
@@ -55,11 +55,10 @@ describe("node-stun's client against natkit's stunserver", () => {
     expect(server.proc.stderr()).toMatch(/stopped received=(\d+) responses=\1 /);
   });
 
-  // KNOWN NATKIT BUG (fails, ~10 s): the same padding problem the other way round. The
-  // default SOFTWARE "natkit 0.1.0" is 12 bytes, a multiple of 4 by luck; with one that is
-  // not (here "natkit", 6 bytes; or any version like 0.1.10) the server sends RFC 3489
-  // clients an attribute RFC 3489 framing cannot carry, node-stun's client reads past it
-  // ("Error: Malformed data") and ends with Complete(-2), UDP blocked.
+  // Regression test for the padding problem the other way round: with a SOFTWARE text whose
+  // length is not a multiple of 4 (here "natkit", 6 bytes; or any version like 0.1.10) the
+  // server used to send RFC 3489 clients an attribute their framing cannot carry, and
+  // node-stun's client read past it ("Error: Malformed data"). It is padded now.
   it('still works when the server SOFTWARE is not a multiple of 4 bytes (--software natkit)', async () => {
     const server = await startStunserver(['--software', 'natkit']);
     try {
@@ -94,8 +93,8 @@ describe("natkit against node-stun's server (127.0.0.1 and 127.0.0.2 from node-s
     }
   });
 
-  // KNOWN NATKIT BUG (fails): with its default SOFTWARE "natkit" (6 bytes), node-stun's
-  // server drops the request; see the top of this file.
+  // Regression test: StunClient's default SOFTWARE "natkit" (6 bytes) is padded, so
+  // node-stun's server no longer drops the request; see the top of this file.
   it('StunClient.binding with its default options gets an answer', async () => {
     const server = await startNodeStunServer();
     const client = new StunClient({ bindAddress: A, retransmit: { rto: 100, rc: 4, rm: 16 } });
@@ -135,13 +134,13 @@ describe("natkit against node-stun's server (127.0.0.1 and 127.0.0.2 from node-s
     }
   });
 
-  // KNOWN NATKIT BUG (fails): natcheck's SOFTWARE "natkit natcheck 0.1.0" (21 bytes) in
-  // every probe; node-stun's server drops them all and natcheck says "UDP Blocked" (exit 3).
+  // Regression test: natcheck's SOFTWARE "natkit natcheck 0.1.0" (21 bytes) is padded;
+  // unpadded, node-stun's server dropped every probe and natcheck said "UDP Blocked".
   it('natcheck classifies Open Internet', async () => {
     const server = await startNodeStunServer();
     const P = server.port;
     try {
-      const r = await runBin('stun', 'natcheck', ['--timeout', '1000', `${A}:${P}`], { timeoutMs: 15_000 });
+      const r = await runBin('stun', 'natcheck', ['--timeout', '5000', `${A}:${P}`], { timeoutMs: 60_000 });
       expectOpenInternetReport(r.stdout, P, server.altPort, `node-stun's server logged: ${nodeStunDropped(server)}`);
       expect(r.code).toBe(0);
     } finally {

@@ -23,6 +23,7 @@
 // either succeed or be refused for exactly that reason) and then against a relay with
 // legacyChannels (relayserver --legacy-channels), where every run must succeed.
 import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { TransportAddress } from '@natkit/stun';
 import { TurnClient, restPassword } from '@natkit/turn';
@@ -47,6 +48,7 @@ import {
   startTurnutilsPeer,
 } from '../helpers/interop-turn-peers.js';
 import { useCleanup } from '../helpers/cleanup.js';
+import { type Proc, startBin } from '../helpers/spawn.js';
 
 const { defer } = useCleanup();
 function later<T extends { close(): Promise<unknown> } | { stop(): Promise<unknown> }>(x: T): T {
@@ -123,18 +125,25 @@ async function uclientRun(uclient: string, transport: 'udp' | 'tcp', args: strin
 /**
  * A ChannelData run against the strict default: uclient draws two numbers in
  * 0x4000-0x7FFF, so most runs are refused; a refusal must be natkit's 400 for a number in
- * 0x5000-0x7FFF and nothing else. Returns the refused number, if any.
+ * 0x5000-0x7FFF, saying how to get past it, and nothing else. When both numbers happen to
+ * fall in 0x4000-0x4FFF, the run must be as good as any: exit 0, every message back, each
+ * relayed once each way. Returns the refused number, if any.
  */
-async function strictChannelRun(uclient: string, transport: 'udp' | 'tcp', args: string[]): Promise<number | undefined> {
+async function strictChannelRun(uclient: string, transport: 'udp' | 'tcp', args: string[], msgs: number, len: number): Promise<number | undefined> {
   const run = await uclientRun(uclient, transport, args);
   const n = run.r.refusedChannels[0];
   if (n !== undefined) {
     expect(n, run.info).toBeGreaterThanOrEqual(0x5000);
     expect(n, run.info).toBeLessThanOrEqual(0x7fff);
+    expect(run.r.code, run.info).not.toBe(0);
     expect(run.r.sentMsgs, run.info).toBeUndefined();
     expect(await metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(1);
+    expect(await metric(run.relay.server, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), run.info).toBe(0);
   } else {
     expect(await metric(run.relay.server, 'natkit_turn_error_responses_total', { code: '400' }), run.info).toBe(0);
+    expectAllBack(run.r, msgs, msgs * len, run.info);
+    await expectRelayed(run.relay, msgs, len, run.info);
+    expect(run.tap.toServer.channelData, run.info).toBe(msgs);
   }
   await run.tap.close();
   await run.relay.close();
@@ -180,7 +189,7 @@ describe("coturn's turnutils_uclient against natkit's relay, coturn's turnutils_
       // section 12.5; uclient pads when on TCP).
       const L = transport === 'tcp' ? 101 : 100;
       const args = ['-c', '-u', USER, '-w', PASS, '-e', LOOPBACK, '-r', String(peer.port), '-n', String(N), '-m', '1', '-l', String(L)];
-      const refused = await strictChannelRun(uclient, transport, args);
+      const refused = await strictChannelRun(uclient, transport, args, N, L);
       const { r, relay, tap, info } = await uclientRun(uclient, transport, args, { legacyChannels: true });
       expectAllBack(r, N, N * L, info);
       await expectRelayed(relay, N, L, info);
@@ -416,5 +425,93 @@ describe("natkit's TurnClient against coturn's turnserver", () => {
       TurnClient.allocate({ server: { address: LOOPBACK, port: coturn.port, transport: 'udp' }, username: stale, password: restPassword(SECRET, stale), retransmit: { rto: 100, rc: 3, rm: 2 } }),
     ).rejects.toMatchObject({ errorCode: 401 });
     expect(peer.received).toHaveLength(2);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// 3. What a coturn user types first, IPv6 relayed addresses, and TLS
+
+const fixtures = new URL('../fixtures/', import.meta.url);
+const TLS_CERT = readFileSync(new URL('tls-cert.pem', fixtures));
+const TLS_KEY = readFileSync(new URL('tls-key.pem', fixtures));
+
+/** relayserver as the README runs it for uclient's -y (loopback peers: 127.0.0.1 only), on free ports. */
+async function readmeRelay(extra: string[]): Promise<{ proc: Proc; port: number }> {
+  const proc = startBin('turn', 'relayserver', [
+    '--listen', LOOPBACK, '--port', '0', '--user', `${USER}:${PASS}`, '--allow-peer', '127.0.0.1',
+    '--min-port', String(NATKIT_RELAY_MIN), '--max-port', String(NATKIT_RELAY_MAX), ...extra,
+  ]);
+  // SIGINT: stop at once (SIGTERM would drain for the allocations uclient leaves behind).
+  defer(() => proc.stop('SIGINT'));
+  const m = await proc.waitFor(/listening on udp 127\.0\.0\.1:(\d+)/);
+  return { proc, port: Number(m[1]) };
+}
+
+/** uclient's own summary: it sent something and every message came back. */
+function expectEcho(r: UclientResult, info: string): void {
+  expect(r.code, info).toBe(0);
+  expect(r.sentMsgs, info).toBeGreaterThan(0);
+  expect(r.recvMsgs, info).toBe(r.sentMsgs);
+  expect(r.lost, info).toBe(0);
+}
+
+describe("a coturn user's first command, IPv6 relayed addresses and TLS with coturn's turnutils_uclient", () => {
+  it('turnutils_uclient -u U -w P -p PORT -y 127.0.0.1: by default a 400 that names --legacy-channels; with it (as the README says) every message comes back', async (ctx) => {
+    const uclient = needProgram(ctx, 'turnutils_uclient');
+    const strict = await readmeRelay([]);
+    const r1 = await runUclient(uclient, ['-u', USER, '-w', PASS, '-p', String(strict.port), '-y', LOOPBACK]);
+    const info1 = `uclient exit ${r1.code}\n${r1.stdout.slice(-3000)}\nrelayserver:\n${strict.proc.stderr().slice(-2000)}`;
+    if (r1.refusedChannels.length > 0) {
+      // refusedChannels matches only 400s that carry the hint.
+      expect(r1.stdout, info1).toContain('(RFC 5766 numbers: relayserver --legacy-channels)');
+      expect(r1.code, info1).not.toBe(0);
+    } else {
+      expectEcho(r1, info1); // uclient happened to pick numbers in 0x4000-0x4FFF only
+    }
+    const legacy = await readmeRelay(['--legacy-channels']);
+    const r2 = await runUclient(uclient, ['-u', USER, '-w', PASS, '-p', String(legacy.port), '-y', LOOPBACK]);
+    const info2 = `uclient exit ${r2.code}\n${r2.stdout.slice(-3000)}\nrelayserver:\n${legacy.proc.stderr().slice(-2000)}`;
+    expectEcho(r2, info2);
+    expect(r2.stdout, info2).not.toMatch(/error \d{3}/);
+    ctx.annotate(`strict run (${r1.ms} ms): ${r1.refusedChannels.length ? `400 for 0x${r1.refusedChannels[0]!.toString(16)}` : 'accepted'}; legacy run (${r2.ms} ms): ${r2.sentMsgs} messages back`);
+  });
+
+  for (const send of [false, true]) {
+    it(`udp: -x (an IPv6 relayed address) -y${send ? ' -s (indications)' : ' (channels)'}: client to client over [::1] relayed addresses, every message back`, async (ctx) => {
+      const uclient = needProgram(ctx, 'turnutils_uclient');
+      const relay = later(await startNatkitRelay({ listen: [LOOPBACK, '::1'], allowPeers: ['127.0.0.0/8', '::1/128'], legacyChannels: true }));
+      const r = await runUclient(uclient, ['-x', '-y', ...(send ? ['-s'] : []), '-u', USER, '-w', PASS, '-p', String(relay.udpPort), LOOPBACK]);
+      const info = `uclient exit ${r.code}\n${r.stdout.slice(-3000)}\nnatkit:\n${relay.logText().slice(-3000)}`;
+      expectEcho(r, info);
+      const relayed = relay.log.filter((l) => l.msg === 'allocation created').flatMap((l) => l.fields.relayed as string[]);
+      expect(relayed.length, info).toBeGreaterThan(0);
+      for (const a of relayed) expect(a, info).toMatch(/^\[::1\]:\d+$/);
+      // Each message went out through one relayed address and in through another.
+      expect(await metric(relay.server, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(r.sentMsgs);
+      expect(await metric(relay.server, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(r.recvMsgs);
+      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }) > 0, info).toBe(!send);
+    });
+  }
+
+  it('tls (-t -S): client to client by indications over TLS connections, every message back', async (ctx) => {
+    const uclient = needProgram(ctx, 'turnutils_uclient');
+    const relay = later(await startNatkitRelay({ tls: { cert: TLS_CERT, key: TLS_KEY, port: 0 } }));
+    const tlsPort = relay.server.listening.find((l) => l.transport === 'tls')!.port;
+    const r = await runUclient(uclient, ['-t', '-S', '-y', '-s', '-c', '-n', '10', '-u', USER, '-w', PASS, '-p', String(tlsPort), LOOPBACK]);
+    const info = `uclient exit ${r.code}\n${r.stdout.slice(-3000)}\nnatkit:\n${relay.logText().slice(-3000)}`;
+    // uclient waits a fixed time for the last echoes; on a loaded machine a TLS one can come
+    // after it stopped counting. What natkit relayed is counted exactly below; here uclient
+    // must have run, sent all 20 and had them come back but for what arrived after its wait.
+    expect(r.code, info).toBe(0);
+    expect(r.sentMsgs, info).toBe(20);
+    expect(r.recvMsgs! + r.lost!, info).toBe(20);
+    expect(r.stdout, info).toMatch(/tls_connect: client session connected with cipher/);
+    const clients = relay.log.filter((l) => l.msg === 'allocation created').map((l) => String(l.fields.client));
+    expect(clients.length, info).toBeGreaterThanOrEqual(2);
+    for (const c of clients) expect(c, info).toMatch(/^tls 127\.0\.0\.1:\d+$/);
+    // natkit relayed every message both ways, each to the other client's TLS connection.
+    expect(await metric(relay.server, 'natkit_turn_relayed_packets_total', { direction: 'to_peer' }), info).toBe(20);
+    expect(await metric(relay.server, 'natkit_turn_relayed_packets_total', { direction: 'to_client' }), info).toBe(20);
+    expect(await metric(relay.server, 'natkit_turn_relayed_bytes_total', { direction: 'to_client' }), info).toBe(2000);
   });
 });

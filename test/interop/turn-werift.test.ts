@@ -97,11 +97,13 @@ describe("werift's TURN client against natkit's relay", () => {
       const relay = later(await startNatkitRelay({ maxChannels: 0 }));
       const tap = later(await startTurnTap(transport, { address: LOOPBACK, port: transport === 'udp' ? relay.udpPort : relay.tcpPort }));
       const { info } = await exchange(relay, tap, transport);
-      // werift retries the ChannelBind before each send (N refusals), creates the
-      // permission once, and sends every payload as a Send indication; the echoes come
-      // back as Data indications (no channel is bound).
-      expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' }), info()).toBe(N);
-      expect(await metric(relay.server, 'natkit_turn_error_responses_total', { code: '508' }), info()).toBe(N);
+      // werift retries the ChannelBind before each send (at least N refusals: on a loaded
+      // machine it also retransmits one whose answer is late, each answered 508 again),
+      // creates the permission once, and sends every payload as a Send indication; the
+      // echoes come back as Data indications (no channel is bound).
+      const binds = await metric(relay.server, 'natkit_turn_requests_total', { method: 'channel_bind' });
+      expect(binds, info()).toBeGreaterThanOrEqual(N);
+      expect(await metric(relay.server, 'natkit_turn_error_responses_total', { code: '508' }), info()).toBe(binds);
       expect(await metric(relay.server, 'natkit_turn_requests_total', { method: 'create_permission' }), info()).toBe(1);
       expect(tap.toServer.sendIndications, info()).toBe(N);
       expect(tap.toClient.dataIndications, info()).toBe(N);

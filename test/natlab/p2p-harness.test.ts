@@ -1,12 +1,11 @@
 // What the two-peer lab test (p2p.test.ts) stands on, checked now, without p2pdemo: the
 // servers the harness starts in a peer lab answer peers behind their NATs (natcheck through
-// stunserver, a TURN allocation through relayserver that relays a peer's datagram; and
-// signalserver once it is on main: the test starts it whenever its binary is there).
-import { existsSync } from 'node:fs';
+// stunserver, a TURN allocation through relayserver that relays a peer's datagram, a
+// signalling connection through signalserver).
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { createPeerLab, needNatLab } from '../helpers/natlab.js';
-import { BINARIES, ROOT, TURN_PASSWORD, TURN_USER, startLabServers } from './p2p-harness.js';
+import { ROOT, TURN_PASSWORD, TURN_USER, startLabServers } from './p2p-harness.js';
 import { Peer } from './udp-peer.js';
 
 const NATCHECK = join(ROOT, 'packages/stun/bin/natcheck.js');
@@ -23,20 +22,40 @@ process.stdin.resume();
 process.stdin.on('end', () => c.close().then(() => process.exit(0)));
 `;
 
+// A signalling party (signalserver's JSON rooms): joins, says who it is, prints every line it gets.
+const SIGNAL_CLIENT = `
+const [host, port, room, name] = process.argv.slice(1);
+const s = require('node:net').connect(Number(port), host, () => {
+  s.write(JSON.stringify({ type: 'join', room }) + '\\n');
+  s.write(JSON.stringify({ type: 'app', data: { from: name } }) + '\\n');
+});
+s.setEncoding('utf8');
+s.on('data', (d) => process.stdout.write(d));
+process.stdin.resume();
+process.stdin.on('end', () => s.end(() => process.exit(0)));
+`;
+
 test('the harness starts the servers in a peer lab, and peers behind NATs use them', async (ctx) => {
   await needNatLab(ctx);
   const lab = await createPeerLab('symmetric', 'port-restricted-cone');
   try {
-    const signal = existsSync(join(ROOT, BINARIES.signalserver));
-    const servers = await startLabServers(lab, { signal });
+    const servers = await startLabServers(lab);
     const [a, b] = lab.peers;
     try {
       expect(servers.stunUrl).toBe('stun:203.0.113.1:3478');
       expect(servers.turnUrl).toBe('turn:203.0.113.3:3478');
       expect(servers.signal_).toBe('203.0.113.1:14141');
-      // signalserver: whenever its binary is built (it comes from the signal branch)
-      expect(servers.signal !== undefined).toBe(signal);
-      if (servers.signal) await lab.waitForListener(lab.server.ns, { proto: 'tcp', address: '203.0.113.1', port: 14141 });
+      // signalserver: both peers join one room from behind their NATs and hear each other
+      const parties = lab.peers.map((p, i) =>
+        lab.spawn(p.ns, process.execPath, ['-e', SIGNAL_CLIENT, '203.0.113.1', '14141', `room-${lab.id}`, i === 0 ? 'A' : 'B'], { stdio: ['pipe', 'pipe', 'pipe'] }),
+      );
+      try {
+        await parties[0]!.waitFor(/"type":"app","data":\{"from":"B"\}/, { timeoutMs: 10_000 });
+        await parties[1]!.waitFor(/"type":"app","data":\{"from":"A"\}/, { timeoutMs: 10_000 });
+      } finally {
+        for (const p of parties) p.child.stdin!.end();
+        await Promise.all(parties.map((p) => p.exited));
+      }
 
       // natcheck from behind A's symmetric NAT through the lab's stunserver (RFC 5780 full mode)
       const nc = await lab.run(a.ns, process.execPath, [NATCHECK, '--json', '--timeout', '1000', '--no-hairpin', '203.0.113.1:3478'], { timeoutMs: 30_000 });

@@ -6,16 +6,16 @@
 // idle time, a flush of the mappings, a new public address). It returns what the peers said
 // and what the harness measured; it asserts nothing (p2p.test.ts does, against predictCell).
 //
-// The contract with p2pdemo, as this harness expects it (issue 8: "--json for machines"; the
-// names below are the harness's proposal, to be adapted in ONE place each when p2pdemo lands:
-// demoArgs() for the flags, parseDemoLine() for the lines):
+// The contract with p2pdemo (packages/demo: its --json events, packages/demo/src/events.ts;
+// demoArgs() has the flags, parseDemoLine() reads the lines):
 //   {"event":"nat", "classic":"Port Restricted Cone", "mapping":"...", "filtering":"..."}   natcheck's view
 //   {"event":"connected", "path":{"local":{"type":"srflx","address":...,"port":...},
-//      "remote":{"type":"prflx",...}, "kind":"direct"|"relayed"}, "rttMs":1.2}            a path works
+//      "remote":{"type":"prflx",...}, "kind":"direct"|"relayed"}, "rttMs":1.2, "iceMs":600}   a path works
 //   {"event":"data", "received":N}                        application bytes arrived (N so far)
 //   {"event":"disconnected", "reason":"consent"}          the path broke (RFC 7675 consent lost, ...)
 //   {"event":"restart"}                                   candidate exchange again (ICE restart)
-//   {"event":"recovered", "path":{...}, "recoveryMs":N}   a path works again; N: since it broke
+//   {"event":"recovered", "path":{...}, "recoveryMs":N, "outageMs":M}   a path works again; N:
+//      since the demo noticed the break, M: with the silence before it noticed
 // Any other event is kept and shown, not interpreted. stderr is kept for failure reports.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -133,11 +133,12 @@ export interface DemoPath {
 
 export type DemoEvent =
   | { event: 'nat'; classic?: string; mapping?: string; filtering?: string }
-  | { event: 'connected'; path: DemoPath; rttMs?: number }
+  | { event: 'connected'; path: DemoPath; rttMs?: number; iceMs?: number }
+  | { event: 'path'; path: DemoPath; rttMs?: number }
   | { event: 'data'; received?: number }
   | { event: 'disconnected'; reason?: string }
   | { event: 'restart' }
-  | { event: 'recovered'; path: DemoPath; recoveryMs?: number; rttMs?: number }
+  | { event: 'recovered'; path: DemoPath; recoveryMs?: number; outageMs?: number; rttMs?: number }
   | { event: 'other'; raw: Record<string, unknown> };
 
 /** One event and when the harness read it (ms on performance.now()). */
@@ -186,10 +187,13 @@ export function parseDemoLine(line: string): DemoEvent | Error | undefined {
     case 'nat':
       return { event, classic: o.classic as string | undefined, mapping: o.mapping as string | undefined, filtering: o.filtering as string | undefined };
     case 'connected':
+    case 'path':
     case 'recovered': {
       const p = path(o.path);
       if (!p) return new Error(`'${event}' without a path {local:{type}, remote:{type}}: ${t}`);
-      return event === 'connected' ? { event, path: p, rttMs: num('rttMs') } : { event, path: p, recoveryMs: num('recoveryMs'), rttMs: num('rttMs') };
+      if (event === 'connected') return { event, path: p, rttMs: num('rttMs'), ...(num('iceMs') !== undefined ? { iceMs: num('iceMs') } : {}) };
+      if (event === 'path') return { event, path: p, rttMs: num('rttMs') };
+      return { event, path: p, recoveryMs: num('recoveryMs'), ...(num('outageMs') !== undefined ? { outageMs: num('outageMs') } : {}), rttMs: num('rttMs') };
     }
     case 'data':
       return { event, received: num('received') };
@@ -276,6 +280,8 @@ export interface DemoOptions {
  * signalling server and a room of the cell's own.
  */
 export function demoArgs(servers: LabServers, room: string, o: DemoOptions = {}): string[] {
+  // (every flag as p2pdemo --help has it; nothing else is needed in the lab: the peers gather
+  // on their namespace's one address, and the NAT check asks the first --stun server)
   return [
     '--json',
     '--signal', servers.signal_,
@@ -311,6 +317,11 @@ export interface CellOptions {
   mappingTimeoutSec?: number;
   /** 'idle': how long no application data flows (default 120 s). */
   idleSec?: number;
+  /**
+   * 'flush': how long to watch for a break before deciding the path was kept (the NAT gave the
+   * same mappings back), seconds. Longer than p2pdemo takes to notice one (12.5 s). Default 25.
+   */
+  keepWindowSec?: number;
   connectTimeoutMs?: number;
   recoveryTimeoutMs?: number;
 }
@@ -322,10 +333,16 @@ export interface PeerOutcome {
   rttMs?: number;
   /** The NAT the demo says it is behind (its 'nat' event). */
   nat?: string;
+  /** Later selected pairs of the same session ('path' events), in order: the last one is what the peer settled on. */
+  pathChanges?: DemoPath[];
   /** After a break: from the break (the harness's flush or renumber) to the 'recovered' line. */
   recoveryMs?: number;
-  /** The demo's own figure for it (its 'recovered' event). */
+  /** The demo's own figure for it (its 'recovered' event): since it noticed the break. */
   reportedRecoveryMs?: number;
+  /** The demo's figure for the whole outage, when it noticed by consent (silence + recovery). */
+  reportedOutageMs?: number;
+  /** The demo's own connect time (its 'connected' event): ICE alone, from its session's start (or the peer's parameters). */
+  iceMs?: number;
   recoveredPath?: DemoPath;
   /** Events the demo printed, in order (names only). */
   events: string[];
@@ -344,7 +361,10 @@ export interface CellResult {
   predicted: CellPrediction;
   /** Both peers printed 'connected'. */
   connected: boolean;
-  /** The path both peers agree on; 'disagree' if one says direct and the other relayed. */
+  /**
+   * The path both peers settled on (the last selected pair of their first session); 'disagree'
+   * if one says direct and the other relayed. Each peer's first selected pair is in peers[i].path.
+   */
   path: 'direct' | 'relayed' | 'disagree' | undefined;
   peers: [PeerOutcome, PeerOutcome];
   /** Scenario 'idle': no break during the idle time and bytes arriving both ways after it. */
@@ -353,6 +373,18 @@ export interface CellResult {
   idleData?: number;
   /** Scenarios 'flush' and 'renumber': both peers recovered. */
   recovered?: boolean;
+  /**
+   * Scenarios 'flush' and 'renumber': whether the change must break the path. A renumbered NAT
+   * always does; a flushed one only if it hands out other ports than before (random or
+   * sequential port allocation): one that preserves ports gives the same mappings back at the
+   * next packet out, and consent checks (every 4-6 s) send one long before the path counts as
+   * broken.
+   */
+  expectBreak?: boolean;
+  /** 'flush' and 'renumber': 'recovered' (a break, noticed and repaired) or 'kept' (no break; bytes kept flowing). */
+  outcome?: 'recovered' | 'kept';
+  /** 'flush' and 'renumber': break events ('disconnected', 'restart') the peers printed after the change, to the end. */
+  breaks?: number;
   durationMs: number;
   /** What went wrong (a timeout, a crash), with the peers' output. */
   error?: string;
@@ -371,6 +403,7 @@ export async function runCell(demo: string, o: CellOptions): Promise<CellResult>
     loss: o.loss ?? 0,
     mappingTimeoutSec: o.mappingTimeoutSec,
     ...(scenario === 'idle' ? { idleSec: o.idleSec ?? 120 } : {}),
+    ...(scenario === 'flush' || scenario === 'renumber' ? { expectBreak: scenario === 'renumber' || natBehaviour(o.a).portAllocation !== 'preserve' } : {}),
     predicted: predictCell(o.a, o.b),
     connected: false,
     path: undefined,
@@ -383,6 +416,7 @@ export async function runCell(demo: string, o: CellOptions): Promise<CellResult>
   let lab: PeerLab | undefined;
   let servers: LabServers | undefined;
   const peers: DemoPeer[] = [];
+  let breaksFrom: number[] | undefined;
   try {
     lab = await createPeerLab(o.a, o.b, { loss: o.loss, mappingTimeoutSec: o.mappingTimeoutSec });
     servers = await startLabServers(lab);
@@ -401,6 +435,7 @@ export async function runCell(demo: string, o: CellOptions): Promise<CellResult>
       out.connectMs = Math.round(seen.at - peers[i]!.startedAt);
       out.path = seen.e.path;
       out.rttMs = seen.e.rttMs;
+      if (seen.e.iceMs !== undefined) out.iceMs = seen.e.iceMs;
     });
     const kinds = connected.map(({ seen }) => seen.e.path.kind);
     result.path = kinds[0] === kinds[1] ? kinds[0] : 'disagree';
@@ -424,17 +459,31 @@ export async function runCell(demo: string, o: CellOptions): Promise<CellResult>
       const broke = performance.now();
       if (scenario === 'flush') await lab.flushMappings(0);
       else await lab.changePublicAddress(0);
-      const recoveryTimeoutMs = o.recoveryTimeoutMs ?? 120_000;
-      const rec = await Promise.all(peers.map((p, i) => p.next(isRecovered, { from: from[i], timeoutMs: recoveryTimeoutMs })));
-      rec.forEach(({ seen }, i) => {
-        const out = result.peers[i]!;
-        out.recoveryMs = Math.round(seen.at - broke);
-        out.reportedRecoveryMs = seen.e.recoveryMs;
-        out.recoveredPath = seen.e.path;
-      });
-      // and bytes flow again
-      await Promise.all(peers.map((p, i) => p.next(isData, { from: rec[i]!.index, timeoutMs: 30_000 })));
-      result.recovered = true;
+      breaksFrom = from;
+      // A break shows within seconds (p2pdemo: 12.5 s without consent answers). Without one
+      // in the window, and with bytes arriving both ways after the change, the path was kept.
+      const windowMs = (o.keepWindowSec ?? 25) * 1000;
+      const anyBreak = () => peers.some((p, i) => p.events.slice(from[i]).some((x) => isBreak(x.e)));
+      // (waits the window out unless both recover sooner; next() clears its own timer)
+      await Promise.all(peers.map((p, i) => p.next(isRecovered, { from: from[i], timeoutMs: windowMs }).catch(() => undefined)));
+      const dataAfter = peers.every((p, i) => p.events.slice(from[i]).some((x) => isData(x.e)));
+      if (!anyBreak() && dataAfter) {
+        result.outcome = 'kept';
+      } else {
+        const recoveryTimeoutMs = o.recoveryTimeoutMs ?? 120_000;
+        const rec = await Promise.all(peers.map((p, i) => p.next(isRecovered, { from: from[i], timeoutMs: Math.max(1, recoveryTimeoutMs - (performance.now() - broke)) })));
+        rec.forEach(({ seen }, i) => {
+          const out = result.peers[i]!;
+          out.recoveryMs = Math.round(seen.at - broke);
+          out.reportedRecoveryMs = seen.e.recoveryMs;
+          if (seen.e.outageMs !== undefined) out.reportedOutageMs = seen.e.outageMs;
+          out.recoveredPath = seen.e.path;
+        });
+        // and bytes flow again
+        await Promise.all(peers.map((p, i) => p.next(isData, { from: rec[i]!.index, timeoutMs: 30_000 })));
+        result.recovered = true;
+        result.outcome = 'recovered';
+      }
     }
   } catch (err) {
     result.error = `${(err as Error).message}${peers.map((p, i) => `\n--- peer ${i === 0 ? 'A' : 'B'} (${i === 0 ? result.a : result.b})\n${p.tail()}`).join('')}`;
@@ -444,9 +493,19 @@ export async function runCell(demo: string, o: CellOptions): Promise<CellResult>
       const nat = p.events.find((s) => s.e.event === 'nat')?.e;
       const out = result.peers[i]!;
       if (nat?.event === 'nat') out.nat = nat.classic;
+      // 'path' events of the first session (before any break): where the pair settled
+      const firstBreak = p.events.findIndex((x) => isBreak(x.e));
+      const changes = p.events.slice(0, firstBreak < 0 ? undefined : firstBreak).flatMap((x) => (x.e.event === 'path' ? [x.e.path] : []));
+      if (changes.length) out.pathChanges = changes;
       out.events = p.events.map((s) => (s.e.event === 'other' ? String(s.e.raw.event ?? s.e.raw.type ?? '?') : s.e.event));
       out.broken = p.broken;
     });
+    // The path is the one the pair settled on: the first selected pair, or the last it moved to.
+    if (result.connected) {
+      const kinds = result.peers.map((p) => (p.pathChanges?.at(-1) ?? p.path)?.kind);
+      result.path = kinds[0] === kinds[1] ? kinds[0] : 'disagree';
+    }
+    if (breaksFrom) result.breaks = peers.reduce((n, p, i) => n + p.events.slice(breaksFrom![i]).filter((x) => isBreak(x.e)).length, 0);
     await Promise.all(peers.map((p) => p.proc.stop()));
     await servers?.stop();
     await lab?.destroy();
@@ -488,11 +547,14 @@ export function writeResults(file: string, r: ResultsFile): void {
 
 /** For a failure message: what was predicted and what happened. */
 export function describeCell(c: CellResult): string {
+  // (the random bytes are left out of the event list: hundreds of them say nothing)
   const peer = (p: PeerOutcome, name: string) =>
     `${name}: ${p.path ? `${p.path.kind} ${p.path.local.type}->${p.path.remote.type}` : 'no path'}${p.connectMs !== undefined ? ` in ${p.connectMs} ms` : ''}` +
-    `${p.recoveryMs !== undefined ? `, recovered in ${p.recoveryMs} ms` : ''}; events ${p.events.join(',') || '-'}${p.broken.length ? `; bad lines: ${p.broken.join(' | ')}` : ''}`;
+    `${p.pathChanges ? `, then ${p.pathChanges.map((x) => `${x.kind} ${x.local.type}->${x.remote.type}`).join(', then ')}` : ''}` +
+    `${p.recoveryMs !== undefined ? `, recovered in ${p.recoveryMs} ms` : ''}; events ${p.events.filter((e) => e !== 'sent' && e !== 'data').join(',') || '-'}` +
+    ` (${p.events.filter((e) => e === 'data').length} data)${p.broken.length ? `; bad lines: ${p.broken.join(' | ')}` : ''}`;
   return (
-    `${c.a} x ${c.b} (${c.scenario}${c.loss ? `, ${c.loss} % loss` : ''}): predicted ${c.predicted.path} (${c.predicted.why})\n` +
+    `${c.a} x ${c.b} (${c.scenario}${c.loss ? `, ${c.loss} % loss` : ''}${c.outcome ? `: ${c.outcome}` : ''}): predicted ${c.predicted.path} (${c.predicted.why})\n` +
     `${peer(c.peers[0], 'A')}\n${peer(c.peers[1], 'B')}${c.error ? `\n${c.error}` : ''}`
   );
 }

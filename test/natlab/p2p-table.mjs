@@ -16,17 +16,21 @@ export const END = '<!-- /natlab:p2p-table -->';
 
 const TYPES = ['none', 'full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'];
 const LABEL = { none: 'no NAT', 'full-cone': 'full cone', 'restricted-cone': 'restricted cone', 'port-restricted-cone': 'port-restricted cone', symmetric: 'symmetric' };
-const label = (t) => LABEL[t] ?? t;
+const label = (t) => LABEL[t] ?? (t.includes('/') ? `${t} NAT` : t);
 const secs = (ms) => (ms === undefined ? '?' : `${(ms / 1000).toFixed(1)} s`);
+/** Sub-second figures (ICE's own time, a restart) with two decimals. */
+const fine = (ms) => (ms === undefined ? '?' : ms < 10_000 ? `${(ms / 1000).toFixed(2)} s` : secs(ms));
 
 /** One cell's text: the path both peers found (A's pair), the connect time; a mismatch in bold. */
 export function cellText(c) {
   if (!c) return 'not run';
   if (!c.connected) return `**not connected** (expected ${c.predicted.path})`;
-  const p = c.peers[0].path;
-  const pair = p ? `${p.local.type}-${p.remote.type}` : '?';
+  const first = c.peers[0].path;
+  const p = c.peers[0].pathChanges?.at(-1) ?? first;
+  const pair = p ? `${p.local.type}-${p.remote.type}${p !== first && first ? `; ${first.kind} ${first.local.type}-${first.remote.type} first` : ''}` : '?';
   const slowest = Math.max(...c.peers.map((x) => x.connectMs ?? 0));
-  const text = `${c.path} (${pair}), ${secs(slowest)}`;
+  const ice = c.peers.every((x) => x.iceMs !== undefined) ? ` (ICE ${fine(Math.max(...c.peers.map((x) => x.iceMs)))})` : '';
+  const text = `${c.path} (${pair}), ${secs(slowest)}${ice}`;
   return c.path === c.predicted.path ? text : `**${text}; expected ${c.predicted.path}**`;
 }
 
@@ -37,14 +41,21 @@ function scenarioLine(c) {
       : c.scenario === 'idle'
         ? `UDP mappings expire after ${c.mappingTimeoutSec} s idle, no application data for ${c.idleSec ?? 120} s`
         : c.scenario === 'flush'
-          ? "A's NAT drops every mapping (conntrack -F)"
+          ? `A's NAT drops every mapping (conntrack -F)${c.expectBreak === false ? ', ports preserved' : c.expectBreak ? ', new ports' : ''}`
           : "A's NAT gets a new public address";
   let outcome;
   if (c.error && !c.connected) outcome = '**not connected**';
   else if (c.scenario === 'idle') outcome = c.heldIdle && !c.error ? 'still connected' : '**lost the path**';
   else if (c.scenario === 'flush' || c.scenario === 'renumber') {
-    outcome = c.recovered ? `recovered in ${secs(Math.max(...c.peers.map((p) => p.recoveryMs ?? 0)))} (A ${secs(c.peers[0].recoveryMs)}, B ${secs(c.peers[1].recoveryMs)})` : '**did not recover**';
-  } else outcome = c.connected && !c.error ? `connected, ${c.path}, ${secs(Math.max(...c.peers.map((p) => p.connectMs ?? 0)))}` : '**failed**';
+    if (c.outcome === 'kept' && !c.error) outcome = c.expectBreak ? '**kept the path; a break was expected**' : 'no break: the NAT handed out the same mappings again, and bytes kept flowing';
+    else if (c.recovered) {
+      const noticed = c.peers.every((p) => p.reportedRecoveryMs !== undefined) ? `; ${fine(Math.max(...c.peers.map((p) => p.reportedRecoveryMs)))} after the demo noticed` : '';
+      outcome = `recovered in ${secs(Math.max(...c.peers.map((p) => p.recoveryMs ?? 0)))} (A ${secs(c.peers[0].recoveryMs)}, B ${secs(c.peers[1].recoveryMs)}${noticed})`;
+    } else outcome = '**did not recover**';
+  } else {
+    const asPredicted = c.path === c.predicted.path ? '' : c.predicted.path === 'direct' ? ' (a direct path exists: checks lost, the agent settled for the relay)' : ` **(expected ${c.predicted.path})**`;
+    outcome = c.connected && !c.error ? `connected, ${c.path}${asPredicted}, ${secs(Math.max(...c.peers.map((p) => p.connectMs ?? 0)))}` : '**failed**';
+  }
   return `- ${label(c.a)} x ${label(c.b)}, ${what}: ${outcome}`;
 }
 
@@ -61,7 +72,7 @@ export function renderTable(results) {
   const mismatches = cells.filter((c) => !c.connected || c.path !== c.predicted.path).length;
   return [
     BEGIN,
-    `Two \`p2pdemo\` peers, each behind its own NAT in the lab, through the servers in the lab's public namespace: the path they selected (direct or relayed, peer A's candidate types) and how long until both said connected. Predicted by RFC 4787 (test/natlab/p2p-predict.ts); ${mismatches === 0 ? 'every cell as predicted' : `**${mismatches} cell(s) not as predicted**`}.`,
+    `Two \`p2pdemo\` peers, each behind its own NAT in the lab, through the servers in the lab's public namespace: the path they selected (direct or relayed, peer A's candidate types) and how long until both said connected, from their start (each first runs its NAT check) and, in brackets, ICE's own part. Predicted by RFC 4787 (test/natlab/p2p-predict.ts); ${mismatches === 0 ? 'every cell as predicted' : `**${mismatches} cell(s) not as predicted**`}.`,
     '',
     ...rows,
     '',

@@ -23,6 +23,9 @@ describe("p2pdemo's JSON lines (the harness's side of the contract)", () => {
     const path = { local: { type: 'srflx', address: '203.0.113.101', port: 40000 }, remote: { type: 'prflx' }, kind: 'direct' };
     expect(parseDemoLine(JSON.stringify({ event: 'connected', path, rttMs: 1.5 }))).toEqual({ event: 'connected', path, rttMs: 1.5 });
     expect(parseDemoLine(JSON.stringify({ event: 'recovered', path, recoveryMs: 31_000 }))).toEqual({ event: 'recovered', path, recoveryMs: 31_000, rttMs: undefined });
+    // p2pdemo's own figures: ICE's part of the connect time, the outage since the last consent answer
+    expect(parseDemoLine(JSON.stringify({ event: 'connected', path, rttMs: 1.5, iceMs: 640, t: 6.2 }))).toEqual({ event: 'connected', path, rttMs: 1.5, iceMs: 640 });
+    expect(parseDemoLine(JSON.stringify({ event: 'recovered', path, recoveryMs: 500, outageMs: 13_000, rttMs: 2 }))).toEqual({ event: 'recovered', path, recoveryMs: 500, outageMs: 13_000, rttMs: 2 });
     expect(parseDemoLine('{"type":"disconnected","reason":"consent"}')).toEqual({ event: 'disconnected', reason: 'consent' });
     expect(parseDemoLine('{"event":"data","received":3}')).toEqual({ event: 'data', received: 3 });
     expect(parseDemoLine('{"event":"restart"}')).toEqual({ event: 'restart' });
@@ -120,6 +123,48 @@ describe('p2p-table.mjs rewrites the README table from a results file', () => {
     expect(r.stdout).toContain("- port-restricted cone x restricted cone, A's NAT drops every mapping (conntrack -F): recovered in 33.9 s (A 31.2 s, B 33.9 s)");
     expect(r.stdout).toContain("- symmetric x no NAT, A's NAT gets a new public address: **did not recover**");
     expect(r.stdout).toContain('Made by `CI=true npx vitest run test/natlab/p2p.test.ts` on 2026-05-01 (Node v20.19.5; 5 cells at a time, 95.0 s in all)');
+  });
+
+  test("ICE's own time in brackets; a kept path, a recovery with the demo's figure, a loss cell that settled for the relay", async () => {
+    const withIce = (c: CellResult, ms: [number, number]) => ({ ...c, peers: [{ ...c.peers[0], iceMs: ms[0] }, { ...c.peers[1], iceMs: ms[1] }] as CellResult['peers'] });
+    const file2 = join(dir, 'results2.json');
+    writeResults(file2, {
+      ...results,
+      cells: [
+        ...TYPES.flatMap((a) =>
+          TYPES.map((b) => {
+            const c = withIce(cell(a, b), [400, 650]);
+            if (a !== 'port-restricted-cone' || b !== 'port-restricted-cone') return c;
+            // a pair that was relayed first and then moved to the direct one
+            const relayed: DemoPath = { local: { type: 'relay' }, remote: { type: 'srflx' }, kind: 'relayed' };
+            return { ...c, peers: c.peers.map((x) => ({ ...x, pathChanges: [x.path!], path: relayed })) as CellResult['peers'] };
+          }),
+        ),
+        cell('restricted-cone', 'symmetric', { loss: 10, path: 'relayed' }),
+        cell('port-restricted-cone', 'restricted-cone', { scenario: 'flush', expectBreak: false, outcome: 'kept', breaks: 0 }),
+        cell('port-restricted-cone', 'restricted-cone', {
+          a: 'endpoint-independent/address-and-port-dependent',
+          scenario: 'flush',
+          expectBreak: true,
+          outcome: 'recovered',
+          recovered: true,
+          peers: [
+            { ...cell('none', 'none').peers[0], recoveryMs: 12_100, reportedRecoveryMs: 500 },
+            { ...cell('none', 'none').peers[1], recoveryMs: 12_000, reportedRecoveryMs: 650 },
+          ],
+        }),
+      ],
+    });
+    const r = await run([file2, '--print']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('| **no NAT** | direct (host-host), 1.2 s (ICE 0.65 s) |');
+    expect(r.stdout).toContain('every cell as predicted');
+    expect(r.stdout).toContain('| **port-restricted cone** | direct (srflx-host), 1.2 s (ICE 0.65 s) | direct (srflx-srflx), 1.2 s (ICE 0.65 s) | direct (srflx-srflx), 1.2 s (ICE 0.65 s) | direct (srflx-srflx; relayed relay-srflx first), 1.2 s (ICE 0.65 s) |');
+    expect(r.stdout).toContain('- restricted cone x symmetric, 10 % loss on both NATs: connected, relayed (a direct path exists: checks lost, the agent settled for the relay), 1.2 s');
+    expect(r.stdout).toContain("- port-restricted cone x restricted cone, A's NAT drops every mapping (conntrack -F), ports preserved: no break: the NAT handed out the same mappings again, and bytes kept flowing");
+    expect(r.stdout).toContain(
+      "- endpoint-independent/address-and-port-dependent NAT x restricted cone, A's NAT drops every mapping (conntrack -F), new ports: recovered in 12.1 s (A 12.1 s, B 12.0 s; 0.65 s after the demo noticed)",
+    );
   });
 
   test('rewrites only the block between the markers, and twice is once', async () => {

@@ -110,16 +110,16 @@ function timed(deadlineMs, what) {
 }
 
 /** natkit options for one side: host (127.0.0.1) or relay-only through the relay. */
-function natkitOptions(controlling, { relayPort } = {}) {
-  const base = { controlling, addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'] };
+function natkitOptions(controlling, { relayPort, nomination } = {}) {
+  const base = { controlling, addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'], ...(nomination ? { nomination } : {}) };
   if (relayPort === undefined) return { ...base, iceServers: [] };
   return { ...base, iceServers: [{ urls: `turn:${LOOPBACK}:${relayPort}?transport=udp`, username: USER, credential: PASS }], policy: 'relay' };
 }
 
-export async function natkitRound({ relayPort, deadlineMs = 20000 } = {}) {
+export async function natkitRound({ relayPort, nomination, deadlineMs = 20000 } = {}) {
   const t = timed(deadlineMs, 'natkit');
-  const a = new IceAgent(natkitOptions(true, { relayPort }));
-  const b = new IceAgent(natkitOptions(false, { relayPort }));
+  const a = new IceAgent(natkitOptions(true, { relayPort, nomination }));
+  const b = new IceAgent(natkitOptions(false, { relayPort, nomination }));
   const agents = [a, b];
   try {
     const wire = (x, y, side) => {

@@ -27,7 +27,7 @@ if (c) {
       a.summary ? `${a.id}: pair ${fx(a.summary.pair50, 1)} ms, byte ${fx(a.summary.byte50, 1)} ms` : `${a.id}: ${a.unavailable ?? a.errors.slice(0, 2).join('; ')}`,
     );
     out.push(`  ${scenario.padEnd(6)} ${cells.join(' | ')}`);
-    if (per.ratio) out.push(`         natkit/werift: pair ${fx(per.ratio.pair)}x, byte ${fx(per.ratio.byte)}x (goal <= 0.50)`);
+    for (const [id, r] of Object.entries(per.ratios ?? {})) out.push(`         ${id}/werift: pair ${fx(r.pair)}x, byte ${fx(r.byte)}x (goal <= 0.50)`);
   }
   out.push(`  load average ${c.load.start.map((x) => x.toFixed(2)).join(' ')} -> ${c.load.end.map((x) => x.toFixed(2)).join(' ')}`);
 }

@@ -147,6 +147,64 @@ describe('SignalClient', () => {
     expect(await got).toEqual([{ type: 'end-of-candidates' }]);
   });
 
+  it('pingInterval: pings a quiet connection (none while it sends), and the pongs keep a short deadAfter happy', async () => {
+    // The server itself never pings here (heartbeat 60 s): without the client's pings and the
+    // server's pongs, deadAfter 300 ms would give the connection up.
+    const s = await server({ heartbeatInterval: 60_000, heartbeatTimeout: 120_000, tickResolution: 10 });
+    const written: string[] = [];
+    const a = client(s.address.port, {
+      room: 'pi',
+      deadAfter: 300,
+      pingInterval: 50,
+      createConnection: (o) => {
+        const sock = net.createConnection(o);
+        const write = sock.write.bind(sock) as (chunk: string) => boolean;
+        sock.write = ((chunk: string) => {
+          written.push(String(chunk));
+          return write(chunk);
+        }) as typeof sock.write;
+        return sock;
+      },
+    });
+    const dropped: unknown[] = [];
+    a.on('reconnecting', (r) => dropped.push(r));
+    await a.connect();
+    const pings = () => written.filter((w) => w === '{"type":"ping"}\n').length;
+    await new Promise((r) => setTimeout(r, 1000));
+    // about one every 50 ms; a loaded machine may fire fewer, never a burst
+    expect(pings()).toBeGreaterThanOrEqual(5);
+    expect(pings()).toBeLessThanOrEqual(21);
+    expect(dropped).toEqual([]);
+    expect(a.state).toBe('joined');
+    // while it sends on its own, nothing was quiet for 50 ms: no ping
+    const before = pings();
+    for (let i = 0; i < 10; i++) {
+      a.send({ type: 'app', data: i });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(pings()).toBeLessThanOrEqual(before + 1);
+  });
+
+  it('no pingInterval: the client sends no ping of its own', async () => {
+    const s = await server({ heartbeatInterval: 60_000, tickResolution: 10 });
+    const written: string[] = [];
+    const a = client(s.address.port, {
+      room: 'np',
+      createConnection: (o) => {
+        const sock = net.createConnection(o);
+        const write = sock.write.bind(sock) as (chunk: string) => boolean;
+        sock.write = ((chunk: string) => {
+          written.push(String(chunk));
+          return write(chunk);
+        }) as typeof sock.write;
+        return sock;
+      },
+    });
+    await a.connect();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(written.map((w) => JSON.parse(w).type)).toEqual(['join']);
+  });
+
   it('backs off exponentially (on its clock) and gives up after maxAttempts', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));

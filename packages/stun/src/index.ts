@@ -25,8 +25,3 @@ export * from './nat/discovery.js';
 export * from './nat/prober.js';
 export * from './nat/lifetime.js';
 export * from './nat/lifetime-prober.js';
-/**
- * @deprecated The binaries' helpers moved to the '@natkit/stun/cli' subpath; this alias
- * stays until every natkit binary imports from there.
- */
-export * as cli from './cli/shared.js';

@@ -39,7 +39,8 @@ describe('stunserver CLI', () => {
 
   it('says where it listens in one line, serves, and stops cleanly on SIGTERM and SIGINT', async () => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const p = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--alternate', '127.0.0.2', '--port', '0']);
+      // One process: this is one server's behaviour (workers: packages/turn/test/workers.test.ts).
+      const p = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--alternate', '127.0.0.2', '--port', '0', '--workers', '1']);
       const m = await p.waitFor(/^stunserver \S+ listening on udp 127\.0\.0\.1:(\d+), udp 127\.0\.0\.1:(\d+), udp 127\.0\.0\.2:\1, udp 127\.0\.0\.2:\2, tcp 127\.0\.0\.1:\1 \(RFC 5780 full mode\)\n/);
       const c = new StunClient();
       try {
@@ -55,6 +56,7 @@ describe('stunserver CLI', () => {
   });
 
   it('reports a port in use as an error with status 1', async () => {
+    // The first one on every core: a second server must still find the port taken.
     const a = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', '0', '--no-tcp']);
     const port = (await a.waitFor(/udp 127\.0\.0\.1:(\d+)/))[1]!;
     const b = await runBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', port]);
@@ -75,7 +77,12 @@ describe('stunserver CLI', () => {
 
 describe('natcheck CLI', () => {
   it('prints usage, and refuses bad input with status 2', async () => {
-    expect((await runBin('stun', 'natcheck', ['--help'])).stdout).toMatch(/^Usage: natcheck \[options\] SERVER\[:PORT\]/);
+    const help = (await runBin('stun', 'natcheck', ['--help'])).stdout;
+    expect(help).toMatch(/^Usage: natcheck \[options\] SERVER\[:PORT\]/);
+    // What "Unknown" and "not tested" mean, where a user looks first.
+    expect(help).toMatch(/NAT type \(RFC 3489\)  Unknown +the behaviour tests could not all be made: the server\n +gave no OTHER-ADDRESS/);
+    expect(help).toMatch(/hairpinning  not tested +no NAT was found/);
+    expect(help).toContain('--no-hairpin was given');
     const none = await runBin('stun', 'natcheck', []);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/which STUN server\?/);

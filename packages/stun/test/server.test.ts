@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Attr,
   AttrType,
+  ManualClock,
   MessageBuilder,
   MessageClass,
   Method,
@@ -139,7 +140,8 @@ describe('stunserver, basic mode', () => {
   });
 
   it('rate-limits error answers per source', async () => {
-    const s = await server({ address: '127.0.0.1', errorRate: 1, errorBurst: 3 });
+    // The injected clock stands still: a slow run cannot refill the bucket and change the count.
+    const s = await server({ address: '127.0.0.1', errorRate: 1, errorBurst: 3, clock: new ManualClock(0) });
     const { send, next } = await rawSocket();
     const port = s.listening[0]!.port;
     for (let i = 0; i < 10; i++) send(new MessageBuilder(Method.Allocate, MessageClass.Request).encode(), port, '127.0.0.1');

@@ -3,16 +3,16 @@
 // process, SIGHUP reloads, SIGTERM drains, metrics. Every wait is for a line of output or a
 // protocol answer, never a sleep; every process is stopped and awaited.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Method, StunClient, type StunResponse, type TransportAddress } from '@natkit/stun';
+import { Method, StunClient, type StunResponse, type TransportAddress, nodeNetwork } from '@natkit/stun';
 import { TurnAttr, TurnClient, restPassword } from '@natkit/turn';
 import { type Proc, runBin, startBin } from '../../../test/helpers/spawn.js';
 import { openRawUdp } from '../../../test/helpers/udp.js';
 import { OPTIONS } from '../src/cli/config.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
+import { httpGet } from '../../../test/helpers/http.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 const CERT = new URL('tls-cert.pem', fixtures).pathname;
@@ -65,23 +65,11 @@ const START = /^relayserver \S+ listening on (.*)\n/m;
 /** Starts relayserver on loopback, a free port and a fresh relay range; waits for the start-up line. */
 async function start(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Running> {
   const range = ports();
-  const proc = startBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', '0', ...range, ...args], { env });
+  // One process: these tests are about one relay's behaviour (workers: workers.test.ts).
+  const proc = startBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', '0', '--workers', '1', ...range, ...args], { env });
   const m = await proc.waitFor(START);
   const udp = /udp 127\.0\.0\.1:(\d+)/.exec(m[1]!);
   return { proc, line: m[0], port: udp ? Number(udp[1]) : 0, min: Number(range[1]), max: Number(range[3]) };
-}
-
-function httpGet(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    // No keep-alive agent: the connection closes with the answer, leaving no handle behind.
-    http
-      .get(url, { agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
 }
 
 describe('relayserver flags', () => {
@@ -359,5 +347,141 @@ describe('relayserver running', () => {
     const c = await runBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--port', '0', '--relay-ip', '198.51.100.254', '--user', 'a:b']);
     expect(c.code).toBe(1);
     expect(c.stderr).toMatch(/relayserver: cannot bind relay address 198\.51\.100\.254: .*EADDRNOTAVAIL/);
+  });
+});
+
+describe('relayserver as a new user runs it', () => {
+  it('starts with --user alone: listening on 0.0.0.0, relaying on the host\'s first non-loopback address (or saying it needs --relay-ip)', async () => {
+    const first = nodeNetwork.interfaces().find((i) => i.family === 'IPv4' && !i.internal)?.address;
+    // The README's command, on a free port (3478 may be taken on a shared machine).
+    const args = ['--user', 'alice:s3cret', '--port', '0', '--workers', '1', ...ports()];
+    if (!first) {
+      const r = await runBin('turn', 'relayserver', args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--relay-ip is needed: listening on 0\.0\.0\.0 does not say which address relayed sockets bind to, and this host has no address but loopback/);
+      return;
+    }
+    const proc = startBin('turn', 'relayserver', args);
+    defer(() => proc.stop('SIGINT'));
+    const m = await proc.waitFor(/listening on udp 0\.0\.0\.0:(\d+), tcp 0\.0\.0\.0:\1; relaying on (\S+) ports/);
+    expect(m[2]).toBe(first);
+    const r = await allocate(client('alice', 's3cret'), Number(m[1]));
+    expect(r.message.get(TurnAttr.XorRelayedAddress)?.address).toBe(first);
+    expect(await proc.stop('SIGINT')).toBe(0);
+  });
+
+  it('refuses a certificate and key that do not belong together', async () => {
+    const r = await runBin('turn', 'relayserver', ['--listen', '127.0.0.1', '--user', 'a:b', '--tls-cert', CERT, '--tls-key', new URL('other-key.pem', fixtures).pathname]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--tls-cert\/--tls-key: .*tls-cert\.pem and .*other-key\.pem are not a usable certificate and key: .*key values mismatch/);
+  });
+
+  it('re-reads the REST secret file on SIGHUP: a new secret works, a removed one no longer does, allocations stay', async () => {
+    const secrets = file('first-secret\n', 'rest-secrets');
+    const s = await start(['--auth-secret-file', secrets]);
+    expect(s.line).toContain('0 users, 1 REST secret');
+    const user = `${Math.floor(Date.now() / 1000) + 3600}:alice`;
+    const early = client(user, restPassword('first-secret', user));
+    await allocate(early, s.port);
+    await expect(allocate(client(user, restPassword('second-secret', user)), s.port)).rejects.toMatchObject({ errorCode: 401 });
+    writeFileSync(secrets, '# rotated\nsecond-secret\n');
+    s.proc.child.kill('SIGHUP');
+    await s.proc.waitFor(/credentials reloaded users=0 secrets=1/, 10_000, 'stderr');
+    await allocate(client(user, restPassword('second-secret', user)), s.port);
+    await expect(allocate(client(user, restPassword('first-secret', user)), s.port)).rejects.toMatchObject({ errorCode: 401 });
+    // The allocation made with the old secret lives on (its refresh is signed with the new key it no longer has: 401).
+    await expect(refresh(early, s.port, 600)).rejects.toMatchObject({ errorCode: 401 });
+    expect(await s.proc.stop('SIGINT')).toBe(0);
+    expect(s.proc.stderr()).toMatch(/stopped; 2 allocations cut/);
+  });
+});
+
+describe('the metrics endpoints: every series named, typed and explained, in the Prometheus text format', () => {
+  const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+  /** Each family's HELP and TYPE lines, from the exposition text. */
+  function families(text: string): Map<string, { help?: string; type?: string; samples: number }> {
+    const out = new Map<string, { help?: string; type?: string; samples: number }>();
+    const get = (n: string) => out.get(n) ?? (out.set(n, { samples: 0 }), out.get(n)!);
+    for (const line of text.split('\n')) {
+      let m = /^# HELP (\S+) (.+)$/.exec(line);
+      if (m) get(m[1]!).help = m[2];
+      else if ((m = /^# TYPE (\S+) (\S+)$/.exec(line))) get(m[1]!).type = m[2];
+      else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? \S+$/.exec(line))) {
+        const base = m[1]!.replace(/_(bucket|sum|count)$/, '');
+        (out.get(m[1]!) ?? out.get(base) ?? get(m[1]!)).samples++;
+      }
+    }
+    return out;
+  }
+  function expectFamilies(text: string, expected: Record<string, 'counter' | 'gauge'>): void {
+    const f = families(text);
+    for (const [name, type] of Object.entries(expected)) {
+      const fam = f.get(name);
+      expect(fam, name).toBeDefined();
+      expect(fam!.type, name).toBe(type);
+      expect(fam!.help, name).toMatch(/\w/);
+      expect(fam!.samples, name).toBeGreaterThan(0);
+    }
+    // Every natkit series has its HELP and TYPE, and nothing natkit serves is left out above.
+    for (const [name, fam] of f) {
+      if (!name.startsWith('natkit_')) continue;
+      expect(expected[name], `unexpected series ${name}`).toBeDefined();
+      expect(fam.help && fam.type, name).toBeTruthy();
+    }
+    // prom-client's process, GC and event-loop metrics come along.
+    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+      expect(f.get(name)?.type, name).toMatch(/counter|gauge/);
+    }
+  }
+
+  it('relayserver /metrics', async () => {
+    const s = await start(['--user', 'alice:wonderland', '--metrics', '127.0.0.1:0']);
+    await allocate(client('alice', 'wonderland'), s.port);
+    const url = /metrics on (http:\/\/\S+)$/.exec(s.line.trim())![1]!;
+    const r = await httpGet(url);
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe(CONTENT_TYPE);
+    expectFamilies(r.body, {
+      natkit_turn_allocations_created_total: 'counter',
+      natkit_turn_relayed_packets_total: 'counter',
+      natkit_turn_relayed_bytes_total: 'counter',
+      natkit_turn_auth_failures_total: 'counter',
+      natkit_turn_requests_total: 'counter',
+      natkit_turn_error_responses_total: 'counter',
+      natkit_turn_dropped_total: 'counter',
+      natkit_turn_allocations: 'gauge',
+      natkit_turn_permissions: 'gauge',
+      natkit_turn_channels: 'gauge',
+      natkit_turn_users: 'gauge',
+      natkit_turn_draining: 'gauge',
+    });
+    expect(r.body).toMatch(/^natkit_turn_users 1$/m);
+    expect(r.body).toMatch(/^natkit_turn_error_responses_total\{code="401"\} 1$/m);
+    expect((await httpGet(url.replace('/metrics', '/nothing'))).status).toBe(404);
+    expect(await s.proc.stop('SIGINT')).toBe(0);
+  });
+
+  it('stunserver /metrics', async () => {
+    const p = startBin('stun', 'stunserver', ['--listen', '127.0.0.1', '--port', '0', '--workers', '1', '--metrics', '127.0.0.1:0']);
+    defer(() => p.stop('SIGINT'));
+    const m = await p.waitFor(/listening on udp 127\.0\.0\.1:(\d+).*; metrics on (http:\/\/\S+)\n/);
+    const c = new StunClient();
+    defer(() => c.close());
+    await c.binding({ address: '127.0.0.1', port: Number(m[1]) });
+    // An error answer too, so the series by code has a sample.
+    await expect(c.request({ address: '127.0.0.1', port: Number(m[1]) }, { method: Method.Allocate })).rejects.toMatchObject({ errorCode: 400 });
+    const r = await httpGet(m[2]!);
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe(CONTENT_TYPE);
+    expectFamilies(r.body, {
+      natkit_stun_requests_total: 'counter',
+      natkit_stun_responses_total: 'counter',
+      natkit_stun_error_responses_total: 'counter',
+      natkit_stun_dropped_total: 'counter',
+      natkit_stun_connections: 'gauge',
+    });
+    expect(r.body).toMatch(/^natkit_stun_responses_total 1$/m);
+    expect(r.body).toMatch(/^natkit_stun_error_responses_total\{code="400"\} 1$/m);
+    expect(await p.stop('SIGINT')).toBe(0);
   });
 });

@@ -112,6 +112,49 @@ describe('the relay over an in-memory network with a manual clock', () => {
     expect(segment.open).toBe(2);
   });
 
+  it('logs failed authentications at warn, at most one line a second, saying how many it left out, and counts every one', async () => {
+    const segment = new MemorySegment();
+    const clock = new ManualClock(0);
+    const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+    const s = track(
+      await TurnServer.start({
+        network: segment.host('192.0.2.10'),
+        listen: ['192.0.2.10'],
+        port: 3478,
+        tcp: false,
+        clock,
+        users: parseUsers('alice:pw'),
+        log: (level, msg, fields) => lines.push({ level, msg, fields }),
+      }),
+    );
+    const sock = await open(segment.host('198.51.100.20'), '198.51.100.20');
+    const box = inbox(sock);
+    const ask = async (b: MessageBuilder, key?: Buffer): Promise<StunMessage> => {
+      const req = b.encode(key ? { integrity: { key } } : {});
+      sock.send(req, 3478, '192.0.2.10');
+      return decodeMessage((await box.next())[0], { registry: turnRegistry });
+    };
+    const challenge = await ask(new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP));
+    const realm = challenge.get(Attr.Realm)!;
+    const nonce = challenge.get(Attr.Nonce)!;
+    // The first, unsigned request is how every client starts: not a failure.
+    expect(lines.filter((l) => l.msg === 'authentication failed')).toEqual([]);
+    const wrong = (user: string) =>
+      ask(new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).add(Attr.Username, user).add(Attr.Realm, realm).add(Attr.Nonce, nonce), longTermKey(user, realm, 'guess'));
+    for (let i = 0; i < 30; i++) expect((await wrong(i % 2 ? 'alice' : 'mallory')).get(Attr.ErrorCode)!.code).toBe(401);
+    let failed = lines.filter((l) => l.msg === 'authentication failed');
+    expect(failed).toEqual([{ level: 'warn', msg: 'authentication failed', fields: { client: 'udp 198.51.100.20:' + sock.address().port, user: 'mallory', code: 401, reason: 'unknown user' } }]);
+    expect(s.counters.authFailures).toBe(30);
+    // A second later, the next one is logged with the count of those left out.
+    clock.advance(1000);
+    await wrong('alice');
+    failed = lines.filter((l) => l.msg === 'authentication failed');
+    expect(failed).toHaveLength(2);
+    expect(failed[1]!.fields).toMatchObject({ user: 'alice', reason: 'wrong credentials', suppressed: 29 });
+    expect(s.counters.authFailures).toBe(31);
+    expect(await s.metrics.metrics()).toMatch(/^natkit_turn_auth_failures_total 31$/m);
+  });
+
   it('fails to start naming a relay address the network does not have', async () => {
     const host = new MemorySegment().host('192.0.2.10');
     await expect(TurnServer.start({ network: host, listen: ['192.0.2.10'], relayAddresses: { IPv4: '192.0.2.99' }, tcp: false, users: parseUsers('a:b') })).rejects.toThrow(

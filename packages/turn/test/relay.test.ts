@@ -13,7 +13,9 @@ import {
   type TransportAddress,
 } from '@natkit/stun';
 import {
-  type LocalQuotas,
+  type Authenticator,
+  LocalQuotas,
+  LongTermAuthenticator,
   type RelayPorts,
   TRANSPORT_UDP,
   TurnAttr,
@@ -645,7 +647,8 @@ describe('relayserver: hostile input', () => {
   });
 
   it('rate-limits error answers to unauthenticated requests', async () => {
-    const s = await relay({ errorRate: 1 });
+    // The injected clock stands still: a slow run cannot refill the bucket and change the count.
+    const s = await relay({ errorRate: 1, clock: new ManualClock(0) });
     const raw = await openRawUdp();
     defer(() => raw.close());
     const req = () => new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode();
@@ -662,5 +665,84 @@ describe('relayserver: hostile input', () => {
     }
     expect(answers).toBe(20); // the burst
     expect(s.dropped('rate_limited')).toBe(30);
+  });
+});
+
+describe('relayserver: IPv6 relayed addresses and TLS certificates', () => {
+  it("natkit's client asks for an IPv6 relayed address and relays both ways with an IPv6 peer, by indications and by channel", async () => {
+    const s = await relay({ listen: ['127.0.0.1', '::1'], allowPeers: ['::1/128'] });
+    const p = await openRawUdp('::1', 'udp6');
+    defer(() => p.close());
+    const peerAddr: TransportAddress = { family: 'IPv6', address: '::1', port: p.port };
+    const c = await client(s, { family: 'IPv6' });
+    expect(c.relayed).toEqual([{ family: 'IPv6', address: '::1', port: expect.any(Number) }]);
+    const relayed = c.relayed[0]!;
+    await c.createPermission(peerAddr);
+    await c.send(peerAddr, Buffer.from('to v6 peer'));
+    const [got, from] = await p.next();
+    expect(got.toString()).toBe('to v6 peer');
+    expect({ address: from.address, port: from.port }).toEqual({ address: '::1', port: relayed.port });
+    const d1 = nextData(c);
+    await p.send(Buffer.from('from v6 peer'), relayed.port, '::1');
+    expect(await d1).toEqual([Buffer.from('from v6 peer'), peerAddr]);
+    await c.bindChannel(peerAddr);
+    await c.send(peerAddr, Buffer.from('v6 channel'));
+    expect((await p.next())[0].toString()).toBe('v6 channel');
+    const d2 = nextData(c);
+    await p.send(Buffer.from('v6 channel back'), relayed.port, '::1');
+    expect((await d2)[0].toString()).toBe('v6 channel back');
+    expect(s.allAllocations()[0]!.counters).toEqual({ toPeerPackets: 2, toPeerBytes: 20, toClientPackets: 2, toClientBytes: 27 });
+  });
+
+  it('a TLS client refuses a certificate it does not trust, or one for another name; the relay serves the next client', async () => {
+    const other = readFileSync(new URL('other-cert.pem', fixtures));
+    const s = await relay({ tls: { cert, key, port: 0 } });
+    const port = s.listening.find((l) => l.transport === 'tls')!.port;
+    const attempt = (servername: string, ca: Buffer) =>
+      TurnClient.allocate({ username: 'alice', password: 'wonderland', server: { address: '127.0.0.1', port, transport: 'tls', servername, tls: { ca } } });
+    // Signed by nobody the client trusts.
+    await expect(attempt('natkit.test', other)).rejects.toMatchObject({ message: expect.stringMatching(/self[- ]signed certificate/i) });
+    // Trusted, but for natkit.test, not the name asked for.
+    await expect(attempt('other.test', cert)).rejects.toMatchObject({ message: expect.stringMatching(/Hostname\/IP does not match certificate's altnames/) });
+    expect(s.allocationCount).toBe(0);
+    const ok = track(await attempt('natkit.test', cert));
+    expect(ok.relayed).toHaveLength(1);
+  });
+});
+
+describe("the README's embedding example: a custom authenticator, quotas and events", () => {
+  it('authenticates from a lookup, refuses clients the wrapper refuses (403), and tells allocations created and deleted', async () => {
+    const accounts = new Map([['carol', 'from-db']]);
+    const lookups: string[] = [];
+    const longTerm = new LongTermAuthenticator({
+      realm: 'example.org',
+      lookup: (username) => {
+        lookups.push(username);
+        return accounts.has(username) ? { password: accounts.get(username)! } : undefined;
+      },
+    });
+    const authenticator: Authenticator = {
+      authenticate: (msg, client, now) =>
+        client.address === '127.0.0.1' ? longTerm.authenticate(msg, client, now) : { ok: false, code: 403, reason: 'not from the office network', challenge: false },
+      challenge: (b, client, now) => longTerm.challenge(b, client, now),
+    };
+    const s = await relay({ authenticator, quotas: new LocalQuotas({ userQuota: 1, totalQuota: 500 }) });
+    const created: string[] = [];
+    const deleted: string[] = [];
+    s.on('allocation-created', ({ allocation, lifetime }) => created.push(`${allocation.username} ${lifetime}`));
+    s.on('allocation-deleted', ({ allocation, reason }) => deleted.push(`${allocation.username} ${reason}`));
+    const c = await client(s, { username: 'carol', password: 'from-db' });
+    expect(c.relayed).toHaveLength(1);
+    expect(lookups).toContain('carol');
+    // The quota of one: a second allocation of carol's gets 486.
+    await expect(client(s, { username: 'carol', password: 'from-db' })).rejects.toMatchObject({ errorCode: 486 });
+    // Unknown to the lookup: 401 like any unknown user.
+    await expect(client(s, { username: 'dave', password: 'x' })).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    // From another address the wrapper refuses before any password is checked.
+    const far = track(new StunClient({ bindAddress: '127.0.0.2', credentials: { username: 'carol', password: 'from-db' }, retransmit: { rto: 200, rc: 4, rm: 8 } }));
+    await expectError(far.request({ address: '127.0.0.1', port: udpPort(s) }, { method: Method.Allocate, attributes: (b) => b.add(TurnAttr.RequestedTransport, TRANSPORT_UDP) }), 403);
+    await c.close();
+    expect(created).toEqual(['carol 600']);
+    expect(deleted).toEqual(['carol refreshed with lifetime 0']);
   });
 });

@@ -222,6 +222,10 @@ export class ChromiumPeer implements IcePeer {
   send(): void {
     this.log.push({ ev: 'error', message: 'chromium: no application data without DTLS (beyond the ICE layer)' });
   }
+  /** Calls into the page run in order, each to its end: once the chain so far is done, so are they. */
+  async sync(): Promise<void> {
+    await this.chain;
+  }
 
   /** Chromium's candidate-pair and transport stats (for diagnostics and assertions). */
   async stats(): Promise<Array<Record<string, unknown>>> {
@@ -247,6 +251,6 @@ export class ChromiumPeer implements IcePeer {
   }
 
   diagnostics(): string {
-    return `--- chromium (${this.role})\nevents:\n${describeEvents(this.events)}\nconsole:\n${this.console.slice(-40).join('\n')}`;
+    return `--- chromium (${this.role})\nevents:\n${describeEvents(this.events, 60, this.log.times)}\nconsole:\n${this.console.slice(-40).join('\n')}`;
   }
 }

@@ -4,7 +4,7 @@
 // remote). Data exchange: each side sends distinct datagrams and must receive all of the
 // other's.
 import { expect } from 'vitest';
-import { type IcePeer, type PeerCandidate, localCandidates, reachState, received, selectedPair } from './peer.js';
+import { type IcePeer, type PeerCandidate, localCandidates, localParams, reachState, received, selectedPair } from './peer.js';
 
 export interface Selected {
   local: PeerCandidate;
@@ -39,11 +39,37 @@ export async function connect(a: IcePeer, b: IcePeer, opts: { ms?: number; filte
   const t0 = performance.now();
   const stop = [forward(a, b, opts), forward(b, a, opts)];
   try {
-    const [pa, pb] = await Promise.all([selectedPair(a, ms), selectedPair(b, ms), reachState(a, ['connected', 'completed'], ms), reachState(b, ['connected', 'completed'], ms)]);
-    return { a: pa, b: pb, ms: performance.now() - t0 };
+    return await bothConnected(a, b, ms, t0);
   } finally {
     // later candidates (none expected) are not forwarded once connected
     for (const s of stop) s();
+  }
+}
+
+async function bothConnected(a: IcePeer, b: IcePeer, ms: number, t0: number): Promise<Connected> {
+  const [pa, pb] = await Promise.all([selectedPair(a, ms), selectedPair(b, ms), reachState(a, ['connected', 'completed'], ms), reachState(b, ['connected', 'completed'], ms)]);
+  return { a: pa, b: pb, ms: performance.now() - t0 };
+}
+
+/**
+ * Like connect(), but `x` learns `y` only from y's checks, after y's end-of-candidates:
+ * x gets y's ufrag/pwd and end-of-candidates and none of y's candidates, and has taken
+ * them (IcePeer.sync) before y gets anything of x's, so y's first check reaches x after
+ * x knew that no candidate would come. x must learn y as peer-reflexive (RFC 8445 7.3.1.3)
+ * and connect. This is the order that Chromium's unsignalled candidates produce by chance
+ * (README.md), made certain.
+ */
+export async function connectLearningFromChecks(x: IcePeer, y: IcePeer, opts: { ms?: number } = {}): Promise<Connected> {
+  const ms = opts.ms ?? 30_000;
+  const t0 = performance.now();
+  x.setRemoteParameters(await localParams(y, ms));
+  x.endOfRemoteCandidates();
+  await x.sync();
+  const stop = forward(x, y);
+  try {
+    return await bothConnected(x, y, ms, t0);
+  } finally {
+    stop();
   }
 }
 

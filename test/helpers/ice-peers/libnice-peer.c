@@ -7,10 +7,10 @@
  * It speaks the ice-peers line protocol (test/helpers/ice-peers/README.md): one JSON
  * object per line.
  *   stdin:  {"cmd":"remote-params","ufrag":..,"pwd":..}  {"cmd":"candidate","line":..}
- *           {"cmd":"end-of-candidates"}  {"cmd":"send","hex":..}  {"cmd":"close"}
+ *           {"cmd":"end-of-candidates"}  {"cmd":"send","hex":..}  {"cmd":"sync","id":..}  {"cmd":"close"}
  *   stdout: {"ev":"local-params",..} {"ev":"candidate","line":..} {"ev":"end-of-candidates"}
  *           {"ev":"state","state":..,"native":..} {"ev":"selected-pair","local":{..},"remote":{..}}
- *           {"ev":"data","hex":..} {"ev":"error","message":..} {"ev":"closed"}
+ *           {"ev":"data","hex":..} {"ev":"error","message":..} {"ev":"synced","id":..} {"ev":"closed"}
  * End of stdin ends the program too, so it never outlives the test that started it.
  *
  * Built by the test set-up with the system compiler:
@@ -318,6 +318,7 @@ static void handle_line(const char *text) {
   else if (!strcmp(cmd, "candidate")) cmd_candidate(g_hash_table_lookup(o, "line") ? g_hash_table_lookup(o, "line") : "");
   else if (!strcmp(cmd, "end-of-candidates")) cmd_end_of_candidates();
   else if (!strcmp(cmd, "send")) cmd_send(g_hash_table_lookup(o, "hex"));
+  else if (!strcmp(cmd, "sync")) emit("synced", "id", g_hash_table_lookup(o, "id") ? (const char *)g_hash_table_lookup(o, "id") : "", NULL);
   else if (!strcmp(cmd, "close")) g_main_loop_quit(loop);
   else emit_error("unknown cmd %s", cmd);
   g_hash_table_destroy(o);

@@ -94,6 +94,8 @@ export class NatkitPeer implements IcePeer {
   send(data: Buffer): void {
     this.guard('send', () => this.agent.send(data));
   }
+  /** IceAgent takes each call synchronously: nothing is pending. */
+  async sync(): Promise<void> {}
 
   close(): Promise<void> {
     this.closing ??= this.agent.close().finally(() => this.log.end('closed'));
@@ -101,6 +103,6 @@ export class NatkitPeer implements IcePeer {
   }
 
   diagnostics(): string {
-    return `--- natkit (${this.role})\nevents:\n${describeEvents(this.events)}`;
+    return `--- natkit (${this.role})\nevents:\n${describeEvents(this.events, 60, this.log.times)}`;
   }
 }

@@ -24,6 +24,7 @@ export type PeerEvent =
   | { ev: 'selected-pair'; local: PeerCandidate; remote: PeerCandidate }
   | { ev: 'data'; hex: string }
   | { ev: 'error'; message: string }
+  | { ev: 'synced'; id: string }
   | { ev: 'closed' };
 
 export type PeerCommand =
@@ -31,6 +32,7 @@ export type PeerCommand =
   | { cmd: 'candidate'; line: string }
   | { cmd: 'end-of-candidates' }
   | { cmd: 'send'; hex: string }
+  | { cmd: 'sync'; id: string }
   | { cmd: 'close' };
 
 export type Role = 'controlling' | 'controlled';
@@ -49,6 +51,12 @@ export interface IcePeer {
   addRemoteCandidate(line: string): void;
   endOfRemoteCandidates(): void;
   send(data: Buffer): void;
+  /**
+   * Resolves once the peer has handled every command given before it (the protocol's
+   * sync command, answered by a synced event): a test that needs the agent to have taken
+   * a command before something else happens on the network waits for this.
+   */
+  sync(): Promise<void>;
   /** Closes the peer and waits until it is gone (idempotent). */
   close(): Promise<void>;
   /** What to print when a test fails: the peer's events, logs, stderr. */
@@ -61,12 +69,15 @@ export interface IcePeer {
  */
 export class EventLog {
   readonly events: PeerEvent[] = [];
+  /** When each event came (Date.now()), for the timelines in diagnostics. */
+  readonly times: number[] = [];
   private readonly subs = new Set<(e: PeerEvent) => void>();
   /** Set once the peer is gone (process exited, page closed): waits fail at once. */
   private ended: string | undefined;
 
   push(e: PeerEvent): void {
     this.events.push(e);
+    this.times.push(Date.now());
     for (const s of [...this.subs]) s(e);
   }
 
@@ -117,6 +128,13 @@ export function waitForEvent<T>(peer: IcePeer, what: string, match: (e: PeerEven
   });
 }
 
+let syncs = 0;
+/** A fresh id for a sync command. */
+export const syncId = () => `sync-${process.pid}-${++syncs}`;
+
+/** Waits for the synced event that answers sync command `id`. */
+export const synced = (p: IcePeer, id: string, ms?: number) => waitForEvent(p, `synced ${id}`, (e) => (e.ev === 'synced' && e.id === id ? true : undefined), ms);
+
 export const localParams = (p: IcePeer, ms?: number) =>
   waitForEvent(p, 'local ufrag/pwd', (e) => (e.ev === 'local-params' ? { ufrag: e.ufrag, pwd: e.pwd } : undefined), ms);
 
@@ -148,8 +166,12 @@ export const states = (p: IcePeer): PeerState[] => p.events.flatMap((e) => (e.ev
 export const errors = (p: IcePeer): string[] => p.events.flatMap((e) => (e.ev === 'error' ? [e.message] : []));
 export const localCandidates = (p: IcePeer): string[] => p.events.flatMap((e) => (e.ev === 'candidate' ? [e.line] : []));
 
-export function describeEvents(events: readonly PeerEvent[], max = 60): string {
-  const lines = events.map((e) => JSON.stringify(e).slice(0, 300));
+/** Wall-clock time of day with milliseconds (the harnesses' logs use the same clock). */
+export const clock = (t: number) => new Date(t).toISOString().slice(11, 23);
+
+/** One line per event, each with the time it came when `times` is given (EventLog.times). */
+export function describeEvents(events: readonly PeerEvent[], max = 60, times?: readonly number[]): string {
+  const lines = events.map((e, i) => `${times?.[i] ? `${clock(times[i]!)} ` : ''}${JSON.stringify(e).slice(0, 300)}`);
   return (lines.length > max ? ['...', ...lines.slice(-max)] : lines).join('\n');
 }
 

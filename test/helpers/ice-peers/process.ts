@@ -4,7 +4,7 @@
 // also ends each harness, so a child never outlives its test.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { EventLog, type IcePeer, type PeerCommand, type PeerEvent, type Role, describeEvents } from './peer.js';
+import { EventLog, type IcePeer, type PeerCommand, type PeerEvent, type Role, describeEvents, syncId, synced } from './peer.js';
 
 const live = new Set<ProcessPeer>();
 
@@ -83,6 +83,11 @@ export class ProcessPeer implements IcePeer {
   send(data: Buffer): void {
     this.command({ cmd: 'send', hex: data.toString('hex') });
   }
+  async sync(): Promise<void> {
+    const id = syncId();
+    this.command({ cmd: 'sync', id });
+    await synced(this, id);
+  }
 
   /** The exit code or signal, once exited. */
   get exit(): string | undefined {
@@ -101,7 +106,7 @@ export class ProcessPeer implements IcePeer {
   }
 
   diagnostics(): string {
-    return `--- ${this.kind} (${this.role}) pid ${this.child.pid} ${this.exitInfo ?? 'running'}\nevents:\n${describeEvents(this.events)}\nstderr:\n${this.stderr.slice(-6000)}`;
+    return `--- ${this.kind} (${this.role}) pid ${this.child.pid} ${this.exitInfo ?? 'running'}\nevents:\n${describeEvents(this.events, 60, this.log.times)}\nstderr:\n${this.stderr.slice(-6000)}`;
   }
 }
 

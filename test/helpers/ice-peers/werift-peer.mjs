@@ -17,15 +17,31 @@
 //    gathering is done, not ICE. The peer reports werift's states as `native` and
 //    normalises that one to "new"; werift has no "checking" state, so the peer reports
 //    "checking" when it calls connect().
-//  - connect() needs the remote ufrag/pwd, and it fails at once ("ICE negotiation failed")
-//    when its checklist is empty: no remote candidate yet and no check received before the
-//    call (checks that arrive earlier are kept as `earlyChecks` and become peer-reflexive
-//    pairs inside connect()). A peer whose candidates are never signalled (Chromium's
-//    non-loopback ones) is only learned from its checks, so the peer calls connect() once
-//    remote-params have arrived AND there is a remote candidate or an early check, however
-//    late the first check comes on a loaded machine.
-//  - send() silently drops data while consent is not fresh; the peer reports an error
-//    when nothing is nominated yet.
+//  - connect() needs the remote ufrag/pwd; the peer calls it once they have come and
+//    gathering is done. Checks that arrive before connect() are answered and kept as
+//    `earlyChecks`; connect() turns them into peer-reflexive pairs with triggered checks.
+//    After that each incoming check goes to checkIncoming() at once (RFC 8445 7.3.1.3 and
+//    7.3.1.4): a prflx candidate in `remoteCandidates` and a pair, if new.
+//  - connect()'s check loop (schedulingChecks, every 20 ms) keeps going while the
+//    checklist is empty only until end-of-candidates (addRemoteCandidate(undefined)); with
+//    end-of-candidates and an empty checklist, connect() ends at once with "ICE
+//    negotiation failed" (whether it was called before or after). A remote agent whose
+//    candidates are never signalled (Chromium's non-loopback ones, which the tests filter
+//    out) is known only from its checks, and its end-of-candidates often comes before its
+//    first check. So the peer holds a remote end-of-candidates while werift knows no
+//    remote candidate, and gives it to werift the moment werift learns one from a check
+//    (the peer's Connection subclass hooks checkIncoming(), which werift calls for each
+//    early check inside connect() and for each later check as it comes). Until then
+//    connect() waits for checks. A candidate line after a held end-of-candidates is added
+//    like any other (werift accepts candidates after end-of-candidates too), and ends the hold.
+//  - A check that gets no answer fails its pair after 5 transmissions (50 ms doubling,
+//    about 1.6 s), so on a loaded machine a pair can fail; werift then waits on (connect()
+//    returns only on success) and a later check from the peer re-triggers the pair.
+//  - It answers every Binding request without checking MESSAGE-INTEGRITY; a 401 answer
+//    to its own check makes it repeat the check forever (no failure is reported).
+//  - send() silently drops data while consent is not fresh; consent becomes fresh when
+//    connect() returns, and the peer reports the selected pair only then. It reports an
+//    error for a send when nothing is nominated yet.
 //  - As controlling agent werift sets USE-CANDIDATE on every check (aggressive nomination).
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -40,7 +56,23 @@ const addresses = values.address ?? ['127.0.0.1'];
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const cand = (c) => ({ address: c.host, port: c.port, type: c.type });
 
-const conn = new Connection(values.role === 'controlling', {
+// Every incoming check that werift answers ends in checkIncoming() (a method of the class, so a
+// subclass sees the calls werift makes on itself); the peer needs to know when one has.
+if (typeof Connection.prototype.checkIncoming !== 'function') {
+  process.stderr.write('werift Connection.prototype.checkIncoming is gone: this peer needs updating\n');
+  process.exit(2);
+}
+class PeerConnection extends Connection {
+  onCheck = undefined;
+  checkIncoming(message, addr, protocol) {
+    super.checkIncoming(message, addr, protocol);
+    this.onCheck?.();
+  }
+}
+
+const clock = () => new Date().toISOString().slice(11, 23);
+
+const conn = new PeerConnection(values.role === 'controlling', {
   useIpv4: false,
   useIpv6: false,
   additionalHostAddresses: addresses,
@@ -57,16 +89,23 @@ out({ ev: 'local-params', ufrag: conn.localUsername, pwd: conn.localPassword });
 out({ ev: 'state', state: 'new', native: conn.state });
 const gathered = conn.gatherCandidates().then(() => out({ ev: 'end-of-candidates' }));
 
-// Resolves when werift has something to pair with (see the note on connect() above).
-async function somethingToCheck() {
-  while (!closing && conn.remoteCandidates.length === 0 && (conn.earlyChecks?.length ?? 0) === 0) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+// A remote end-of-candidates waits here while werift knows no remote candidate (see the
+// note on connect() above).
+let endHeld = false;
+function releaseEndOfCandidates() {
+  if (!endHeld || conn.remoteCandidates.length === 0) return;
+  endHeld = false;
+  const c = conn.remoteCandidates[0];
+  process.stderr.write(`${clock()} peer: end-of-candidates given to werift now that it knows ${c.type} ${c.host}:${c.port}\n`);
+  track(conn.addRemoteCandidate(undefined));
 }
+conn.onCheck = releaseEndOfCandidates;
 
+let connectCalled = false;
 async function connect() {
+  connectCalled = true;
   await gathered;
-  await somethingToCheck();
+  // from here on werift's 'completed' is ICE's (gathering's came before)
   connecting = true;
   out({ ev: 'state', state: 'checking', native: '(connect() called)' });
   try {
@@ -107,7 +146,7 @@ rl.on('line', (text) => {
   switch (msg.cmd) {
     case 'remote-params':
       conn.setRemoteParams({ iceLite: false, usernameFragment: msg.ufrag, password: msg.pwd });
-      if (!connecting) track(connect());
+      if (!connectCalled) track(connect());
       break;
     case 'candidate': {
       let line = String(msg.line ?? '');
@@ -120,15 +159,22 @@ rl.on('line', (text) => {
         out({ ev: 'error', message: `bad candidate line ${JSON.stringify(msg.line)}: ${e.message}` });
         break;
       }
-      track(conn.addRemoteCandidate(c));
+      track(conn.addRemoteCandidate(c).then(releaseEndOfCandidates));
       break;
     }
     case 'end-of-candidates':
-      track(conn.addRemoteCandidate(undefined));
+      if (conn.remoteCandidates.length > 0) track(conn.addRemoteCandidate(undefined));
+      else if (!endHeld) {
+        endHeld = true;
+        process.stderr.write(`${clock()} peer: end-of-candidates held: werift knows no remote candidate yet\n`);
+      }
       break;
     case 'send':
       if (!conn.nominated) out({ ev: 'error', message: 'send: nothing nominated yet' });
       else track(conn.send(Buffer.from(msg.hex, 'hex')));
+      break;
+    case 'sync':
+      out({ ev: 'synced', id: String(msg.id ?? '') });
       break;
     case 'close':
       void close();

@@ -1,6 +1,7 @@
 import { StunServer, type StunServerOptions } from '@natkit/stun';
-import { TurnServer, type TurnServerOptions, parseUsers } from '@natkit/turn';
+import { RelayPorts, TurnServer, type TurnServerOptions, parseUsers } from '@natkit/turn';
 import { VnetError } from './core.js';
+import { Prng } from './rng.js';
 import type { Host } from './host.js';
 import type { VnetLab } from './lab.js';
 import type { VirtualNetwork } from './network.js';
@@ -52,6 +53,8 @@ export async function startTurnServer(vnet: VirtualNetwork, options: VnetTurnOpt
     port,
     realm: 'vnet.natkit.test',
     users: parseUsers(`${username}:${password}`),
+    // Relayed ports from the network's seed, not crypto's randomness, so a run repeats itself.
+    relayAllocator: seededRelayPorts(vnet, host, address),
     ...rest,
     udp: true,
     tcp: false,
@@ -68,4 +71,10 @@ export async function startTurnServer(vnet: VirtualNetwork, options: VnetTurnOpt
     password,
     close: () => server.close(),
   };
+}
+
+function seededRelayPorts(vnet: VirtualNetwork, host: Host, address: string): RelayPorts {
+  const prng = Prng.derive(vnet.seed, `turn relay ports ${address}`);
+  const family = address.includes(':') ? 'IPv6' : 'IPv4';
+  return new RelayPorts({ addresses: { [family]: address }, network: host.network, randomInt: (min, max) => prng.int(min, max - 1) });
 }

@@ -1,4 +1,5 @@
-import { cli, ipFamily } from '@natkit/stun';
+import { ipFamily } from '@natkit/stun';
+import * as cli from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
 import { type IceServer, IceUrlError, parseIceServerUrl, validateIceServers } from '../gather/urls.js';

@@ -45,6 +45,14 @@ export interface SignalClientOptions {
   deadAfter?: number;
   /** Give up a connect attempt after this (ms). Default 10000. */
   connectTimeout?: number;
+  /**
+   * Rooms: send a `ping` whenever nothing was sent for this long (ms); the server answers
+   * `pong`. Default: off (the server's own pings keep a connection alive). A client behind a
+   * NAT that may forget its TCP mapping (a reboot, `conntrack -F`) sets it: its next ping then
+   * draws a reset at once and it reconnects, where a connection that only listens would
+   * notice after TCP's keepalive or `deadAfter`.
+   */
+  pingInterval?: number;
   clock?: Clock;
   /** For the jitter (tests). */
   random?: () => number;
@@ -99,7 +107,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private everJoined = false;
   private timer: unknown;
   private watchdog: unknown;
+  private pinger: unknown;
   private lastRecv = 0;
+  private lastSend = 0;
   private deadAfter = 0;
   private connectWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private finalError: SignalClientError | undefined;
@@ -146,7 +156,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private enqueue(text: string): void {
     if (this._state === 'closed') throw new SignalClientError('CLOSED', 'the client is closed');
     if (this._state === 'joined' && this.sock) {
-      this.sock.write(text);
+      this.write(this.sock, text);
       return;
     }
     if (this.queue.length >= (this.opts.maxQueue ?? 1000)) throw new SignalClientError('NOT_CONNECTED', `not connected and ${this.queue.length} messages are queued already`);
@@ -187,7 +197,28 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private clearTimers(): void {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     if (this.watchdog !== undefined) this.clock.clearTimeout(this.watchdog);
-    this.timer = this.watchdog = undefined;
+    if (this.pinger !== undefined) this.clock.clearTimeout(this.pinger);
+    this.timer = this.watchdog = this.pinger = undefined;
+  }
+
+  private write(sock: net.Socket, text: string): void {
+    this.lastSend = this.clock.now();
+    sock.write(text);
+  }
+
+  /** pingInterval: a ping when nothing was sent for that long (rooms, while joined). */
+  private armPinger(): void {
+    const every = this.opts.pingInterval;
+    if (!every || this.room === undefined) return;
+    if (this.pinger !== undefined) this.clock.clearTimeout(this.pinger);
+    const tick = () => {
+      this.pinger = undefined;
+      if (!this.sock || this._state !== 'joined') return;
+      const quiet = this.clock.now() - this.lastSend;
+      if (quiet >= every) this.write(this.sock, encodeMessage({ type: 'ping' }));
+      this.pinger = this.clock.setTimeout(tick, quiet >= every ? every : every - quiet);
+    };
+    this.pinger = this.clock.setTimeout(tick, every);
   }
 
   private open(): void {
@@ -206,7 +237,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       this.clock.clearTimeout(connectTimer);
       this.lastRecv = this.clock.now();
       if (this.room !== undefined) {
-        sock.write(encodeMessage({ type: 'join', room: this.room, session: this.session }));
+        this.write(sock, encodeMessage({ type: 'join', room: this.room, session: this.session }));
         // Until `joined` tells the heartbeat, the server's join timeout is the bound.
         this.armWatchdog(this.opts.deadAfter ?? 15_000);
       } else {
@@ -249,7 +280,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
           this.onJoined(m);
           break;
         case 'ping':
-          sock.write(encodeMessage({ type: 'pong' }));
+          this.write(sock, encodeMessage({ type: 'pong' }));
           break;
         case 'pong':
           break;
@@ -296,7 +327,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     if (m) this.armWatchdog(this.opts.deadAfter ?? Math.max(3 * m.heartbeat, 1000));
     const q = this.queue;
     this.queue = [];
-    for (const t of q) this.sock!.write(t);
+    for (const t of q) this.write(this.sock!, t);
+    if (m) this.armPinger();
     this.emit('joined', { ...(m ? { joined: m } : {}), reconnected });
     for (const w of this.connectWaiters.splice(0)) w.resolve();
   }
@@ -323,7 +355,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
 
   private onDrop(error: Error): void {
     if (this.watchdog !== undefined) this.clock.clearTimeout(this.watchdog);
-    this.watchdog = undefined;
+    if (this.pinger !== undefined) this.clock.clearTimeout(this.pinger);
+    this.watchdog = this.pinger = undefined;
     if (this._state === 'closed') return;
     const b = this.backoff;
     if (!b) {

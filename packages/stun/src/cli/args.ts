@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 
 /**
@@ -181,9 +182,21 @@ export function readFlagFile(path: string, flag: string): Buffer {
  * exits 2; any other error prints "NAME: message" and exits 1.
  */
 export function runCli(program: string, main: () => Promise<number | void>): void {
+  // A --workers worker has an IPC channel to its primary that keeps it alive: let it go
+  // once main is done, so the worker exits (and the primary sees it).
+  const done = () => {
+    if (!cluster.isWorker || !process.connected) return;
+    // Tell the primary how this worker ended (a signal that reaches it while it exits must
+    // not count as a crash), then let go: worker.disconnect(), not process.disconnect(), so
+    // the worker exits with its own status instead of being ended with 0.
+    process.send!({ natkit: 'stopped', code: process.exitCode ?? 0 }, undefined, undefined, () => {
+      if (process.connected) cluster.worker!.disconnect();
+    });
+  };
   main().then(
     (code) => {
       if (typeof code === 'number') process.exitCode = code;
+      done();
     },
     (err: unknown) => {
       if (err instanceof CliError) {
@@ -193,6 +206,7 @@ export function runCli(program: string, main: () => Promise<number | void>): voi
         process.stderr.write(`${program}: ${(err as Error)?.message ?? String(err)}\n`);
         process.exitCode = 1;
       }
+      done();
     },
   );
 }

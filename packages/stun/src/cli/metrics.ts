@@ -22,13 +22,20 @@ export function metricsText(registries: Registry[]): Promise<string> {
   return Registry.merge(registries).metrics();
 }
 
-/** In a cluster worker: the registries the primary's scrape reads. */
+let aggregator: AggregatorRegistry<typeof Registry.PROMETHEUS_CONTENT_TYPE> | undefined;
+
+/**
+ * In a cluster worker: the registries the primary's scrape reads. (prom-client answers the
+ * primary's requests once an AggregatorRegistry exists in the worker.)
+ */
 export function reportToPrimary(registries: Registry[]): void {
+  aggregator ??= new AggregatorRegistry();
   AggregatorRegistry.setRegistries(registries);
 }
 
 /** In the cluster primary: the workers' metrics, summed (counters) or as prom-client aggregates each. */
-export function clusterMetricsText(aggregator: AggregatorRegistry<typeof Registry.PROMETHEUS_CONTENT_TYPE> = new AggregatorRegistry()): Promise<string> {
+export function clusterMetricsText(): Promise<string> {
+  aggregator ??= new AggregatorRegistry();
   return aggregator.clusterMetrics();
 }
 

@@ -42,7 +42,18 @@ const HELP = usage(
     'Cone, Symmetric, Symmetric UDP Firewall, UDP Blocked). SERVER is an address or a\n' +
     'host name; PORT defaults to 3478.',
   SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
-  'Exit status: 0 report printed, 3 no answer from the server (UDP blocked or server\ndown), 2 bad usage, 1 other errors.',
+  [
+    'Reading the report:',
+    '  NAT type (RFC 3489)  Unknown   the behaviour tests could not all be made: the server',
+    '      gave no OTHER-ADDRESS (it has one address, so "behaviour tests not run": use a',
+    '      server with two, e.g. stunserver --alternate), or its alternate address never',
+    '      answered (mapping or filtering "unknown").',
+    '  hairpinning  not tested         no NAT was found (hairpinning is what a NAT does with',
+    '      packets to its own public address), or --no-hairpin was given.',
+    '',
+    'Exit status: 0 report printed, 3 no answer from the server (UDP blocked or server',
+    'down), 2 bad usage, 1 other errors.',
+  ].join('\n'),
 );
 
 function splitHostPort(text: string): { host: string; port: number } {

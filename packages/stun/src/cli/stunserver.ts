@@ -7,7 +7,7 @@ import { StunServer } from '../server/server.js';
 import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
 import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
-import { Primary, planWorkers, tellListening, workerId } from './workers.js';
+import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
 
 /** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
 const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
@@ -100,6 +100,15 @@ runCli('stunserver', async () => {
   const plan = planWorkers(v.workers as number | undefined);
   if (plan.note) log[plan.asked ? 'warn' : 'info'](plan.note);
   if (plan.count === 1) return serve(options, format, statsEvery, metricsAt, false);
+  if (options.udp !== false) {
+    const P = options.port ?? 3478;
+    const P2 = options.alternatePort ?? (P === 0 ? 0 : P + 1);
+    const endpoints = [{ address: listen, port: P }];
+    if (alternate !== undefined) endpoints.push({ address: listen, port: P2 }, { address: alternate, port: P }, { address: alternate, port: P2 });
+    await checkUdpPortsFree(endpoints).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
   return primary(plan.count, metricsAt, log);
 });
 
@@ -167,21 +176,38 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
   await server.close();
   await closeMetrics(metrics?.server);
   log.info('stopped', { ...server.stats, stream: server.streamDrops });
-  if (worker) process.disconnect?.();
+  // A worker hands its counters to the primary, which says what all of them did.
+  if (worker) await new Promise<void>((r) => process.send!({ natkit: 'stats', stats: server.stats, stream: server.streamDrops }, undefined, undefined, () => r()));
   return 0;
 }
 
 /** The primary of --workers N: forks them (the first one first, for its ports), sums their metrics, passes signals on. */
 async function primary(count: number, metricsAt: { address: string; port: number } | undefined, log: Logger): Promise<number> {
   let ports: Record<string, unknown> | undefined;
-  let stopping = false;
+  // The workers' final counters, summed for the primary's own 'stopped' line.
+  const total = { received: 0, responses: 0, errors: {} as Record<string, number>, dropped: {} as Record<string, number>, stream: {} as Record<string, number> };
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  };
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
   const workers = new Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
     listening: (i, m) => {
       if (i === 0) ports = { port: m.port, altPort: m.altPort, tlsPort: m.tlsPort };
     },
+    onMessage: (_w, m) => {
+      if (m.natkit !== 'stats') return;
+      const st = m.stats as { received: number; responses: number; errors: Record<string, number>; dropped: Record<string, number> };
+      total.received += st.received;
+      total.responses += st.responses;
+      add(total.errors, st.errors);
+      add(total.dropped, st.dropped);
+      add(total.stream, m.stream as Record<string, number>);
+    },
     onExit: (w, code, signal) => {
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
     },
   });
@@ -195,6 +221,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
   let ready;
   try {
     ready = await workers.start();
+    stopping = false;
   } catch (err) {
     stopping = true;
     workers.signal('SIGINT');
@@ -214,6 +241,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
   const codes = await workers.exited();
   await closeMetrics(metrics?.server);
   const bad = codes.filter((c) => c !== 0).length;
-  log.info(`stopped; ${count} workers exited${bad ? `, ${bad} with an error` : ''}`);
+  // The same line a single process writes, over every worker.
+  log.info('stopped', { ...total, workers: count, ...(bad ? { failed: bad } : {}) });
   return bad ? 1 : 0;
 }

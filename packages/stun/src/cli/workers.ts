@@ -80,6 +80,8 @@ export class Primary {
   readonly workers: Worker[] = [];
   private readonly opts: PrimaryOptions;
   private stopping = false;
+  /** Workers that said they have stopped, with the status they stopped with. */
+  private readonly stopped = new Map<Worker, number>();
 
   constructor(opts: PrimaryOptions) {
     this.opts = opts;
@@ -93,7 +95,8 @@ export class Primary {
       const w = cluster.fork(this.opts.env?.(i) ?? {});
       this.workers.push(w);
       w.on('message', (m: unknown) => {
-        if (isIpc(m) && m.natkit !== 'listening') this.opts.onMessage?.(w, m);
+        if (isIpc(m, 'stopped')) this.stopped.set(w, Number(m.code) || 0);
+        else if (isIpc(m) && m.natkit !== 'listening') this.opts.onMessage?.(w, m);
       });
       w.on('exit', (code, signal) => this.opts.onExit?.(w, code, signal));
       const first = await new Promise<IpcMessage | undefined>((resolve) => {
@@ -110,27 +113,37 @@ export class Primary {
         w.on('message', onMsg);
         w.once('exit', onExit);
       });
-      if (!first) throw new Error(`worker ${i + 1} exited before it was listening`);
+      if (!first) throw new Error(`worker ${i + 1} exited before it was listening (its error is above)`);
       ready.push(first);
       this.opts.listening?.(i, first);
     }
     return ready;
   }
 
+  /** The status a worker said it stopped with, or undefined (still serving, or it crashed). */
+  stoppedWith(w: Worker): number | undefined {
+    return this.stopped.get(w);
+  }
+
   /** Sends a signal to every live worker. */
   signal(signal: NodeJS.Signals): void {
     if (signal !== 'SIGHUP') this.stopping = true;
-    for (const w of this.workers) if (!w.isDead()) w.process.kill(signal);
+    // A worker that has stopped is on its way out: a signal now could only kill it mid-exit.
+    for (const w of this.workers) if (!w.isDead() && !this.stopped.has(w)) w.process.kill(signal);
   }
 
-  /** Resolves when every worker has exited, with their exit codes (signals as 128+n style -1). */
+  /**
+   * Resolves when every worker has exited, with their statuses: what a worker said it
+   * stopped with, else its exit code (1 if a signal ended it).
+   */
   exited(): Promise<number[]> {
     return Promise.all(
       this.workers.map(
         (w) =>
           new Promise<number>((resolve) => {
-            if (w.isDead()) resolve(w.process.exitCode ?? 1);
-            else w.once('exit', (code) => resolve(code ?? 1));
+            const status = (code: number | null) => this.stopped.get(w) ?? code ?? 1;
+            if (w.isDead()) resolve(status(w.process.exitCode));
+            else w.once('exit', (code) => resolve(status(code)));
           }),
       ),
     );
@@ -140,4 +153,25 @@ export class Primary {
 /** In a worker: tells the primary it is listening (with whatever it needs to know). */
 export function tellListening(info: Record<string, unknown>): void {
   process.send?.({ natkit: 'listening', ...info });
+}
+
+/**
+ * In the primary, before forking: fails with EADDRINUSE if a UDP port the workers will
+ * share is held by someone else. Workers bind with SO_REUSEPORT, which the kernel lets any
+ * process of the same user join: without this check a second server started on the same
+ * port would silently split the first one's clients with it.
+ */
+export async function checkUdpPortsFree(endpoints: ReadonlyArray<{ address: string; port: number }>): Promise<void> {
+  const dgram = await import('node:dgram');
+  for (const { address, port } of endpoints) {
+    if (port === 0) continue;
+    await new Promise<void>((resolve, reject) => {
+      const s = dgram.createSocket(address.includes(':') ? 'udp6' : 'udp4');
+      s.once('error', (err) => {
+        s.close();
+        reject(Object.assign(new Error(`cannot listen on udp ${address.includes(':') ? `[${address}]` : address}:${port}: ${err.message}`), { code: (err as NodeJS.ErrnoException).code }));
+      });
+      s.bind({ address, port, exclusive: true }, () => s.close(() => resolve()));
+    });
+  }
 }

@@ -1,6 +1,9 @@
 import type { Worker } from 'node:cluster';
+import type { Family } from '@natkit/stun';
 import { type IpcMessage, isIpc } from '@natkit/stun/cli';
+import type { RelaySocket } from '../server/allocation.js';
 import { LocalQuotas, type QuotaRefusal, type QuotaRequest, type Quotas } from '../server/quotas.js';
+import { type Redeemed, RelayPorts } from '../server/relayports.js';
 
 /**
  * Quotas over every worker of relayserver --workers: the primary keeps the one count
@@ -64,8 +67,10 @@ export class QuotaBroker {
       const redeeming = m.redeeming as { owner: string | null } | null;
       const owner = redeeming ? (redeeming.owner ?? undefined) : undefined;
       const refusal = this.quotas.acquire({ username: user, redeeming: redeeming ? { owner } : undefined });
-      if (!refusal && !(redeeming && owner === user)) {
-        if (redeeming) this.count(worker.id, owner, -1);
+      if (!refusal) {
+        // A redeemed reservation's slot moves to this worker (the reservation may have been
+        // another worker's); a new allocation takes one of its own.
+        if (redeeming) this.count(this.holder(owner, worker.id), owner, -1);
         this.count(worker.id, user, 1);
       }
       worker.send({ natkit: 'quota-reply', id: m.id, refusal: refusal ?? null });
@@ -74,7 +79,7 @@ export class QuotaBroker {
       this.count(worker.id, user, 1);
     } else if (m.op === 'release') {
       this.quotas.release(user);
-      this.count(worker.id, user, -1);
+      this.count(this.holder(user, worker.id), user, -1);
     }
   }
 
@@ -86,6 +91,14 @@ export class QuotaBroker {
     for (const [user, n] of mine) for (let i = 0; i < n; i++) this.quotas.release(user === '' ? undefined : user);
   }
 
+  /** A worker that holds a slot of `user`, this one first. */
+  private holder(user: string | undefined, prefer: number): number {
+    const k = user ?? '';
+    if ((this.held.get(prefer)?.get(k) ?? 0) > 0) return prefer;
+    for (const [id, mine] of this.held) if ((mine.get(k) ?? 0) > 0) return id;
+    return prefer;
+  }
+
   private count(id: number, user: string | undefined, d: number): void {
     let mine = this.held.get(id);
     if (!mine) this.held.set(id, (mine = new Map()));
@@ -93,5 +106,101 @@ export class QuotaBroker {
     const n = (mine.get(k) ?? 0) + d;
     if (n <= 0) mine.delete(k);
     else mine.set(k, n);
+  }
+}
+
+/**
+ * In a worker: relay ports whose EVEN-PORT reservations can be redeemed on any worker. The
+ * kernel puts the client's next Allocate (another 5-tuple) on whichever worker its hash
+ * says, so a token unknown here is asked of the primary, which has the worker that holds it
+ * give the reserved port up (its socket closed); this worker then binds that very port.
+ */
+export class ClusterRelayPorts extends RelayPorts {
+  private seq = 0;
+  private readonly waiting = new Map<number, (r: { family: Family; port: number; owner: string } | null) => void>();
+
+  constructor(options: ConstructorParameters<typeof RelayPorts>[0]) {
+    super(options);
+    process.on('message', (m: unknown) => {
+      if (isIpc(m, 'redeem-reply')) {
+        const resolve = this.waiting.get(m.id as number);
+        this.waiting.delete(m.id as number);
+        resolve?.(m.reservation as { family: Family; port: number; owner: string } | null);
+      } else if (isIpc(m, 'give-up')) {
+        void this.giveUp(m);
+      }
+    });
+  }
+
+  override async allocatePair(family: Family, now: number, owner = '', attempts?: number): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
+    const pair = await super.allocatePair(family, now, owner, attempts);
+    if (pair) send({ natkit: 'reservation', token: pair.token.toString('hex') });
+    return pair;
+  }
+
+  override async redeem(token: Buffer, now: number): Promise<Redeemed | undefined> {
+    const mine = await super.redeem(token, now);
+    if (mine) return mine;
+    const id = ++this.seq;
+    const there = await new Promise<{ family: Family; port: number; owner: string } | null>((resolve) => {
+      this.waiting.set(id, resolve);
+      if (!send({ natkit: 'redeem', id, token: token.toString('hex') })) resolve(null);
+    });
+    if (!there || !this.addresses[there.family]) return undefined;
+    return { relay: await this.bindOne(there.family, there.port), owner: there.owner };
+  }
+
+  /** The primary asks for a reservation of this worker's: close its socket and say which port it was. */
+  private async giveUp(m: IpcMessage): Promise<void> {
+    const r = this.take(m.token as string, this.clockNow());
+    if (r) await new Promise<void>((resolve) => r.relay.socket.close(() => resolve()));
+    if (r) this.forget(r.relay);
+    send({ natkit: 'give-up-reply', id: m.id, reservation: r ? { family: r.relay.family, port: r.relay.port, owner: r.owner } : null });
+  }
+
+  /** Time for reservations' expiry, the relay's clock's (set by the server). */
+  clockNow: () => number = () => performance.now();
+}
+
+function send(m: IpcMessage): boolean {
+  if (!process.connected) return false;
+  process.send!(m);
+  return true;
+}
+
+/** In the primary: which worker holds each reservation token, and the hand-over between workers. */
+export class ReservationBroker {
+  private readonly owners = new Map<string, number>();
+  private seq = 0;
+  private readonly asked = new Map<number, { from: Worker; id: unknown }>();
+
+  constructor(private readonly workers: () => Worker[]) {}
+
+  handle(worker: Worker, m: IpcMessage): void {
+    if (m.natkit === 'reservation') {
+      this.owners.set(m.token as string, worker.id);
+    } else if (m.natkit === 'redeem') {
+      const ownerId = this.owners.get(m.token as string);
+      this.owners.delete(m.token as string);
+      const owner = this.workers().find((w) => w.id === ownerId && !w.isDead() && w !== worker);
+      if (!owner) {
+        worker.send({ natkit: 'redeem-reply', id: m.id, reservation: null });
+        return;
+      }
+      const id = ++this.seq;
+      this.asked.set(id, { from: worker, id: m.id });
+      owner.send({ natkit: 'give-up', id, token: m.token });
+    } else if (m.natkit === 'give-up-reply') {
+      const a = this.asked.get(m.id as number);
+      this.asked.delete(m.id as number);
+      if (a && !a.from.isDead()) a.from.send({ natkit: 'redeem-reply', id: a.id, reservation: m.reservation });
+    }
+  }
+
+  exited(worker: Worker): void {
+    for (const [token, id] of this.owners) if (id === worker.id) this.owners.delete(token);
+    for (const [k, a] of this.asked) {
+      if (a.from === worker) this.asked.delete(k);
+    }
   }
 }

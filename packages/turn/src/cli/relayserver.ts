@@ -4,7 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { type Family, ServerError } from '@natkit/stun';
 import * as cli from '@natkit/stun/cli';
 import { TurnServer } from '../server/server.js';
-import { ClusterQuotas, QuotaBroker } from './cluster.js';
+import { ClusterQuotas, ClusterRelayPorts, QuotaBroker, ReservationBroker } from './cluster.js';
 import {
   type Credentials,
   HELP,
@@ -116,6 +116,8 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     userQuota: s.userQuota,
     totalQuota: s.totalQuota,
     quotas: worker ? new ClusterQuotas() : undefined,
+    // EVEN-PORT reservations redeemable on any worker.
+    relayAllocator: worker ? new ClusterRelayPorts({ min: s.minPort, max: s.maxPort, addresses: s.relayAddresses }) : undefined,
     reusePort: worker,
     maxPermissions: s.maxPermissions,
     maxChannels: s.maxChannels,
@@ -232,7 +234,6 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
   await server.close();
   await cli.closeMetrics(metrics?.server);
   log.info(`stopped; ${plural(cut, 'allocation')} cut`);
-  if (worker) process.disconnect?.();
   return 0;
 }
 
@@ -242,21 +243,34 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
  * SIGTERM and SIGINT to every worker, and exits when they all have.
  */
 async function primary(s: Settings, count: number, log: cli.Logger): Promise<number> {
+  if (s.udp) {
+    await cli.checkUdpPortsFree(s.listen.map((address) => ({ address, port: s.port }))).catch((err: Error) => {
+      throw new Error(`${err.message} (another server is using the port; pick one with --port)`);
+    });
+  }
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
+  let reservations: ReservationBroker | undefined;
   let ports: { port?: number; tlsPort?: number } | undefined;
-  let stopping = false;
+  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
+  let stopping = true;
   const workers = new cli.Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
     listening: (i, m) => {
       if (i === 0) ports = { port: m.port as number | undefined, tlsPort: m.tlsPort as number | undefined };
     },
-    onMessage: (w, m) => broker.handle(w, m),
+    onMessage: (w, m) => {
+      broker.handle(w, m);
+      reservations?.handle(w, m);
+    },
     onExit: (w, code, signal) => {
       broker.exited(w);
+      reservations?.exited(w);
+      if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
       if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
     },
   });
+  reservations = new ReservationBroker(() => workers.workers);
   // Signals reach every worker; each drains or stops on its own, as a single relay does.
   let terms = 0;
   const forward = (signal: NodeJS.Signals) => {
@@ -271,6 +285,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   let ready: cli.IpcMessage[];
   try {
     ready = await workers.start();
+    stopping = false;
   } catch (err) {
     stopping = true;
     workers.signal('SIGINT');

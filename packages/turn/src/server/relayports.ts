@@ -30,15 +30,23 @@ export interface RelayAllocator {
   allocate(family: Family, even?: boolean): Promise<RelaySocket | undefined>;
   /** EVEN-PORT with R: an even port now, the next one held under the returned token. */
   allocatePair(family: Family, now: number, owner?: string): Promise<{ relay: RelaySocket; token: Buffer } | undefined>;
-  /** Takes a reserved socket by its token; undefined if unknown or expired. */
-  redeem(token: Buffer, now: number): RelaySocket | undefined;
-  /** The owner of a live reservation. */
-  ownerOf(token: Buffer): string | undefined;
+  /**
+   * Takes a reserved socket by its token: the socket and who reserved it (their quota slot
+   * passes to the redeemer). `relay` undefined: the reservation was there, but its port
+   * could not be had (the owner's slot ends). Undefined: unknown or expired token.
+   */
+  redeem(token: Buffer, now: number): Redeemed | undefined | Promise<Redeemed | undefined>;
   /** Drops reservations whose time is up; returns them (their quota slots end). */
   sweep(now: number): Reservation[];
   release(relay: RelaySocket): void;
   /** Closes every reservation; returns them. */
   close(): Reservation[];
+}
+
+export interface Redeemed {
+  relay: RelaySocket | undefined;
+  /** Who reserved it ('' without authentication). */
+  owner: string;
 }
 
 export class RelayPorts implements RelayAllocator {
@@ -50,9 +58,19 @@ export class RelayPorts implements RelayAllocator {
   /** How long a reserved port is kept for its token (RFC 8656 suggests about 30 s). */
   readonly reservationMs: number;
   private readonly network: Network;
+  private readonly randomInt: (min: number, maxExclusive: number) => number;
 
-  constructor(options: { min?: number; max?: number; addresses: Partial<Record<Family, string>>; reservationMs?: number; network?: Network }) {
+  constructor(options: {
+    min?: number;
+    max?: number;
+    addresses: Partial<Record<Family, string>>;
+    reservationMs?: number;
+    network?: Network;
+    /** Where random ports come from: crypto's randomInt by default (tests on a virtual network seed it). */
+    randomInt?: (min: number, maxExclusive: number) => number;
+  }) {
     this.network = options.network ?? nodeNetwork;
+    this.randomInt = options.randomInt ?? randomInt;
     this.min = options.min ?? 49152;
     this.max = options.max ?? 65535;
     if (this.min < 1 || this.max > 65535 || this.min > this.max) throw new Error(`bad relay port range ${this.min}-${this.max}`);
@@ -60,7 +78,8 @@ export class RelayPorts implements RelayAllocator {
     this.reservationMs = options.reservationMs ?? 30_000;
   }
 
-  private bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
+  /** A relay socket on exactly this port, or undefined if it cannot be had. */
+  protected bindOne(family: Family, port: number): Promise<RelaySocket | undefined> {
     const address = this.addresses[family]!;
     const key = `${family}:${port}`;
     if (this.used.has(key)) return Promise.resolve(undefined);
@@ -78,7 +97,7 @@ export class RelayPorts implements RelayAllocator {
   async allocate(family: Family, even = false, attempts = 32): Promise<RelaySocket | undefined> {
     if (!this.addresses[family]) return undefined;
     for (let i = 0; i < attempts; i++) {
-      let port = randomInt(this.min, this.max + 1);
+      let port = this.randomInt(this.min, this.max + 1);
       if (even && port % 2 === 1) port = port === this.max ? port - 1 : port + 1;
       if (even && port < this.min) continue;
       const r = await this.bindOne(family, port);
@@ -93,7 +112,7 @@ export class RelayPorts implements RelayAllocator {
    */
   async allocatePair(family: Family, now: number, owner = '', attempts = 32): Promise<{ relay: RelaySocket; token: Buffer } | undefined> {
     for (let i = 0; i < attempts; i++) {
-      let port = randomInt(this.min, this.max);
+      let port = this.randomInt(this.min, this.max);
       if (port % 2 === 1) port--;
       if (port < this.min || port + 1 > this.max) continue;
       const a = await this.bindOne(family, port);
@@ -110,17 +129,22 @@ export class RelayPorts implements RelayAllocator {
     return undefined;
   }
 
-  /** Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. */
-  redeem(token: Buffer, now: number): RelaySocket | undefined {
-    const key = token.toString('hex');
+  /**
+   * Takes a reserved relay socket by token (RESERVATION-TOKEN), or undefined. An expired
+   * reservation is left for sweep(), which ends it (and so its quota slot) in one place.
+   */
+  redeem(token: Buffer, now: number): Redeemed | Promise<Redeemed | undefined> | undefined {
+    const r = this.take(token, now);
+    return r ? { relay: r.relay, owner: r.owner } : undefined;
+  }
+
+  /** Removes a live reservation and returns it (its socket still open), or undefined. */
+  protected take(token: Buffer | string, now: number): Reservation | undefined {
+    const key = typeof token === 'string' ? token : token.toString('hex');
     const r = this.reservations.get(key);
-    if (!r) return undefined;
+    if (!r || r.expiresAt <= now) return undefined;
     this.reservations.delete(key);
-    if (r.expiresAt <= now) {
-      this.release(r.relay);
-      return undefined;
-    }
-    return r.relay;
+    return r;
   }
 
   /** Releases reservations that were not redeemed in time, and returns them. */
@@ -153,6 +177,11 @@ export class RelayPorts implements RelayAllocator {
 
   get inUse(): number {
     return this.used.size;
+  }
+
+  /** Forgets a relay port whose socket was closed elsewhere (handed to another worker). */
+  protected forget(relay: RelaySocket): void {
+    this.used.delete(`${relay.family}:${relay.port}`);
   }
 
   release(relay: RelaySocket): void {

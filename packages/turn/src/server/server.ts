@@ -218,10 +218,10 @@ export class TurnServer extends EventEmitter {
     for (const [f, a] of Object.entries(relayAddresses)) {
       if (ipFamily(a) !== f) throw new TurnServerError('CONFIG', `relay address ${a} is not ${f}`);
     }
-    if (!options.relayAllocator) {
+    {
       // Bind each relay address once now, so an address this host does not have fails at
       // start and not as a 508 at the first Allocate.
-      for (const [family, address] of Object.entries(relayAddresses) as Array<[Family, string]>) {
+      for (const [family, address] of Object.entries(options.relayAllocator?.addresses ?? relayAddresses) as Array<[Family, string]>) {
         let s: DatagramSocket;
         try {
           s = await network.createUdpSocket({ family, address, port: 0 });
@@ -437,14 +437,17 @@ export class TurnServer extends EventEmitter {
    * section 7.2 steps 8-10), and the outcome back to the core.
    */
   private async fulfil(t: AllocateTicket): Promise<void> {
-    const owner = t.token ? this.relays.ownerOf(t.token) : undefined;
-    const refused = await this.quotas.acquire({ username: t.username, redeeming: owner === undefined ? undefined : { owner: owner === '' ? undefined : owner } });
     let outcome: AllocateOutcome;
-    if (refused) {
-      outcome = { ok: false, ...refused };
+    if (t.token) {
+      outcome = await this.redeem(t);
     } else {
-      outcome = await this.bindRelays(t);
-      if (!outcome.ok) this.quotas.release(t.username);
+      const refused = await this.quotas.acquire({ username: t.username });
+      if (refused) {
+        outcome = { ok: false, ...refused };
+      } else {
+        outcome = await this.bindRelays(t);
+        if (!outcome.ok) this.quotas.release(t.username);
+      }
     }
     if (this.closed || (t.path.stream && (t.path.via as { socket?: { destroyed: boolean } }).socket?.destroyed)) {
       this.core.abandoned(t);
@@ -459,15 +462,34 @@ export class TurnServer extends EventEmitter {
     if (outcome.ok && alloc) for (const r of Object.values(outcome.relays)) this.attachRelay(alloc, r!);
   }
 
+  /**
+   * RESERVATION-TOKEN (RFC 8656 section 7.2): the reserved socket, with its owner's quota
+   * slot passing to this allocation (redeemed by the owner: the same slot).
+   */
+  private async redeem(t: AllocateTicket): Promise<AllocateOutcome> {
+    const r = await this.relays.redeem(t.token!, this.clock.now());
+    if (!r) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'unknown or expired RESERVATION-TOKEN' };
+    const owner = r.owner === '' ? undefined : r.owner;
+    if (!r.relay) {
+      this.quotas.release(owner);
+      return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'the reserved port could not be had' };
+    }
+    const refused = await this.quotas.acquire({ username: t.username, redeeming: { owner } });
+    if (refused) {
+      // The reservation is spent either way: its port and its slot end here.
+      this.relays.release(r.relay);
+      this.quotas.release(owner);
+      return { ok: false, ...refused };
+    }
+    r.relay.socket.on('error', (err) => this.relayError(err));
+    return { ok: true, relays: { [r.relay.family]: r.relay } };
+  }
+
   private async bindRelays(t: AllocateTicket): Promise<AllocateOutcome> {
     const relays: Partial<Record<Family, RelaySocket>> = {};
     let reservation: Buffer | undefined;
     const now = this.clock.now();
-    if (t.token) {
-      const r = this.relays.redeem(t.token, now);
-      if (!r) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'unknown or expired RESERVATION-TOKEN' };
-      relays[r.family] = r;
-    } else if (t.reserve) {
+    if (t.reserve) {
       const pair = await this.relays.allocatePair(t.family, now, t.username ?? '');
       if (!pair) return { ok: false, code: ErrorCode.InsufficientCapacity, reason: 'no even port pair free' };
       relays[t.family] = pair.relay;
