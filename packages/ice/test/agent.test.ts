@@ -160,6 +160,32 @@ describe('IceAgent (in memory, fake clock)', () => {
     await Promise.all([r.A.close(), r.B.close()]);
   });
 
+  it('passes every gathering option to its gatherer (TLS for turns:, retransmissions, SOFTWARE, TURN lifetime), the agent\'s own options not', async () => {
+    const seg = new MemorySegment();
+    const host = seg.host('10.0.0.1');
+    let given: Record<string, unknown> | undefined;
+    const tls = { ca: 'PEM', rejectUnauthorized: true };
+    const A = new IceAgent({
+      network: host,
+      iceServers: [{ urls: 'turns:turn.example.org', username: 'u', credential: 'p' }],
+      tls,
+      retransmit: { rto: 250 },
+      software: false,
+      turnLifetime: 120,
+      serverTimeoutMs: 1234,
+      controlling: false,
+      ta: 20,
+      gatherer: (o) => {
+        given = o as unknown as Record<string, unknown>;
+        return new TestGatherer({ network: host, addresses: ['10.0.0.1'] });
+      },
+    });
+    await A.gather();
+    expect(given).toMatchObject({ tls, retransmit: { rto: 250 }, software: false, turnLifetime: 120, serverTimeoutMs: 1234, component: 1, network: host });
+    for (const own of ['controlling', 'ta', 'gatherer', 'core', 'mdns']) expect(given).not.toHaveProperty(own);
+    await A.close();
+  });
+
   it('send() before a pair is selected sends nothing and says so', async () => {
     const r = rig();
     expect(r.A.send(Buffer.from('early'))).toBe(false);
@@ -199,6 +225,8 @@ describe('IceAgent (in memory, fake clock)', () => {
     const c = r.gB.candidates[0]!;
     expect(thrown(CandidateLineError, () => r.A.addRemoteCandidate('candidate:1 1 udp 0 10.0.0.2 1 typ host')).code).toBe('BAD_PRIORITY');
     expect(thrown(IceError, () => r.A.addRemoteCandidate({ ...c, port: 0 })).code).toBe('BAD_CANDIDATE');
+    // Each refusal is counted too, by kind.
+    expect(r.A.stats.remoteCandidatesDropped).toEqual({ malformed: 1, refused: 1, unresolved: 0 });
     r.A.addRemoteCandidate(formatCandidateLine(c, { prefix: 'a=candidate:' }));
     r.B.addRemoteCandidate(formatCandidateLine(r.gA.candidates[0]!, { prefix: '' }));
     await r.until(() => r.A.state === 'connected' && r.B.state === 'connected');

@@ -1065,3 +1065,20 @@ describe('ICE core: a nomination check that goes unanswered (RFC 8445 8.1.1)', (
     expect(B.selectedPair()!.remote.address).toBe('10.0.0.1');
   });
 });
+
+describe('ICE core: the remote candidate limit and peer-reflexive candidates (RFC 8445 7.3.1.3)', () => {
+  it('a check from a new address beyond maxRemoteCandidates is answered but makes no candidate, and is counted', () => {
+    const { w, A, B } = setup({ b: { maxRemoteCandidates: 1 } });
+    exchange(w, { name: 'A', core: A, locals: [hostA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(1000);
+    const check = forged(
+      (b) => b.add(Attr.Username, `${B.localParameters.ufrag}:${A.localParameters.ufrag}`).add(Attr.Priority, candidatePriority(110, 65535, 1)).add(Attr.IceControlling, 2n),
+      shortTermKey(B.localParameters.pwd),
+    );
+    const actions = B.handleStun(1, check, addr('10.0.0.1', 1009), 1000);
+    expect(actions.filter((a) => a.type === 'send').map((a) => decode((a as { data: Buffer }).data).isSuccess())).toEqual([true]);
+    expect(actions.filter((a) => a.type === 'remote-prflx')).toEqual([]);
+    expect(B.remoteCandidates.map((c) => c.port)).toEqual([1000]);
+    expect(B.stats.dropped['candidate-limit']).toBe(1);
+  });
+});

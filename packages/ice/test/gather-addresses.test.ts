@@ -2,7 +2,7 @@
 // 5.1.2.1, RFC 8421 section 4 with RFC 6724 precedence).
 import { describe, expect, it } from 'vitest';
 import type { InterfaceAddress } from '@natkit/stun';
-import { LocalPreferences, addressPrecedence, isLinkLocal, isLoopback, isUnusable, orderAddresses, usableAddresses } from '../src/index.js';
+import { LocalPreferences, addressPrecedence, isLinkLocal, isLoopback, isUnusable, orderAddresses, usableAddresses } from '../src/gather/addresses.js';
 
 const ifa = (name: string, address: string, internal = false): InterfaceAddress => ({
   name,

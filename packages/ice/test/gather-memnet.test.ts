@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock, Method, type Network, StunServer, type TransportAddress, decodeMessage, isStunMessage } from '@natkit/stun';
 import { TurnServer, parseUsers } from '@natkit/turn';
-import { Gatherer, type RelayBase, type ServerOutcome } from '../src/index.js';
+import { Gatherer, type ServerOutcome } from '../src/index.js';
+import type { RelayBase } from '../src/gather/bases.js';
 import { type MemoryHost, MemorySegment, inbox } from '../../../test/helpers/memnet.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 

@@ -10,12 +10,12 @@ import {
   Gatherer,
   type GathererOptions,
   type LocalCandidate,
-  RelayBase,
   type ServerOutcome,
   candidateFoundation,
   candidatePriority,
   gatherCandidates,
 } from '../src/index.js';
+import { RelayBase } from '../src/gather/bases.js';
 import { openRawUdp } from '../../../test/helpers/udp.js';
 import { metric } from '../../../test/helpers/interop-turn-peers.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';

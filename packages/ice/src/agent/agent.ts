@@ -8,10 +8,11 @@ import type { IceAction, IceCoreOptions, IceState, IceStats, PairInfo } from '..
 import { addressKind, isEndOfCandidates, parseCandidateLine } from '../formats/candidate-line.js';
 import type { IceParameters } from '../formats/parameters.js';
 import { MdnsError, MdnsResolver } from '../mdns/resolver.js';
-import { defaultGatherer } from './default-gatherer.js';
-import type { AgentGathererOptions, GathererLike } from './gatherer-like.js';
+import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
+import type { GathererLike } from './gatherer-like.js';
 
-export interface IceAgentOptions extends AgentGathererOptions {
+/** Every gathering option (the Gatherer's: servers, addresses, TLS, retransmissions, ...), and the agent's own. */
+export interface IceAgentOptions extends Omit<GathererOptions, 'component'> {
   /** Start as the controlling agent (default true; a role conflict is repaired, RFC 8445 7.3.1.1). */
   controlling?: boolean;
   /** RFC 8445 section 14.2: ms between new checks. Default 50. */
@@ -26,9 +27,9 @@ export interface IceAgentOptions extends AgentGathererOptions {
   core?: Omit<IceCoreOptions, 'controlling' | 'ta' | 'nomination' | 'lite' | 'localParameters' | 'components'>;
   /**
    * The gatherer: an instance (the agent takes it over and closes it) or a factory given the
-   * gathering options above. Default: the Gatherer of src/gather.
+   * gathering options above. Default: a Gatherer with those options.
    */
-  gatherer?: GathererLike | ((options: AgentGathererOptions) => GathererLike);
+  gatherer?: GathererLike | ((options: GathererOptions) => GathererLike);
   /** Resolving remote `.local` candidates (RFC 6762 one-shot queries); false turns it off. */
   mdns?: false | { timeoutMs?: number; server?: TransportAddress };
   /** How long a DNS lookup of another FQDN candidate may take, ms. Default 5000. */
@@ -48,8 +49,11 @@ export interface IceAgentStats extends IceStats {
   dataReceived: number;
   /** Application datagrams not sent (no selected pair, consent expired) or not delivered (unknown source). */
   dataDropped: { notConnected: number; unknownSource: number };
-  /** Remote candidates given up: a name that did not resolve, an address the core refused. */
-  remoteCandidatesDropped: { unresolved: number; refused: number };
+  /**
+   * Remote candidates given up: a line that does not parse (CandidateLineError), a candidate
+   * the agent refused (IceError: not usable, over the limit), a name that did not resolve.
+   */
+  remoteCandidatesDropped: { malformed: number; refused: number; unresolved: number };
   /** TURN channel bindings that failed (data then goes as Send indications). */
   channelBindFailures: number;
 }
@@ -96,7 +100,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private readonly core: IceCore;
   private readonly clock: Clock;
   private readonly network: Network;
-  private readonly gathererOptions: AgentGathererOptions;
+  private readonly gathererOptions: GathererOptions;
   private readonly gathererSource: IceAgentOptions['gatherer'];
   private gathererInstance: GathererLike | undefined;
   private gathering: Promise<void> | undefined;
@@ -120,7 +124,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     dataSent: 0,
     dataReceived: 0,
     dataDropped: { notConnected: 0, unknownSource: 0 },
-    remoteCandidatesDropped: { unresolved: 0, refused: 0 },
+    remoteCandidatesDropped: { malformed: 0, refused: 0, unresolved: 0 },
     channelBindFailures: 0,
   };
 
@@ -137,20 +141,15 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
       ...(options.localParameters ? { localParameters: options.localParameters } : {}),
       components: 1,
     });
-    const { iceServers, network, clock, families, includeLoopback, includeLinkLocal, interfaceFilter, addresses, policy, serverTimeoutMs } = options;
+    // Everything that is not the agent's own goes to the gatherer.
+    const { controlling: _c, ta: _t, nomination: _n, lite, localParameters: _p, core: _o, gatherer: _g, mdns: _m, lookupTimeoutMs: _l, ...gathering } = options;
     this.gathererOptions = {
+      ...gathering,
       // RFC 8445 section 2.5: a lite agent has host candidates only.
-      iceServers: options.lite ? [] : iceServers,
-      network: network ?? this.network,
-      clock: clock ?? this.clock,
+      ...(lite ? { iceServers: [] } : {}),
+      network: this.network,
+      clock: this.clock,
       component: 1,
-      ...(families ? { families } : {}),
-      ...(includeLoopback !== undefined ? { includeLoopback } : {}),
-      ...(includeLinkLocal !== undefined ? { includeLinkLocal } : {}),
-      ...(interfaceFilter ? { interfaceFilter } : {}),
-      ...(addresses ? { addresses } : {}),
-      ...(policy ? { policy } : {}),
-      ...(serverTimeoutMs !== undefined ? { serverTimeoutMs } : {}),
     };
     this.gathererSource = options.gatherer;
     this.resolver = options.mdns === false ? undefined : new MdnsResolver({ network: this.network, clock: this.clock, ...options.mdns });
@@ -249,12 +248,24 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     let c: Candidate;
     if (typeof candidate === 'string') {
       if (isEndOfCandidates(candidate)) return this.endOfRemoteCandidates();
-      c = parseCandidateLine(candidate);
+      try {
+        c = parseCandidateLine(candidate);
+      } catch (e) {
+        this.agentStats.remoteCandidatesDropped.malformed++;
+        throw e;
+      }
     } else {
       c = candidate;
     }
-    if (typeof c?.address === 'string' && addressKind(c.address) === 'fqdn') return this.resolveRemote(c);
-    this.perform(this.core.addRemoteCandidate(c, this.clock.now()));
+    let actions: IceAction[];
+    try {
+      if (typeof c?.address === 'string' && addressKind(c.address) === 'fqdn') return this.resolveRemote(c);
+      actions = this.core.addRemoteCandidate(c, this.clock.now());
+    } catch (e) {
+      this.agentStats.remoteCandidatesDropped.refused++;
+      throw e;
+    }
+    this.perform(actions);
   }
 
   /** The peer signalled end-of-candidates (RFC 8838 section 13). */
@@ -326,7 +337,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
   private gatherer(): GathererLike {
     if (this.gathererInstance) return this.gathererInstance;
     const src = this.gathererSource;
-    this.gathererInstance = typeof src === 'function' ? src(this.gathererOptions) : (src ?? defaultGatherer(this.gathererOptions));
+    this.gathererInstance = typeof src === 'function' ? src(this.gathererOptions) : (src ?? new Gatherer(this.gathererOptions));
     return this.gathererInstance;
   }
 

@@ -1,28 +1,5 @@
-import type { Clock, Family, InterfaceAddress, Network } from '@natkit/stun';
 import type { CandidateBase } from '../base.js';
 import type { LocalCandidate } from '../candidate.js';
-
-/** An ICE server as RTCConfiguration.iceServers has it (RFC 7064/7065 URIs). */
-export interface IceServerConfig {
-  urls: string | string[];
-  username?: string;
-  credential?: string;
-}
-
-/** What the agent passes to the gatherer it makes (/work/notes/ice-contract.md). */
-export interface AgentGathererOptions {
-  iceServers?: IceServerConfig[];
-  network?: Network;
-  clock?: Clock;
-  component?: number;
-  families?: Family[];
-  includeLoopback?: boolean;
-  includeLinkLocal?: boolean;
-  interfaceFilter?: (a: InterfaceAddress) => boolean;
-  addresses?: string[];
-  policy?: 'all' | 'relay';
-  serverTimeoutMs?: number;
-}
 
 /**
  * The part of the Gatherer (src/gather) the agent uses: trickled candidates, end of

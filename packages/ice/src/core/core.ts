@@ -3,6 +3,7 @@ import {
   Attr,
   ErrorCode,
   Method,
+  type RetransmitOptions,
   type StunMessage,
   TransactionTable,
   type TransportAddress,
@@ -95,6 +96,7 @@ export class IceCore {
       'unauthenticated-response': 0,
       'unknown-base': 0,
       'stale-ufrag': 0,
+      'candidate-limit': 0,
       closed: 0,
     },
   };
@@ -310,7 +312,7 @@ export class IceCore {
           return;
         }
         // RFC 8445 section 9: new parameters from the peer are an ICE restart.
-        this.restartSession(now, undefined);
+        this.restartSession(undefined);
         this.out.push({ type: 'restart', parameters: this.localParameters });
         s = this.session;
       }
@@ -404,7 +406,7 @@ export class IceCore {
   restart(now: number, parameters?: { ufrag: string; pwd: string }): IceAction[] {
     return this.run(now, () => {
       this.checkOpen();
-      this.restartSession(now, parameters);
+      this.restartSession(parameters);
     });
   }
 
@@ -446,7 +448,7 @@ export class IceCore {
         for (const [c, p] of legacy.pairs) if (p.local.baseId === baseId) legacy.pairs.delete(c);
         if (legacy.pairs.size === 0) this.legacy = undefined;
       }
-      if ([...this.session.selected.values()].some((p) => p.local.baseId === baseId)) this.fail(now);
+      if ([...this.session.selected.values()].some((p) => p.local.baseId === baseId)) this.fail();
     });
   }
 
@@ -566,15 +568,12 @@ export class IceCore {
   /** Adds a pair to the checklist (RFC 8838 section 10: new pairs are frozen behind their foundation). */
   private addPair(s: Session, l: LocalCandidate, r: Candidate): Pair | undefined {
     if (s.checklistState === 'failed' || this.lite) return undefined;
-    const probe = new Pair(0, l, r);
-    const existing = s.byKey.get(probe.key);
+    const existing = s.byKey.get(Pair.keyOf(l, r));
     if (existing) {
       if (!existing.inChecklist && s.checklistState === 'running') this.insert(s, existing, 'waiting');
       return existing;
     }
-    const p = new Pair(++this.pairIds, l, r);
-    p.updatePriority(this.isControlling);
-    s.byKey.set(p.key, p);
+    const p = this.pairFor(s, l, r);
     // Once a pair is selected the checklist is done (RFC 8445 8.1.2): later candidates are
     // remembered, not checked.
     if (s.checklistState !== 'running') return p;
@@ -596,6 +595,22 @@ export class IceCore {
       if (q.component < p.component || (q.component === p.component && q.priority >= p.priority)) heads = false;
     }
     return heads ? 'waiting' : 'frozen';
+  }
+
+  /**
+   * The session's pair of these two candidates; a new one is made with its priority, in
+   * `state`, outside the checklist.
+   */
+  private pairFor(s: Session, local: LocalCandidate, remote: Candidate, state: Pair['state'] = 'frozen'): Pair {
+    const key = Pair.keyOf(local, remote);
+    let p = s.byKey.get(key);
+    if (!p) {
+      p = new Pair(++this.pairIds, local, remote);
+      p.updatePriority(this.isControlling);
+      p.state = state;
+      s.byKey.set(key, p);
+    }
+    return p;
   }
 
   private insert(s: Session, p: Pair, state: Pair['state']): void {
@@ -628,7 +643,7 @@ export class IceCore {
   private reprioritise(s: Session): void {
     for (const p of s.byKey.values()) p.updatePriority(this.isControlling);
     s.sort();
-    s.valid.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
+    s.sortValid();
   }
 
   private switchRole(controlling: boolean): void {
@@ -714,21 +729,36 @@ export class IceCore {
   }
 
   private sendCheck(s: Session, pair: Pair, useCandidate: boolean, now: number): void {
-    const remote = s.remote!;
+    // RFC 8489 6.2.1 with the RTO of RFC 8445 14.3.
+    const retransmit = { rto: this.checkRto(s), rc: this.options.rc, rm: this.options.rm };
+    const previous = pair.tx;
+    pair.tx = this.startTransaction(s, pair, 'check', useCandidate, retransmit, now);
+    if (previous) this.cancelTx(previous);
+    if (pair.state !== 'succeeded') pair.state = 'in-progress';
+    s.started = true;
+    this.stats.checksSent++;
+  }
+
+  /**
+   * A Binding request on a pair, a check (RFC 8445 7.2.2) or a consent check (RFC 7675 5.1):
+   * USERNAME "RFRAG:LFRAG", PRIORITY, the role, MESSAGE-INTEGRITY with the peer's password
+   * (whose answer must be signed with it too, RFC 8445 7.2.5.1, RFC 8489 9.1.4), FINGERPRINT;
+   * a fresh transaction id each time. Started on the transaction table and sent.
+   */
+  private startTransaction(s: Session, pair: Pair, kind: Tx['kind'], useCandidate: boolean, retransmit: RetransmitOptions, now: number): Tx {
     const id = Buffer.from(this.randomBytes(12));
     const priority = this.prflxPriority(pair.local);
     const request = buildCheck({
       transactionId: id,
-      username: `${remote.ufrag}:${s.local.ufrag}`,
+      username: `${s.remote!.ufrag}:${s.local.ufrag}`,
       key: s.remoteKey!,
       priority,
       controlling: this.isControlling,
       tieBreaker: this.tieBreaker,
       useCandidate,
     });
-    const rto = this.checkRto(s);
     const tx = {
-      kind: 'check',
+      kind,
       pair,
       session: s,
       baseId: pair.local.baseId,
@@ -740,16 +770,10 @@ export class IceCore {
       sentAt: now,
       lastSentAt: now,
     } as Tx;
-    // RFC 8489 6.2.1 with the RTO of RFC 8445 14.3; the answer must be signed with the
-    // peer's password (RFC 8445 7.2.5.1, RFC 8489 9.1.4).
-    tx.handle = this.txs.start(id, request, now, { retransmit: { rto, rc: this.options.rc, rm: this.options.rm }, verifyKey: s.remoteKey!, context: tx });
-    if (pair.tx) this.cancelTx(pair.tx);
-    pair.tx = tx;
-    if (pair.state !== 'succeeded') pair.state = 'in-progress';
+    tx.handle = this.txs.start(id, request, now, { retransmit, verifyKey: s.remoteKey!, context: tx });
     pair.lastSentAt = now;
-    s.started = true;
-    this.stats.checksSent++;
     this.send(tx.baseId, tx.to, request);
+    return tx;
   }
 
   /**
@@ -800,13 +824,13 @@ export class IceCore {
         if (p.nominating && tx.useCandidate && p.validPair?.valid && p.lastRequestAt >= tx.sentAt && ++p.nominationTimeouts < NOMINATION_ATTEMPTS) {
           p.tx = undefined;
           this.enqueueTriggered(tx.session, p, true);
-        } else this.checkFailed(tx.session, p, now);
+        } else this.checkFailed(tx.session, p);
       }
     }
   }
 
   /** RFC 8445 7.2.5.2.x: a check that timed out or got an unrecoverable error fails its pair. */
-  private checkFailed(s: Session, p: Pair, now: number): void {
+  private checkFailed(s: Session, p: Pair): void {
     p.tx = undefined;
     p.state = 'failed';
     if (p.nominating) {
@@ -819,7 +843,6 @@ export class IceCore {
       vp.valid = false;
       s.valid = s.valid.filter((q) => q !== vp);
     }
-    void now;
   }
 
   /**
@@ -968,17 +991,16 @@ export class IceCore {
         return;
       }
     }
-    this.fail(now);
+    this.fail();
   }
 
-  private fail(now: number): void {
+  private fail(): void {
     this.failed = true;
     this.session.checklistState = 'failed';
     // Failure is final for the session (RFC 8445 8.1.2, RFC 7675 5.1): no answer is awaited.
     this.txs.clear();
     for (const p of this.session.byKey.values()) p.tx = undefined;
     this.session.triggered = [];
-    void now;
   }
 
   // -------------------------------------------------------------------------------------
@@ -1011,7 +1033,7 @@ export class IceCore {
         if (now - c.lastAnswerAt >= consent.expiryMs) {
           // RFC 7675 section 5.1: consent expired; no more data on this pair.
           c.expired = true;
-          this.consentExpired(session, p, now);
+          this.consentExpired(session, p);
           continue;
         }
         if (!this.lite && now >= c.nextCheckAt) {
@@ -1030,52 +1052,26 @@ export class IceCore {
   /** RFC 7675 section 5.1: a consent check is a Binding request like a check, sent once. */
   private sendConsent(s: Session, p: Pair, now: number): void {
     if (!s.remote || !s.remoteKey) return;
-    const id = Buffer.from(this.randomBytes(12));
-    const priority = this.prflxPriority(p.local);
-    const request = buildCheck({
-      transactionId: id,
-      username: `${s.remote.ufrag}:${s.local.ufrag}`,
-      key: s.remoteKey,
-      priority,
-      controlling: this.isControlling,
-      tieBreaker: this.tieBreaker,
-      useCandidate: false,
-    });
-    const tx = {
-      kind: 'consent',
-      pair: p,
-      session: s,
-      baseId: p.local.baseId,
-      to: p.remoteAddress,
-      useCandidate: false,
-      controlling: this.isControlling,
-      priority,
-      cancelled: false,
-      sentAt: now,
-      lastSentAt: now,
-    } as Tx;
     // RFC 7675 section 5.1: sent once; an answer to any consent request sent within the
     // consent lifetime counts, not only to the latest, so each waits that long.
     const expiry = this.options.consent ? this.options.consent.expiryMs : 30_000;
-    tx.handle = this.txs.start(id, request, now, { retransmit: { rto: expiry, rc: 1, rm: 1 }, verifyKey: s.remoteKey, context: tx });
-    p.lastSentAt = now;
+    this.startTransaction(s, p, 'consent', false, { rto: expiry, rc: 1, rm: 1 }, now);
     this.stats.consentRequestsSent++;
-    this.send(tx.baseId, tx.to, request);
   }
 
-  private consentExpired(s: Session, p: Pair, now: number): void {
+  private consentExpired(s: Session, p: Pair): void {
     if (this.legacy && this.legacy.session === s) {
       this.legacy.pairs.delete(p.component);
       if (this.legacy.pairs.size === 0) this.legacy = undefined;
       return;
     }
-    this.fail(now);
+    this.fail();
   }
 
   // -------------------------------------------------------------------------------------
   // Restart (RFC 8445 section 9)
 
-  private restartSession(now: number, parameters: { ufrag: string; pwd: string } | undefined): void {
+  private restartSession(parameters: { ufrag: string; pwd: string } | undefined): void {
     const old = this.session;
     const next = this.newSession(old.generation + 1, parameters);
     // The old selected pairs keep carrying data (and consent) until the new session selects.
@@ -1098,19 +1094,14 @@ export class IceCore {
     this.session = next;
     this.failed = false;
     this.nextCheckAt = Number.NEGATIVE_INFINITY;
-    void now;
   }
 
   // -------------------------------------------------------------------------------------
   // Requests (RFC 8445 section 7.3)
 
-  private reply(baseId: number, to: TransportAddress, data: Buffer): void {
-    this.send(baseId, to, data);
-  }
-
   private replyError(baseId: number, to: TransportAddress, msg: StunMessage, code: number, key?: Buffer, unknown?: readonly number[]): void {
     this.stats.errorsSent[code] = (this.stats.errorsSent[code] ?? 0) + 1;
-    this.reply(baseId, to, buildError(Buffer.from(msg.transactionId), code, key, unknown));
+    this.send(baseId, to, buildError(Buffer.from(msg.transactionId), code, key, unknown));
   }
 
   /** The host or relayed candidate whose base a packet arrived at. */
@@ -1179,7 +1170,7 @@ export class IceCore {
     }
 
     // RFC 8445 section 7.3.1.2: the success response, XOR-MAPPED-ADDRESS the source.
-    this.reply(baseId, from, buildSuccess(Buffer.from(msg.transactionId), from, s.localKey));
+    this.send(baseId, from, buildSuccess(Buffer.from(msg.transactionId), from, s.localKey));
 
     const local = this.candidateOfBase(baseId);
     if (!local) return this.drop('unknown-base');
@@ -1197,7 +1188,7 @@ export class IceCore {
     const rk = remoteKey(local.component, from.address, from.port);
     let remote = s.remoteByKey.get(rk);
     if (!remote) {
-      if (s.remoteCandidates.length >= this.options.maxRemoteCandidates) return;
+      if (s.remoteCandidates.length >= this.options.maxRemoteCandidates) return this.drop('candidate-limit');
       remote = {
         foundation: `prflx${++s.prflxCount}`,
         component: local.component,
@@ -1219,14 +1210,7 @@ export class IceCore {
     if (this.lite) return this.liteRequest(s, local, remote, useCandidate, now);
 
     // RFC 8445 section 7.3.1.4: the triggered check.
-    const probe = new Pair(0, local, remote);
-    let pair = s.byKey.get(probe.key);
-    if (!pair) {
-      pair = new Pair(++this.pairIds, local, remote);
-      pair.updatePriority(this.isControlling);
-      s.byKey.set(pair.key, pair);
-    }
-    pair.remoteAuthenticated = true;
+    const pair = this.pairFor(s, local, remote);
     pair.lastRequestAt = now;
     const nominate = useCandidate && !this.isControlling;
     // After Completed: a nomination, and for three seconds any check, still triggers one (8.3.1).
@@ -1265,21 +1249,13 @@ export class IceCore {
    * checks once connected) are the lite agent's evidence of consent.
    */
   private liteRequest(s: Session, local: LocalCandidate, remote: Candidate, useCandidate: boolean, now: number): void {
-    const probe = new Pair(0, local, remote);
-    let pair = s.byKey.get(probe.key);
-    if (!pair) {
-      pair = new Pair(++this.pairIds, local, remote);
-      pair.updatePriority(this.isControlling);
-      s.byKey.set(pair.key, pair);
-    }
-    pair.remoteAuthenticated = true;
+    const pair = this.pairFor(s, local, remote);
+    pair.lastRequestAt = now;
     if (!pair.valid) {
       pair.state = 'succeeded';
-      pair.valid = true;
       pair.generating = pair;
       pair.validPair = pair;
-      s.valid.push(pair);
-      s.valid.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
+      s.addValid(pair);
     }
     if (pair.consent) pair.consent.lastAnswerAt = now;
     if (useCandidate && !pair.nominated) {
@@ -1317,7 +1293,7 @@ export class IceCore {
     }
 
     if (pair.tx === tx) pair.tx = undefined;
-    if (!symmetric) return this.checkFailed(s, pair, now);
+    if (!symmetric) return this.checkFailed(s, pair);
 
     if (msg.isError()) {
       let code: number | undefined;
@@ -1338,7 +1314,7 @@ export class IceCore {
         return;
       }
       // RFC 8445 7.2.5.2.4: any other error is unrecoverable for the pair.
-      return this.checkFailed(s, pair, now);
+      return this.checkFailed(s, pair);
     }
 
     // RFC 8445 7.2.5.3.1: the mapped address, maybe a new peer-reflexive local candidate.
@@ -1348,7 +1324,7 @@ export class IceCore {
     } catch {
       mapped = undefined;
     }
-    if (!mapped) return this.checkFailed(s, pair, now);
+    if (!mapped) return this.checkFailed(s, pair);
     let local = this.localFor(pair.local.baseId, mapped);
     if (!local) {
       local = {
@@ -1371,14 +1347,7 @@ export class IceCore {
 
     // RFC 8445 7.2.5.3.2: the valid pair: the local candidate the mapped address names and
     // the remote the check went to: this pair, another pair of the checklist, or a new one.
-    const probe = new Pair(0, local, pair.remote);
-    let vp = s.byKey.get(probe.key);
-    if (!vp) {
-      vp = new Pair(++this.pairIds, local, pair.remote);
-      vp.updatePriority(this.isControlling);
-      vp.state = 'succeeded';
-      s.byKey.set(vp.key, vp);
-    }
+    const vp = this.pairFor(s, local, pair.remote, 'succeeded');
     pair.state = 'succeeded';
     // From the latest send: an answer to a retransmitted check cannot say which send it
     // answers (Karn), and timing it from the first would add the RTO.
@@ -1386,11 +1355,7 @@ export class IceCore {
     pair.validPair = vp;
     vp.generating = pair;
     vp.rtt = pair.rtt;
-    if (!vp.valid) {
-      vp.valid = true;
-      s.valid.push(vp);
-      s.valid.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
-    }
+    s.addValid(vp);
     s.sources.add(sourceKey(vp.local.baseId, vp.remote.address, vp.remote.port));
     s.sources.add(sourceKey(vp.local.baseId, canonicalIp(vp.remote.address), vp.remote.port));
 

@@ -60,8 +60,6 @@ export class Pair {
   queued = false;
   /** The check in flight (not a cancelled one). */
   tx: Tx | undefined;
-  /** The peer sent an authenticated check from this remote to this local candidate. */
-  remoteAuthenticated = false;
   rtt: number | undefined;
   /** Last time anything (check, consent, keepalive, data) was sent on this pair. */
   lastSentAt = Number.NEGATIVE_INFINITY;
@@ -75,9 +73,14 @@ export class Pair {
     this.local = local;
     this.remote = remote;
     this.component = local.component;
-    this.key = `${localKey(local)}#${remoteKey(remote.component, remote.address, remote.port)}`;
+    this.key = Pair.keyOf(local, remote);
     this.foundation = `${local.foundation}:${remote.foundation}`;
     this.route = { baseId: local.baseId, to: toTransportAddress(remote) };
+  }
+
+  /** Pairs are told apart by their local and remote candidates' keys. */
+  static keyOf(local: LocalCandidate, remote: Candidate): string {
+    return `${localKey(local)}#${remoteKey(remote.component, remote.address, remote.port)}`;
   }
 
   /** RFC 8445 section 6.1.2.3: G is the controlling agent's candidate's priority. */
@@ -182,5 +185,17 @@ export class Session {
 
   sort(): void {
     this.pairs.sort(comparePairs);
+  }
+
+  /** RFC 8445 7.2.5.3.2: adds a pair to the valid list, which is kept highest priority first. */
+  addValid(p: Pair): void {
+    if (p.valid) return;
+    p.valid = true;
+    this.valid.push(p);
+    this.sortValid();
+  }
+
+  sortValid(): void {
+    this.valid.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
   }
 }

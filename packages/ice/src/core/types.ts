@@ -65,6 +65,7 @@ export type DropReason =
   | 'unauthenticated-response' // a response whose MESSAGE-INTEGRITY does not match
   | 'unknown-base' // a request on a base with no local candidate
   | 'stale-ufrag' // a request for the peer's parameters we do not have (yet)
+  | 'candidate-limit' // an authenticated check from a new address, answered, but maxRemoteCandidates is reached (no peer-reflexive candidate)
   | 'closed'; // arrived after close
 
 export interface IceStats {
