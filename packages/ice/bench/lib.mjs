@@ -110,16 +110,16 @@ function timed(deadlineMs, what) {
 }
 
 /** natkit options for one side: host (127.0.0.1) or relay-only through the relay. */
-function natkitOptions(controlling, { relayPort, nomination } = {}) {
-  const base = { controlling, addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'], ...(nomination ? { nomination } : {}) };
+function natkitOptions(controlling, { relayPort, nomination, ta } = {}) {
+  const base = { controlling, addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'], ...(nomination ? { nomination } : {}), ...(ta ? { ta } : {}) };
   if (relayPort === undefined) return { ...base, iceServers: [] };
   return { ...base, iceServers: [{ urls: `turn:${LOOPBACK}:${relayPort}?transport=udp`, username: USER, credential: PASS }], policy: 'relay' };
 }
 
-export async function natkitRound({ relayPort, nomination, deadlineMs = 20000 } = {}) {
+export async function natkitRound({ relayPort, nomination, ta, deadlineMs = 20000 } = {}) {
   const t = timed(deadlineMs, 'natkit');
-  const a = new IceAgent(natkitOptions(true, { relayPort, nomination }));
-  const b = new IceAgent(natkitOptions(false, { relayPort, nomination }));
+  const a = new IceAgent(natkitOptions(true, { relayPort, nomination, ta }));
+  const b = new IceAgent(natkitOptions(false, { relayPort, nomination, ta }));
   const agents = [a, b];
   try {
     const wire = (x, y, side) => {
