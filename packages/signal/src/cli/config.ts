@@ -67,7 +67,7 @@ export const HELP = cli.usage(
     'once. Rooms: a connection whose first line is {"type":"join","room":"NAME"} joins a room of\n' +
     'two and speaks newline-delimited JSON (credentials, candidate, end-of-candidates,\n' +
     'restart, app, bye, ping/pong), with error messages that say why before a close.',
-  OPTIONS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  OPTIONS,
   [
     'Every option can also come from its environment variable (SIGNALSERVER_<NAME>).',
     'SIGTERM or SIGINT closes cleanly: every party is told (JSON: an error "shutdown"),',
@@ -102,7 +102,7 @@ export function resolveSettings(argv: readonly string[], env: NodeJS.ProcessEnv)
   const { values: flags, positional } = cli.parseArgs(argv, OPTIONS, {});
   if (flags.help) return { help: true };
   if (flags.version) return { version: true };
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  cli.noArguments(positional);
   const v = cli.mergeValues([flags, cli.envValues(OPTIONS, env)]);
   const from = (name: string) => (flags[name] !== undefined ? `--${name}` : envName(name));
   const ms = (name: string) => (v[name] === undefined ? undefined : Math.round((v[name] as number) * 1000));

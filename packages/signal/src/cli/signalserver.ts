@@ -20,14 +20,7 @@ function redact(url: string): string {
 
 cli.runCli(PROGRAM, async () => {
   const r = resolveSettings(process.argv.slice(2), process.env);
-  if (r.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (r.version) {
-    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    return 0;
-  }
+  if (cli.helpOrVersion(r, HELP, `${PROGRAM} ${VERSION}`)) return 0;
   const s = r.settings!;
   const log = cli.createLogger(PROGRAM, s.logFormat, s.logLevel);
   const server = await SignalServer.start({

@@ -4,7 +4,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { ipFamily } from '../codec/ip.js';
 import { ServerError } from '../errors.js';
 import { StunServer } from '../server/server.js';
-import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from './args.js';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
 import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
 import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
@@ -43,8 +43,7 @@ const SPECS: OptionSpec[] = [
   { name: 'log-format', type: 'string', value: 'text|json', env: 'STUNSERVER_LOG_FORMAT', choices: ['text', 'json'], defaultText: 'text', help: 'log line format' },
   { name: 'metrics', type: 'string', value: 'ADDR:PORT', env: 'STUNSERVER_METRICS', defaultText: 'off', help: 'serve Prometheus metrics on http://ADDR:PORT/metrics (summed over workers)' },
   { name: 'workers', type: 'number', value: 'N', env: 'STUNSERVER_WORKERS', min: 1, max: 1024, defaultText: 'every core (one on Node < 22.12)', help: 'processes serving the same ports (SO_REUSEPORT: each client stays on one)' },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -53,21 +52,14 @@ const HELP = usage(
     'RFC 5780 NAT behaviour discovery: four UDP sockets A:P, A:P2, A2:P, A2:P2, answering\n' +
     'CHANGE-REQUEST from the right one with OTHER-ADDRESS and RESPONSE-ORIGIN. Classic\n' +
     'RFC 3489 clients get MAPPED-ADDRESS, SOURCE-ADDRESS and CHANGED-ADDRESS.',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   'Example: stunserver --listen 127.0.0.1 --alternate 127.0.0.2\nSIGINT or SIGTERM stops it cleanly.',
 );
 
 runCli('stunserver', async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`stunserver ${pkg.version}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (helpOrVersion(v, HELP, `stunserver ${pkg.version}`)) return 0;
+  noArguments(positional);
   if (v['no-software'] && v.software !== undefined) throw new CliError('--software and --no-software contradict each other');
   const listen = (v.listen as string | undefined) ?? '0.0.0.0';
   if (!ipFamily(listen)) throw new CliError(`--listen: ${JSON.stringify(listen)} is not an IP address`);

@@ -96,7 +96,7 @@ export const HELP = cli.usage(
   'A TURN relay (RFC 8656) over UDP, TCP and TLS, relaying UDP, secure by default:\n' +
     'long-term credentials or TURN REST API secrets are required, peers in private,\n' +
     'loopback and other special ranges are refused unless allowed, and quotas apply.',
-  OPTIONS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  OPTIONS,
   [
     'Every option can also come from its environment variable (lists comma-separated,',
     'switches 1/0/true/false) or from the config file, which holds one setting a line:',

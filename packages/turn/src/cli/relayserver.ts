@@ -56,15 +56,8 @@ async function startMetrics(s: Settings, text: () => Promise<string>): Promise<{
 
 cli.runCli(PROGRAM, async () => {
   const { layers, positional } = readLayers(process.argv.slice(2), process.env);
-  if (layers.flags.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (layers.flags.version) {
-    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (cli.helpOrVersion(layers.flags, HELP, `${PROGRAM} ${VERSION}`)) return 0;
+  cli.noArguments(positional);
   const s = resolveSettings(mergeLayers(layers));
   const creds = loadCredentials(layers, s.usersFile, s.secretFile);
   if (s.auth && creds.users.size === 0 && creds.secrets.length === 0) {
