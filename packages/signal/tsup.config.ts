@@ -11,5 +11,5 @@ export default defineConfig({
   splitting: true,
   // Dependencies are imported by name, never bundled in; ioredis is loaded lazily, only
   // with --redis.
-  external: ['@natkit/stun', '@natkit/stun/cli', 'ioredis', 'prom-client'],
+  external: ['@natkit/stun', '@natkit/stun/cli', '@natkit/stun/internal', 'ioredis', 'prom-client'],
 });
