@@ -181,8 +181,6 @@ async function primary(count: number, metricsAt: { address: string; port: number
   const add = (into: Record<string, number>, from: Record<string, number>) => {
     for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
   };
-  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
-  let stopping = true;
   const workers = new Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -200,35 +198,17 @@ async function primary(count: number, metricsAt: { address: string; port: number
     },
     onExit: (w, code, signal) => {
       if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
-      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
+      // until every worker is listening, a worker's exit is a failed start (Primary.start says so)
+      if (workers.serving) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
     },
   });
   const forward = (signal: NodeJS.Signals) => {
-    stopping = true;
     log.info(`${signal}: passing it to ${workers.workers.length} workers`);
     workers.signal(signal);
   };
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
-  let ready;
-  try {
-    ready = await workers.start();
-    stopping = false;
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
-  try {
-    metrics = await startMetrics(metricsAt, () => clusterMetricsText());
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
+  const { ready, then: metrics } = await workers.startWith(() => startMetrics(metricsAt, () => clusterMetricsText()));
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();
   await closeMetrics(metrics?.server);

@@ -244,8 +244,6 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
   let reservations: ReservationBroker | undefined;
   let ports: { port?: number; tlsPort?: number } | undefined;
-  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
-  let stopping = true;
   const workers = new cli.Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -260,14 +258,14 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
       broker.exited(w);
       reservations?.exited(w);
       if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
-      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
+      // until every worker is listening, a worker's exit is a failed start (Primary.start says so)
+      if (workers.serving) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
     },
   });
   reservations = new ReservationBroker(() => workers.workers);
   // Signals reach every worker; each drains or stops on its own, as a single relay does.
   let terms = 0;
   const forward = (signal: NodeJS.Signals) => {
-    if (signal !== 'SIGHUP') stopping = true;
     if (signal === 'SIGTERM') terms++;
     log.info(`${signal}: passing it to ${plural(workers.workers.length, 'worker')}${signal === 'SIGTERM' && terms === 1 ? ' (they drain)' : ''}`);
     workers.signal(signal);
@@ -275,25 +273,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
   process.on('SIGHUP', forward);
-  let ready: cli.IpcMessage[];
-  try {
-    ready = await workers.start();
-    stopping = false;
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
-  try {
-    metrics = await startMetrics(s, () => cli.clusterMetricsText());
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
+  const { ready, then: metrics } = await workers.startWith(() => startMetrics(s, () => cli.clusterMetricsText()));
   if (!s.auth) log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();
