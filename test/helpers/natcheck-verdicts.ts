@@ -8,7 +8,7 @@
 //
 // Why these verdicts (hairpinning in particular): see the header of test/natlab/natcheck.test.ts.
 import { expect } from 'vitest';
-import type { NatBehaviour, NatType } from './natlab.js';
+import type { NatClientSpec } from './nat-behaviour.js';
 
 export type Behaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent';
 export const EIM: Behaviour = 'endpoint-independent';
@@ -32,15 +32,10 @@ export interface Verdict {
   classic: 'Open Internet' | 'Symmetric UDP Firewall' | 'Full Cone' | 'Restricted Cone' | 'Port Restricted Cone' | 'Symmetric';
 }
 
-/** The NAT in front of a client, as both labs take it (natlab's ClientSpec and vnet's VnetClientSpec). */
-export interface NatSpec {
-  nat?: NatType | NatBehaviour;
-  hairpin?: boolean;
-}
-
 export interface VerdictCase {
   name: string;
-  spec: NatSpec;
+  /** The NAT in front of the client, as both labs take it (natlab's ClientSpec and vnet's VnetClientSpec). */
+  spec: NatClientSpec;
   expected: Verdict;
 }
 
