@@ -44,4 +44,12 @@ describe("the binaries' shared start", () => {
     expect(() => cli.iceServersFlag('[{"urls":"stun:a","username":1}]')).toThrow(new cli.CliError('--ice-servers entry 1: username must be a string'));
     expect(() => cli.iceServersFlag('{"urls":"stun:a"}')).toThrow(new cli.CliError('--ice-servers must be a JSON array of {urls, username, credential}'));
   });
+
+  it('parseHostPort takes ADDR:PORT and [V6]:PORT, nothing else; hostPort writes them back', () => {
+    expect(cli.parseHostPort('127.0.0.1:9640')).toEqual({ address: '127.0.0.1', port: 9640 });
+    expect(cli.parseHostPort('[::1]:0')).toEqual({ address: '::1', port: 0 });
+    for (const bad of ['127.0.0.1', '::1:9640', 'localhost:80', '127.0.0.1:65536', '[::1]', '1.2.3.4:']) expect(cli.parseHostPort(bad), bad).toBeUndefined();
+    expect(cli.hostPort('::1', 9640)).toBe('[::1]:9640');
+    expect(cli.hostPort('127.0.0.1', 9640)).toBe('127.0.0.1:9640');
+  });
 });

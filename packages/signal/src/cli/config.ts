@@ -80,16 +80,6 @@ export const HELP = cli.usage(
   ].join('\n'),
 );
 
-/** ADDR:PORT or [V6]:PORT. */
-export function parseHostPort(text: string): { address: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!isIP(address) || port > 65535) return undefined;
-  return { address, port };
-}
-
 export interface Settings {
   server: SignalServerOptions;
   metrics: { address: string; port: number } | undefined;
@@ -111,7 +101,7 @@ export function resolveSettings(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (!isIP(host)) throw new CliError(`${from('listen')}: ${JSON.stringify(host)} is not an IP address`);
   let metrics: Settings['metrics'];
   if (v.metrics !== undefined) {
-    metrics = parseHostPort(v.metrics as string);
+    metrics = cli.parseHostPort(v.metrics as string);
     if (!metrics) throw new CliError(`${from('metrics')}: expected ADDR:PORT (e.g. 127.0.0.1:9642 or [::1]:9642), got ${JSON.stringify(v.metrics)}`);
   }
   const redis = v.redis as string | undefined;

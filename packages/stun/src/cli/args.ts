@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { ipFamily } from '../codec/ip.js';
 
 /**
  * A small strict command-line parser shared by natkit's binaries: every flag is declared,
@@ -224,6 +225,21 @@ export function iceServersFlag(text: string, flag = '--ice-servers'): Array<{ ur
     if (credential !== undefined && typeof credential !== 'string') throw new CliError(`${where}: credential must be a string`);
     return { urls: list as string[], ...(username !== undefined ? { username } : {}), ...(credential !== undefined ? { credential } : {}) };
   });
+}
+
+/** An ADDR:PORT or [V6]:PORT flag value (an IP address, not a name, and a port 0-65535), or undefined. */
+export function parseHostPort(text: string): { address: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (!ipFamily(address) || port > 65535) return undefined;
+  return { address, port };
+}
+
+/** ADDR:PORT, with an IPv6 address in brackets. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** Reads a file named by a flag, with an error that names the flag. */

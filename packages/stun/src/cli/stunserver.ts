@@ -1,29 +1,15 @@
 import cluster from 'node:cluster';
-import type * as http from 'node:http';
 import pkg from '../../package.json' with { type: 'json' };
 import { ipFamily } from '../codec/ip.js';
 import { ServerError } from '../errors.js';
 import { StunServer } from '../server/server.js';
-import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, readFlagFile, runCli, usage } from './args.js';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, parseHostPort, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
-import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
+import { closeMetrics, clusterMetricsText, metricsEndpoint, metricsText, processMetrics, reportToPrimary } from './metrics.js';
 import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
 
 /** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
 const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
-
-function parseHostPort(text: string): { address: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!ipFamily(address) || port > 65535) return undefined;
-  return { address, port };
-}
-
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 const SPECS: OptionSpec[] = [
   { name: 'listen', type: 'string', value: 'ADDR', env: 'STUNSERVER_LISTEN', defaultText: '0.0.0.0', help: 'primary address (A)' },
@@ -106,18 +92,6 @@ runCli('stunserver', async () => {
 
 type Options = Parameters<typeof StunServer.start>[0] & object;
 
-async function startMetrics(at: { address: string; port: number } | undefined, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
-  if (!at) return undefined;
-  let server: http.Server;
-  try {
-    server = await serveMetrics(text, at.address, at.port);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve metrics on ${hostPort(at.address, at.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
-  }
-  const a = server.address() as { address: string; port: number };
-  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
-}
 
 /** One server in this process: alone, or one worker of several. */
 async function serve(options: Options, format: LogFormat, statsEvery: number, metricsAt: { address: string; port: number } | undefined, worker: boolean): Promise<number> {
@@ -134,11 +108,11 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
     throw err;
   });
   const processRegistry = processMetrics();
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  let metrics: Awaited<ReturnType<typeof metricsEndpoint>>;
   if (worker) reportToPrimary([server.metrics, processRegistry]);
   else {
     try {
-      metrics = await startMetrics(metricsAt, () => metricsText([server.metrics, processRegistry]));
+      metrics = await metricsEndpoint(metricsAt, () => metricsText([server.metrics, processRegistry]));
     } catch (err) {
       await server.close();
       throw err;
@@ -208,7 +182,7 @@ async function primary(count: number, metricsAt: { address: string; port: number
   };
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
-  const { ready, then: metrics } = await workers.startWith(() => startMetrics(metricsAt, () => clusterMetricsText()));
+  const { ready, then: metrics } = await workers.startWith(() => metricsEndpoint(metricsAt, () => clusterMetricsText()));
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();
   await closeMetrics(metrics?.server);

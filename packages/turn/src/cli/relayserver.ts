@@ -1,5 +1,4 @@
 import cluster from 'node:cluster';
-import type * as http from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { type Family, ServerError } from '@natkit/stun';
 import * as cli from '@natkit/stun/cli';
@@ -35,23 +34,6 @@ function loadTls(s: NonNullable<Settings['tls']>): { cert: Buffer; key: Buffer; 
     throw new CliError(`--tls-cert/--tls-key: ${s.certFile} and ${s.keyFile} are not a usable certificate and key: ${(err as Error).message}`);
   }
   return { cert, key, port: s.port };
-}
-
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-async function startMetrics(s: Settings, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
-  if (!s.metrics) return undefined;
-  let server: http.Server;
-  try {
-    server = await cli.serveMetrics(text, s.metrics.address, s.metrics.port);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve metrics on ${hostPort(s.metrics.address, s.metrics.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
-  }
-  const a = server.address() as { address: string; port: number };
-  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
 }
 
 cli.runCli(PROGRAM, async () => {
@@ -138,11 +120,11 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
   });
 
   const processRegistry = cli.processMetrics();
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  let metrics: Awaited<ReturnType<typeof cli.metricsEndpoint>>;
   if (worker) cli.reportToPrimary([server.metrics, processRegistry]);
   else {
     try {
-      metrics = await startMetrics(s, () => cli.metricsText([server.metrics, processRegistry]));
+      metrics = await cli.metricsEndpoint(s.metrics, () => cli.metricsText([server.metrics, processRegistry]));
     } catch (err) {
       await server.close();
       throw err;
@@ -203,7 +185,7 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     process.on('SIGHUP', reload);
   });
 
-  const where = server.listening.map((l) => `${l.transport} ${hostPort(l.address, l.port)}`);
+  const where = server.listening.map((l) => `${l.transport} ${cli.hostPort(l.address, l.port)}`);
   const relayed = (Object.entries(server.relays.addresses) as Array<[Family, string]>).map(([f, a]) =>
     s.externalAddresses[f] ? `${a} (advertised as ${s.externalAddresses[f]})` : a,
   );
@@ -273,7 +255,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
   process.on('SIGHUP', forward);
-  const { ready, then: metrics } = await workers.startWith(() => startMetrics(s, () => cli.clusterMetricsText()));
+  const { ready, then: metrics } = await workers.startWith(() => cli.metricsEndpoint(s.metrics, () => cli.clusterMetricsText()));
   if (!s.auth) log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();
