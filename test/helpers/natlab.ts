@@ -778,6 +778,23 @@ const PUBLIC_NET = '203.0.113';
 const SERVER_ADDRESSES: [string, string] = [`${PUBLIC_NET}.1`, `${PUBLIC_NET}.2`];
 const RELAY_ADDRESS = `${PUBLIC_NET}.3`;
 
+/**
+ * A lab for `fn`, destroyed when it is done; a failure has the lab's state (every
+ * namespace's addresses, routes and nft ruleset: lab.describe()) appended to its message,
+ * which helps more than the bare assertion.
+ */
+export async function withNatLab<T>(options: NatLabOptions, fn: (lab: NatLab) => Promise<T>): Promise<T> {
+  const lab = await createNatLab(options);
+  try {
+    return await fn(lab);
+  } catch (err) {
+    if (err instanceof Error) err.message += `\n\nlab state:\n${await lab.describe().catch((e: Error) => e.message)}`;
+    throw err;
+  } finally {
+    await lab.destroy();
+  }
+}
+
 export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab> {
   const specs: ClientSpec[] = options.clients ?? [{ nat: options.nat, hairpin: options.hairpin }];
   if (specs.length === 0) throw new NatLabError('a lab needs at least one client');
