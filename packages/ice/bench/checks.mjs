@@ -72,7 +72,9 @@ async function measure(id, n, makeAgent) {
 }
 
 async function natkitAgent({ ufrag, pwd, lines }) {
-  const a = new IceAgent({ controlling: false, ta: TA, iceServers: [], addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'] });
+  // The agent's limits (100 remote candidates and 100 pairs by default, against a peer that
+  // floods it) are raised to the benchmark's N.
+  const a = new IceAgent({ controlling: false, ta: TA, iceServers: [], addresses: [LOOPBACK], includeLoopback: true, families: ['IPv4'], core: { maxRemoteCandidates: lines.length, maxPairs: lines.length } });
   await a.gather();
   a.setRemoteParameters({ ufrag, pwd });
   for (const l of lines) a.addRemoteCandidate(l);

@@ -667,8 +667,16 @@ export class IceCore {
     if (!s.remote || this.lite || this.failed || this.closed) return false;
     if (s.triggered.length > 0) return true;
     if (s.checklistState !== 'running') return false;
+    // Called on every wake-up: a Waiting pair answers it without building the set of
+    // busy foundations, which only a Frozen pair needs.
+    let frozen = false;
+    for (const p of s.pairs) {
+      if (p.state === 'waiting') return true;
+      if (p.state === 'frozen') frozen = true;
+    }
+    if (!frozen) return false;
     const busy = this.busyFoundations(s);
-    return s.pairs.some((p) => p.state === 'waiting' || (p.state === 'frozen' && !busy.has(p.foundation)));
+    return s.pairs.some((p) => p.state === 'frozen' && !busy.has(p.foundation));
   }
 
   private busyFoundations(s: Session): Set<string> {
