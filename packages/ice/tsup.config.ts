@@ -1,14 +1,4 @@
 import { defineConfig } from 'tsup';
+import { natkitBuild } from '../../tsup.base.js';
 
-export default defineConfig({
-  entry: ['src/index.ts', 'src/cli/icegather.ts'],
-  format: ['esm'],
-  target: 'node20',
-  platform: 'node',
-  dts: { entry: 'src/index.ts' },
-  sourcemap: true,
-  clean: true,
-  splitting: true,
-  // Sibling packages are dependencies, imported by name, never bundled in.
-  external: [/^@natkit\//],
-});
+export default defineConfig(natkitBuild({ entry: ['src/index.ts', 'src/cli/icegather.ts'], dts: 'src/index.ts' }));

@@ -1,15 +1,5 @@
 import { defineConfig } from 'tsup';
+import { natkitBuild } from '../../tsup.base.js';
 
-export default defineConfig({
-  entry: ['src/index.ts', 'src/cli/signalserver.ts'],
-  format: ['esm'],
-  target: 'node20',
-  platform: 'node',
-  dts: { entry: 'src/index.ts' },
-  sourcemap: true,
-  clean: true,
-  splitting: true,
-  // Dependencies are imported by name, never bundled in; ioredis is loaded lazily, only
-  // with --redis.
-  external: ['@natkit/stun', '@natkit/stun/cli', 'ioredis', 'prom-client'],
-});
+// ioredis (a dependency, so never bundled in) is loaded lazily, only with --redis.
+export default defineConfig(natkitBuild({ entry: ['src/index.ts', 'src/cli/signalserver.ts'], dts: 'src/index.ts' }));

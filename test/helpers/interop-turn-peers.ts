@@ -359,34 +359,42 @@ export async function runUclient(program: string, args: string[], timeoutMs = 40
 
 export interface CoturnRelay {
   proc: Proc;
+  /** UDP and TCP (and, with `tls`, TLS too: coturn tells them apart per connection). */
   port: number;
+  /** With `tls`: the TLS port (TLS and TCP). */
+  tlsPort: number | undefined;
   relayMin: number;
   relayMax: number;
   stop(): Promise<number | string>;
 }
 
 /**
- * coturn 4.6.1's turnserver as a TURN relay on 127.0.0.1:P (UDP and TCP), relaying from
+ * coturn 4.6.1's turnserver as a TURN relay on 127.0.0.1:P (UDP and TCP; with `tls`, TLS on
+ * P+1 with that certificate and key as well), relaying from
  * 127.0.0.1 ports [R, R+15], realm REALM, with either long-term credentials (-a -u
  * USER:PASS) or the TURN REST API secret (--use-auth-secret --static-auth-secret SECRET).
  * coturn refuses loopback peers unless --allow-loopback-peers ("CONFIG WARNING:
- * allow_loopback_peers opens a possible security vulnerability"); no TLS/DTLS, no CLI,
+ * allow_loopback_peers opens a possible security vulnerability"); no DTLS (nor TLS without `tls`), no CLI,
  * its pid file and SQLite database in a temporary directory, -v logging to stdout (one
  * line per session event, "peer usage: ... rp=, rb=, sp=, sb=" when a session ends).
  * A taken listener port makes it retry for ever ("errno=98"): we start again elsewhere.
  */
-export async function startCoturnRelay(program: string, auth: 'long-term' | 'rest'): Promise<CoturnRelay> {
+export async function startCoturnRelay(program: string, auth: 'long-term' | 'rest', opts: { tls?: { cert: string; key: string } } = {}): Promise<CoturnRelay> {
   let last: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePortRun(1, { tcp: true });
+    // with TLS, its port is the next one
+    const port = await freePortRun(opts.tls ? 2 : 1, { tcp: true });
+    const tlsPort = opts.tls ? port + 1 : undefined;
     const relayMin = await freePortRun(16, { from: 20000, to: 32000 });
     const relayMax = relayMin + 15;
     const dir = await mkdtemp(join(tmpdir(), 'natkit-coturn-relay-'));
     const creds = auth === 'long-term' ? ['-a', '-u', `${USER}:${PASS}`] : ['--use-auth-secret', '--static-auth-secret', SECRET];
+    const tls = opts.tls ? ['--tls-listening-port', String(tlsPort), '--cert', opts.tls.cert, '--pkey', opts.tls.key] : [];
+    const common = coturnCommonArgs(dir).filter((a) => !(opts.tls && a === '--no-tls'));
     // prettier-ignore
     const proc = start(program, [
-      '-L', LOOPBACK, '-p', String(port), '--relay-ip', LOOPBACK, '--min-port', String(relayMin), '--max-port', String(relayMax),
-      ...creds, '-r', REALM, '--allow-loopback-peers', ...coturnCommonArgs(dir),
+      '-L', LOOPBACK, '-p', String(port), ...tls, '--relay-ip', LOOPBACK, '--min-port', String(relayMin), '--max-port', String(relayMax),
+      ...creds, '-r', REALM, '--allow-loopback-peers', ...common,
     ]);
     const stop = async () => {
       const code = await proc.stop();
@@ -396,13 +404,16 @@ export async function startCoturnRelay(program: string, auth: 'long-term' | 'res
     const conflict = /errno=98|Address already in use/;
     try {
       const p = String(port);
-      for (const re of [new RegExp(`UDP listener opened on: 127\\.0\\.0\\.1:${p}\\b|${conflict.source}`), new RegExp(`TCP listener opened on : 127\\.0\\.0\\.1:${p}\\b|${conflict.source}`)]) {
+      // ("TCP listener" also matches coturn's "TLS/TCP listener" of a port that does both)
+      const listeners = [new RegExp(`UDP listener opened on: 127\\.0\\.0\\.1:${p}\\b|${conflict.source}`), new RegExp(`TCP listener opened on : 127\\.0\\.0\\.1:${p}\\b|${conflict.source}`)];
+      if (tlsPort) listeners.push(new RegExp(`TLS/TCP listener opened on : 127\\.0\\.0\\.1:${tlsPort}\\b|${conflict.source}`));
+      for (const re of listeners) {
         const m = await proc.waitFor(re, 10_000);
-        if (conflict.test(m[0])) throw new Error(`port ${port} is taken`);
+        if (conflict.test(m[0])) throw new Error(`port ${port}${tlsPort ? ` or ${tlsPort}` : ''} is taken`);
       }
       await proc.waitFor(/Relay ports initialization done/, 10_000);
       await stunReady(port);
-      return { proc, port, relayMin, relayMax, stop };
+      return { proc, port, tlsPort, relayMin, relayMax, stop };
     } catch (err) {
       last = err;
       await stop();

@@ -126,31 +126,26 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir as tmpdir_ } from 'node:os';
 import { join } from 'node:path';
+import {
+  DEPENDENCES,
+  type Dependence,
+  type LabNatInfo,
+  type NatBehaviour,
+  type NatClientSpec,
+  type NatType,
+  PRESETS,
+  type PortAllocation,
+  defaultPortAllocation,
+} from './nat-behaviour.js';
 import { DEBIAN_PACKAGES, inCI, isRoot, needRoot } from './programs.js';
 
 // ---------------------------------------------------------------------------------------
 // Types
 
-export type NatType = 'none' | 'firewall' | 'full-cone' | 'restricted-cone' | 'port-restricted-cone' | 'symmetric';
-export type Dependence = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent';
-export type PortAllocation = 'preserve' | 'random' | 'sequential';
+// The presets, behaviours and client specs the virtual network takes too: test/helpers/nat-behaviour.ts.
+export type { Dependence, NatBehaviour, NatType, PortAllocation } from './nat-behaviour.js';
 
-/** An RFC 4787 behaviour, for NATs the presets do not name. */
-export interface NatBehaviour {
-  mapping: Dependence;
-  filtering: Dependence;
-  /** How a new mapping's port is chosen. Default: 'preserve' unless mapping is APDM ('random'). */
-  portAllocation?: PortAllocation;
-  hairpin?: boolean;
-}
-
-export interface ClientSpec {
-  /** The NAT in front of this client (ignored with `behind`). Default 'port-restricted-cone'. */
-  nat?: NatType | NatBehaviour;
-  /** Hairpinning on the NAT in front of this client. Default false. */
-  hairpin?: boolean;
-  /** Put this client behind the same router as clients[behind]. */
-  behind?: number;
+export interface ClientSpec extends NatClientSpec {
   /** Idle lifetime of this NAT's UDP mappings, seconds (default: the lab's mappingTimeoutSec). */
   mappingTimeoutSec?: number;
   /** Percent of IPv4 packets dropped on this NAT's WAN side, each direction (see NatLab.setLoss). */
@@ -170,20 +165,9 @@ export interface NatLabOptions {
   mappingTimeoutSec?: number;
 }
 
-export interface LabNat {
-  type: NatType | 'custom';
+export interface LabNat extends LabNatInfo {
   /** The namespace whose nftables implements it: the router, the client itself ('firewall'), or undefined ('none'). */
   ns: string | undefined;
-  /** The address the world sees (the client's own address for 'none' and 'firewall'). */
-  publicAddress: string;
-  /** The router's address on the private side (undefined without a router). */
-  privateAddress: string | undefined;
-  /** The private subnet, e.g. 10.0.1.0/24 (undefined without a router). */
-  subnet: string | undefined;
-  mapping: Dependence | 'none';
-  filtering: Dependence | 'none';
-  portAllocation: PortAllocation;
-  hairpin: boolean;
   /** Idle lifetime of UDP mappings, seconds (undefined for 'none'). */
   mappingTimeoutSec: number | undefined;
   /** Percent of IPv4 packets dropped each way on the WAN side (0: none); changed by setLoss. */
@@ -306,17 +290,6 @@ interface Resolved {
   routed: boolean; // has a router namespace
 }
 
-const PRESETS: Record<NatType, { mapping: Dependence | 'none'; filtering: Dependence | 'none'; portAllocation: PortAllocation }> = {
-  none: { mapping: 'none', filtering: 'none', portAllocation: 'preserve' },
-  firewall: { mapping: 'none', filtering: 'address-and-port-dependent', portAllocation: 'preserve' },
-  'full-cone': { mapping: 'endpoint-independent', filtering: 'endpoint-independent', portAllocation: 'preserve' },
-  'restricted-cone': { mapping: 'endpoint-independent', filtering: 'address-dependent', portAllocation: 'preserve' },
-  'port-restricted-cone': { mapping: 'endpoint-independent', filtering: 'address-and-port-dependent', portAllocation: 'preserve' },
-  symmetric: { mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random' },
-};
-
-const DEPENDENCES: readonly Dependence[] = ['endpoint-independent', 'address-dependent', 'address-and-port-dependent'];
-
 function resolve(nat: NatType | NatBehaviour | undefined, hairpin: boolean | undefined): Resolved {
   if (nat === undefined || typeof nat === 'string') {
     const type = nat ?? 'port-restricted-cone';
@@ -329,7 +302,7 @@ function resolve(nat: NatType | NatBehaviour | undefined, hairpin: boolean | und
   if (!DEPENDENCES.includes(nat.mapping) || !DEPENDENCES.includes(nat.filtering)) {
     throw new NatLabError(`bad NAT behaviour ${JSON.stringify(nat)}: mapping and filtering are one of ${DEPENDENCES.join(', ')}`);
   }
-  const portAllocation = nat.portAllocation ?? (nat.mapping === 'address-and-port-dependent' ? 'random' : 'preserve');
+  const portAllocation = nat.portAllocation ?? defaultPortAllocation(nat.mapping);
   return { type: 'custom', mapping: nat.mapping, filtering: nat.filtering, portAllocation, hairpin: nat.hairpin ?? hairpin ?? false, routed: true };
 }
 
@@ -804,6 +777,23 @@ export async function natLabUnavailable(): Promise<string | undefined> {
 const PUBLIC_NET = '203.0.113';
 const SERVER_ADDRESSES: [string, string] = [`${PUBLIC_NET}.1`, `${PUBLIC_NET}.2`];
 const RELAY_ADDRESS = `${PUBLIC_NET}.3`;
+
+/**
+ * A lab for `fn`, destroyed when it is done; a failure has the lab's state (every
+ * namespace's addresses, routes and nft ruleset: lab.describe()) appended to its message,
+ * which helps more than the bare assertion.
+ */
+export async function withNatLab<T>(options: NatLabOptions, fn: (lab: NatLab) => Promise<T>): Promise<T> {
+  const lab = await createNatLab(options);
+  try {
+    return await fn(lab);
+  } catch (err) {
+    if (err instanceof Error) err.message += `\n\nlab state:\n${await lab.describe().catch((e: Error) => e.message)}`;
+    throw err;
+  } finally {
+    await lab.destroy();
+  }
+}
 
 export async function createNatLab(options: NatLabOptions = {}): Promise<NatLab> {
   const specs: ClientSpec[] = options.clients ?? [{ nat: options.nat, hairpin: options.hairpin }];

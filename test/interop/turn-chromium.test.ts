@@ -16,22 +16,11 @@
 // The page is about:blank (no HTTP server needed: RTCPeerConnection does not need a
 // secure context), and the in-page code is a string so the test compiles without DOM
 // types.
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { needProgram } from '../helpers/programs.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { killAll } from '../helpers/spawn.js';
 import { LOOPBACK, NATKIT_RELAY_MAX, NATKIT_RELAY_MIN, type NatkitRelay, PASS, USER, metric, startNatkitRelay } from '../helpers/interop-turn-peers.js';
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let browser: Browser | undefined;
 let relay: NatkitRelay | undefined;
@@ -123,11 +112,11 @@ const PAGE_CODE = String.raw`async ({ url, username, credential, count }) => {
 describe("Chromium's WebRTC through natkit's relay", () => {
   for (const transport of ['udp', 'tcp'] as const) {
     it(`two RTCPeerConnections, iceTransportPolicy relay, turn:...?transport=${transport}: a data channel both ways over a relay/relay pair`, async (ctx) => {
-      const executablePath = needProgram(ctx, 'chromium');
       const t0 = Date.now();
+      // launched first: without chromium the test is skipped before the relay starts
+      browser = await launchChromium(ctx);
       relay = await startNatkitRelay();
       const port = transport === 'udp' ? relay.udpPort : relay.tcpPort;
-      browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
       const page = await browser.newPage();
       const console: string[] = [];
       page.on('console', (m) => console.push(m.text()));

@@ -14,7 +14,7 @@
 // dead above it less a second.
 import { fileURLToPath } from 'node:url';
 import { expect, test } from 'vitest';
-import { type LabProcess, type NatLab, createNatLab, needNatLab } from '../helpers/natlab.js';
+import { type LabProcess, type NatLab, needNatLab, withNatLab } from '../helpers/natlab.js';
 
 const NATCHECK = fileURLToPath(new URL('../../packages/stun/bin/natcheck.js', import.meta.url));
 const STUNSERVER = fileURLToPath(new URL('../../packages/stun/bin/stunserver.js', import.meta.url));
@@ -42,8 +42,7 @@ test('natcheck --lifetime measures NATs whose mappings expire after 10 s and 20 
     { nat: 'port-restricted-cone' as const, mappingTimeoutSec: 10, classic: 'Port Restricted Cone' },
     { nat: 'symmetric' as const, mappingTimeoutSec: 20, classic: 'Symmetric' },
   ];
-  const lab = await createNatLab({ clients: NATS.map(({ nat, mappingTimeoutSec }) => ({ nat, mappingTimeoutSec })) });
-  try {
+  await withNatLab({ clients: NATS.map(({ nat, mappingTimeoutSec }) => ({ nat, mappingTimeoutSec })) }, async (lab) => {
     const server = await startStunserver(lab);
     try {
       const t0 = performance.now();
@@ -82,10 +81,5 @@ test('natcheck --lifetime measures NATs whose mappings expire after 10 s and 20 
     } finally {
       await server.stop();
     }
-  } catch (err) {
-    if (err instanceof Error) err.message += `\n\nlab state:\n${await lab.describe().catch((e: Error) => e.message)}`;
-    throw err;
-  } finally {
-    await lab.destroy();
-  }
+  });
 }, 240_000);

@@ -23,22 +23,11 @@ import {
   createPeerLab,
   lossRuleset,
   needNatLab,
+  withNatLab,
 } from '../helpers/natlab.js';
 import { Peer, reflect } from './udp-peer.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function withLab<T>(opts: NatLabOptions, fn: (lab: NatLab) => Promise<T>): Promise<T> {
-  const lab = await createNatLab(opts);
-  try {
-    return await fn(lab);
-  } catch (err) {
-    if (err instanceof Error) err.message += `\n\nlab state:\n${await lab.describe().catch((e: Error) => e.message)}`;
-    throw err;
-  } finally {
-    await lab.destroy();
-  }
-}
 
 function netnsList(): string[] {
   try {
@@ -55,7 +44,7 @@ const reflectorOf = (lab: NatLab, i = 0) => `${lab.server.addresses[i]!}:3478`;
 test('loss: each direction of a WAN side drops its share and counts it; 0 removes it', async (ctx) => {
   await needNatLab(ctx);
   // client 0 behind a port-restricted NAT, 10 % from the start; client 1 a public host, 10 % set live
-  await withLab({ clients: [{ nat: 'port-restricted-cone', loss: 10 }, { nat: 'none' }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'port-restricted-cone', loss: 10 }, { nat: 'none' }] }, async (lab) => {
     expect(lab.clients[0]!.nat.loss).toBe(10);
     await lab.setLoss(1, 10);
     expect(lab.clients[1]!.nat.loss).toBe(10);
@@ -127,7 +116,7 @@ test('mappings expire after mappingTimeoutSec idle, in the lab tables and in con
   // mapping made anew shows by its port: conntrack and the lab's table both forgot it); a
   // host firewall (conntrack only).
   const clients = [{ nat: 'port-restricted-cone' as const }, { nat: 'symmetric' as const }, { nat: { mapping: EIM, filtering: EIF, portAllocation: 'random' as const } }, { nat: 'firewall' as const }];
-  await withLab({ mappingTimeoutSec: T, clients }, async (lab) => {
+  await withNatLab({ mappingTimeoutSec: T, clients }, async (lab) => {
     for (const c of lab.clients) {
       expect(c.nat.mappingTimeoutSec).toBe(T);
       // conntrack's own UDP timeouts in the NAT's namespace (unreplied, and "stream")
@@ -205,7 +194,7 @@ async function tcpConnection(lab: NatLab, ns: string): Promise<LabProcess[]> {
 
 test('flushMappings under a live session: the hole closes at once, the next datagram out opens a new one; udpOnly keeps TCP', async (ctx) => {
   await needNatLab(ctx, 'conntrack');
-  await withLab({ clients: [{ nat: 'port-restricted-cone' }, { nat: 'port-restricted-cone' }, { nat: 'symmetric' }, { nat: 'firewall' }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'port-restricted-cone' }, { nat: 'port-restricted-cone' }, { nat: 'symmetric' }, { nat: 'firewall' }] }, async (lab) => {
     const reflector = await Peer.start(lab, lab.server.ns, 3478, true);
     const [a, b, s, f] = await Promise.all(lab.clients.map((c) => Peer.start(lab, c.ns, 40000)));
     const tcp = await tcpConnection(lab, lab.clients[0]!.ns);
@@ -262,7 +251,7 @@ test('flushMappings under a live session: the hole closes at once, the next data
 
 test('changePublicAddress: a new address, every mapping lost, the old address silent; hairpinning follows it', async (ctx) => {
   await needNatLab(ctx, 'conntrack');
-  await withLab({ clients: [{ nat: 'port-restricted-cone', hairpin: true }, { behind: 0 }, { nat: 'none' }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'port-restricted-cone', hairpin: true }, { behind: 0 }, { nat: 'none' }] }, async (lab) => {
     const reflector = await Peer.start(lab, lab.server.ns, 3478, true);
     const [a, b] = await Promise.all([Peer.start(lab, lab.clients[0]!.ns, 40000), Peer.start(lab, lab.clients[1]!.ns, 41000)]);
     try {

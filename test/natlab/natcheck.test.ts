@@ -50,6 +50,20 @@ import {
   startTurnserver,
   systemProgram,
 } from '../helpers/natlab.js';
+import {
+  ALT_PORT,
+  type Behaviour,
+  NATCHECK_CASES,
+  PORT,
+  type TestLine,
+  type Verdict,
+  type VerdictCase,
+  expectVerdict,
+  formatTests,
+  once,
+  verdictFor,
+  verdictOf,
+} from '../helpers/natcheck-verdicts.js';
 
 const NATCHECK = fileURLToPath(new URL('../../packages/stun/bin/natcheck.js', import.meta.url));
 const STUNSERVER = fileURLToPath(new URL('../../packages/stun/bin/stunserver.js', import.meta.url));
@@ -58,16 +72,6 @@ const STUNSERVER = fileURLToPath(new URL('../../packages/stun/bin/stunserver.js'
 // suite runs at once) must not pass for filtering: 2 s leaves a wide margin on the lab's
 // sub-millisecond links.
 const PROBE_TIMEOUT_MS = 2000;
-const PORT = 3478;
-const ALT_PORT = 3479;
-
-type Behaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent';
-const EIM: Behaviour = 'endpoint-independent';
-const ADM: Behaviour = 'address-dependent';
-const APDM: Behaviour = 'address-and-port-dependent';
-const EIF = EIM;
-const ADF = ADM;
-const APDF = APDM;
 
 interface Address {
   family: string;
@@ -89,24 +93,12 @@ interface Report {
   hairpinning?: boolean;
   portPreservation?: boolean;
   classic: string;
-  tests: { name: string; to: string; change: string; result: string }[];
+  tests: TestLine[];
 }
 
-/** The verdict a test asserts: what natcheck found, in the terms of RFC 4787 and RFC 3489. */
-interface Verdict {
-  natPresent: boolean;
-  mapping: Behaviour;
-  filtering: Behaviour;
-  /** undefined: not tested (no NAT). */
-  hairpinning: boolean | undefined;
-  portPreservation: boolean;
-  classic: 'Open Internet' | 'Symmetric UDP Firewall' | 'Full Cone' | 'Restricted Cone' | 'Port Restricted Cone' | 'Symmetric';
-}
-
-interface Case {
-  name: string;
+/** A case of test/helpers/natcheck-verdicts.ts, with the lab's own ClientSpec. */
+interface Case extends VerdictCase {
   spec: ClientSpec;
-  expected: Verdict;
 }
 
 interface Run {
@@ -123,10 +115,6 @@ interface Outcome {
   server: [string, string];
   run?: Run;
   error?: unknown;
-}
-
-function verdictOf(r: Report): Partial<Verdict> {
-  return { natPresent: r.natPresent, mapping: r.mapping, filtering: r.filtering, hairpinning: r.hairpinning, portPreservation: r.portPreservation, classic: r.classic as Verdict['classic'] };
 }
 
 function sameVerdict(r: Report | undefined, v: Verdict): boolean {
@@ -207,42 +195,10 @@ async function runGroup(
   }
 }
 
-/** Runs `fn` once, on first demand; every later call gets the same promise. */
-function once<T>(fn: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => (p ??= fn());
-}
-
 function describeRun(c: { name: string; spec: ClientSpec }, o: Outcome): string {
   const r = o.run!;
-  const tests = r.report?.tests.map((t) => `  ${t.name.padEnd(14)} to ${t.to.padEnd(20)} ${t.change.padEnd(18)} ${t.result}`).join('\n') ?? '';
+  const tests = r.report ? formatTests(r.report.tests) : '';
   return `${c.name} (${JSON.stringify(c.spec.nat)}${c.spec.hairpin ? ', hairpin' : ''}), client ${o.client.address} behind ${o.client.nat.publicAddress}:\nnatcheck's RFC 5780 tests:\n${tests}\n${r.output}${r.natState ? `\nNAT state:\n${r.natState}` : ''}`;
-}
-
-const re = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/**
- * The RFC 5780 tests natcheck must have run for `v`, in order, with where each answer must
- * have come from: section 4.3 mapping tests I (A:P), II (A2:P) and, unless II showed EIM,
- * III (A2:P2), all from one socket; section 4.4 filtering tests from a fresh socket: I (A:P),
- * II (change IP and port: answered from A2:P2 only through EIF), III only without EIF (change
- * port: answered from A:P2 only through ADF); section 3.4 hairpinning only behind a NAT.
- */
-function expectedTests(v: Verdict, o: Outcome, mapped: Address | undefined): unknown[] {
-  const [a, a2] = o.server;
-  const answered = (from: string) => expect.stringMatching(new RegExp(`^mapped ${re(o.client.nat.publicAddress)}:\\d+ from ${re(from)}$`));
-  const t = (name: string, to: string, change: string, result: unknown) => ({ name, to, change, result });
-  const AP = `${a}:${PORT}`;
-  const tests = [t('mapping I', AP, '-', answered(AP))];
-  if (v.natPresent) {
-    tests.push(t('mapping II', `${a2}:${PORT}`, '-', answered(`${a2}:${PORT}`)));
-    if (v.mapping !== EIM) tests.push(t('mapping III', `${a2}:${ALT_PORT}`, '-', answered(`${a2}:${ALT_PORT}`)));
-  }
-  tests.push(t('filtering I', AP, '-', answered(AP)));
-  tests.push(t('filtering II', AP, 'change IP and port', v.filtering === EIF ? answered(`${a2}:${ALT_PORT}`) : 'no response'));
-  if (v.filtering !== EIF) tests.push(t('filtering III', AP, 'change port', v.filtering === ADF ? answered(`${a}:${ALT_PORT}`) : 'no response'));
-  if (v.hairpinning !== undefined) tests.push(t('hairpinning', mapped ? `${mapped.address}:${mapped.port}` : '?', '-', v.hairpinning ? 'received' : 'not received'));
-  return tests;
 }
 
 /** Asserts a natcheck run against `expected`, with everything needed to read a failure. */
@@ -251,17 +207,8 @@ function assertVerdict(c: Case, o: Outcome, otherAddress: Address | undefined): 
   const r = o.run!;
   const why = describeRun(c, o);
   expect(r.report, why).toBeDefined();
-  const report = r.report!;
-  expect(report.udpBlocked, why).toBe(false);
   expect(r.code, why).toBe(0);
-  expect(report.serverSupportsDiscovery, why).toBe(true);
-  if (otherAddress) expect(report.otherAddress, why).toEqual(otherAddress);
-  expect(report.local.address, why).toBe(o.client.address);
-  // the world sees the NAT's public address (the client's own without a NAT)
-  expect(report.mapped?.address, why).toBe(o.client.nat.publicAddress);
-  if (c.expected.portPreservation) expect(report.mapped?.port, why).toBe(report.local.port);
-  expect(verdictOf(report), why).toEqual(c.expected);
-  expect(report.tests, why).toEqual(expectedTests(c.expected, o, report.mapped));
+  expectVerdict(r.report!, c.expected, { server: o.server, clientAddress: o.client.address, publicAddress: o.client.nat.publicAddress }, otherAddress, why);
 }
 
 function timingTable(title: string, cases: readonly { name: string }[], outcomes: Outcome[]): string {
@@ -276,41 +223,8 @@ function timingTable(title: string, cases: readonly { name: string }[], outcomes
 // ---------------------------------------------------------------------------------------
 // natkit's stunserver, every preset
 
-const NATKIT_CASES: Case[] = [
-  // No NAT: mapping is endpoint-independent by definition (RFC 5780 4.3: mapped = local), the
-  // filtering tests still run, hairpinning is not tested.
-  { name: 'none', spec: { nat: 'none' }, expected: { natPresent: false, mapping: EIM, filtering: EIF, hairpinning: undefined, portPreservation: true, classic: 'Open Internet' } },
-  { name: 'firewall', spec: { nat: 'firewall' }, expected: { natPresent: false, mapping: EIM, filtering: APDF, hairpinning: undefined, portPreservation: true, classic: 'Symmetric UDP Firewall' } },
-  { name: 'full-cone', spec: { nat: 'full-cone' }, expected: { natPresent: true, mapping: EIM, filtering: EIF, hairpinning: false, portPreservation: true, classic: 'Full Cone' } },
-  { name: 'full-cone, hairpin', spec: { nat: 'full-cone', hairpin: true }, expected: { natPresent: true, mapping: EIM, filtering: EIF, hairpinning: true, portPreservation: true, classic: 'Full Cone' } },
-  { name: 'restricted-cone', spec: { nat: 'restricted-cone' }, expected: { natPresent: true, mapping: EIM, filtering: ADF, hairpinning: false, portPreservation: true, classic: 'Restricted Cone' } },
-  // hairpins, but the ADF of the target mapping drops the request from another socket (header)
-  { name: 'restricted-cone, hairpin', spec: { nat: 'restricted-cone', hairpin: true }, expected: { natPresent: true, mapping: EIM, filtering: ADF, hairpinning: false, portPreservation: true, classic: 'Restricted Cone' } },
-  { name: 'port-restricted-cone', spec: { nat: 'port-restricted-cone' }, expected: { natPresent: true, mapping: EIM, filtering: APDF, hairpinning: false, portPreservation: true, classic: 'Port Restricted Cone' } },
-  { name: 'port-restricted-cone, hairpin', spec: { nat: 'port-restricted-cone', hairpin: true }, expected: { natPresent: true, mapping: EIM, filtering: APDF, hairpinning: false, portPreservation: true, classic: 'Port Restricted Cone' } },
-  // a random port per 5-tuple: the first mapping keeps the local port only once in ~64k runs
-  { name: 'symmetric', spec: { nat: 'symmetric' }, expected: { natPresent: true, mapping: APDM, filtering: APDF, hairpinning: false, portPreservation: false, classic: 'Symmetric' } },
-  { name: 'symmetric, hairpin', spec: { nat: 'symmetric', hairpin: true }, expected: { natPresent: true, mapping: APDM, filtering: APDF, hairpinning: false, portPreservation: false, classic: 'Symmetric' } },
-  // RFC 4787 behaviours without an RFC 3489 name of their own
-  {
-    name: 'custom ADM + ADF, preserving',
-    spec: { nat: { mapping: ADM, filtering: ADF, portAllocation: 'preserve' } },
-    // the first mapping (to A) keeps the local port; the one to A2 cannot (it is taken)
-    expected: { natPresent: true, mapping: ADM, filtering: ADF, hairpinning: false, portPreservation: true, classic: 'Symmetric' },
-  },
-  {
-    name: 'custom EIM + ADF, random port',
-    spec: { nat: { mapping: EIM, filtering: ADF, portAllocation: 'random' } },
-    expected: { natPresent: true, mapping: EIM, filtering: ADF, hairpinning: false, portPreservation: false, classic: 'Restricted Cone' },
-  },
-  {
-    name: 'custom APDM + EIF, sequential, hairpin',
-    // EIF lets the hairpinned request in although it comes from a mapping the target never
-    // addressed: a symmetric NAT on which natcheck must see hairpinning
-    spec: { nat: { mapping: APDM, filtering: EIF, portAllocation: 'sequential', hairpin: true } },
-    expected: { natPresent: true, mapping: APDM, filtering: EIF, hairpinning: true, portPreservation: false, classic: 'Symmetric' },
-  },
-];
+// the shared table (test/helpers/natcheck-verdicts.ts), which test/vnet/natcheck.test.ts asserts too
+const NATKIT_CASES: readonly Case[] = NATCHECK_CASES;
 
 describe("natcheck against natkit's stunserver classifies every NAT of the lab", () => {
   const results = once(async () => {
@@ -335,8 +249,8 @@ describe("natcheck against natkit's stunserver classifies every NAT of the lab",
 // Other people's servers: the verdict is the NAT's, not the server's
 
 const COTURN_CASES: Case[] = [
-  { name: 'restricted-cone, hairpin (coturn)', spec: { nat: 'restricted-cone', hairpin: true }, expected: NATKIT_CASES[5]!.expected },
-  { name: 'symmetric (coturn)', spec: { nat: 'symmetric' }, expected: NATKIT_CASES[8]!.expected },
+  { name: 'restricted-cone, hairpin (coturn)', spec: { nat: 'restricted-cone', hairpin: true }, expected: verdictFor('restricted-cone, hairpin') },
+  { name: 'symmetric (coturn)', spec: { nat: 'symmetric' }, expected: verdictFor('symmetric') },
 ];
 
 describe("natcheck against coturn's turnserver (two -L: RFC 5780) gives the same verdicts", () => {
@@ -366,8 +280,8 @@ describe("natcheck against coturn's turnserver (two -L: RFC 5780) gives the same
 // report a false "UDP Blocked"; natkit now pads SOFTWARE to a multiple of 4 (commit f45e608).
 // stund runs with -v so that a failure here shows why it dropped requests.
 const STUND_CASES: Case[] = [
-  { name: 'full-cone, hairpin (stund)', spec: { nat: 'full-cone', hairpin: true }, expected: NATKIT_CASES[3]!.expected },
-  { name: 'port-restricted-cone (stund)', spec: { nat: 'port-restricted-cone' }, expected: NATKIT_CASES[6]!.expected },
+  { name: 'full-cone, hairpin (stund)', spec: { nat: 'full-cone', hairpin: true }, expected: verdictFor('full-cone, hairpin') },
+  { name: 'port-restricted-cone (stund)', spec: { nat: 'port-restricted-cone' }, expected: verdictFor('port-restricted-cone') },
 ];
 
 describe("natcheck against Debian's stund (RFC 3489, CHANGED-ADDRESS) gives the same verdicts", () => {
@@ -432,7 +346,7 @@ describe('natcheck when no answer comes: classic "UDP Blocked", exit status 3', 
         if (r.code !== 0) throw new Error(`nft -f failed: ${r.stderr}`);
       },
       target: (lab, i) => (i === 1 ? `${lab.server.addresses[1]}:4000` : `${lab.server.addresses[0]}:${PORT}`),
-      expected: (i) => (i === 2 ? NATKIT_CASES[0]!.expected : 'blocked'),
+      expected: (i) => (i === 2 ? verdictFor('none') : 'blocked'),
     });
     console.log(timingTable(`natcheck, UDP blocked (group: ${Math.round(performance.now() - t0)} ms with the lab)`, BLOCKED, outcomes));
     return outcomes;
@@ -458,6 +372,6 @@ describe('natcheck when no answer comes: classic "UDP Blocked", exit status 3', 
   test('control: the same server answers a client whose UDP is not blocked', async (ctx) => {
     await needNatLab(ctx);
     const o = (await results())[2]!;
-    assertVerdict({ name: BLOCKED[2]!.name, spec: BLOCKED[2]!.spec, expected: NATKIT_CASES[0]!.expected }, o, { family: 'IPv4', address: o.server[1], port: ALT_PORT });
+    assertVerdict({ name: BLOCKED[2]!.name, spec: BLOCKED[2]!.spec, expected: verdictFor('none') }, o, { family: 'IPv4', address: o.server[1], port: ALT_PORT });
   });
 });

@@ -20,21 +20,9 @@ import {
   routerRuleset,
   startStund,
   startTurnserver,
+  withNatLab,
 } from '../helpers/natlab.js';
 import { Peer, reflect } from './udp-peer.js';
-
-async function withLab<T>(opts: NatLabOptions, fn: (lab: NatLab) => Promise<T>): Promise<T> {
-  const lab = await createNatLab(opts);
-  try {
-    return await fn(lab);
-  } catch (err) {
-    // the state of every namespace helps more than the bare assertion
-    if (err instanceof Error) err.message += `\n\nlab state:\n${await lab.describe().catch((e: Error) => e.message)}`;
-    throw err;
-  } finally {
-    await lab.destroy();
-  }
-}
 
 async function netnsList(): Promise<string[]> {
   try {
@@ -81,7 +69,7 @@ describe('Debian stun (Vovida, RFC 3489) classifies each NAT of the lab', () => 
   for (const { nat, hairpin, verdict, code } of VOVIDA_EXPECTED) {
     test(`${nat}${hairpin ? ' with hairpinning' : ''}: "${verdict}"`, async (ctx) => {
       const p = await needNatLab(ctx, 'stund', 'stun');
-      await withLab({ nat, hairpin }, async (lab) => {
+      await withNatLab({ nat, hairpin }, async (lab) => {
         const server = await startStund(lab, { program: p.stund });
         try {
           const v = await vovida(lab, lab.client.ns, p.stun!);
@@ -141,7 +129,7 @@ const DISCOVERY: DiscoveryCase[] = [
 
 test('coturn turnutils_natdiscovery (RFC 5780) agrees on mapping, filtering and hairpinning of every NAT', async (ctx) => {
   const p = await needNatLab(ctx, 'turnserver', 'turnutils_natdiscovery');
-  await withLab({ clients: DISCOVERY.map((d) => d.spec) }, async (lab) => {
+  await withNatLab({ clients: DISCOVERY.map((d) => d.spec) }, async (lab) => {
     const server = await startTurnserver(lab, { program: p.turnserver });
     try {
       const results = await Promise.all(
@@ -177,7 +165,7 @@ test('coturn turnutils_natdiscovery (RFC 5780) agrees on mapping, filtering and 
 
 test('two clients behind one full-cone NAT: one public address, and a port already mapped is not handed out twice', async (ctx) => {
   const p = await needNatLab(ctx, 'stund', 'stun');
-  await withLab({ clients: [{ nat: 'full-cone' }, { behind: 0 }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'full-cone' }, { behind: 0 }] }, async (lab) => {
     const [a, b] = lab.clients;
     expect(a!.nat.ns).toBe(b!.nat.ns);
     expect(a!.address).not.toBe(b!.address);
@@ -203,7 +191,7 @@ test('two clients behind one full-cone NAT: one public address, and a port alrea
 
 test('hairpinning: two clients behind one port-restricted NAT punch a hole through its public address', async (ctx) => {
   await needNatLab(ctx);
-  await withLab({ clients: [{ nat: 'port-restricted-cone', hairpin: true }, { behind: 0 }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'port-restricted-cone', hairpin: true }, { behind: 0 }] }, async (lab) => {
     const reflector = await Peer.start(lab, lab.server.ns, 3478, true);
     const a = await Peer.start(lab, lab.clients[0]!.ns, 40000);
     const b = await Peer.start(lab, lab.clients[1]!.ns, 41000);
@@ -229,7 +217,7 @@ test('hairpinning: two clients behind one port-restricted NAT punch a hole throu
 
 test('hole punching across two NATs: port-restricted <-> restricted works; symmetric keeps a port-restricted peer out', async (ctx) => {
   await needNatLab(ctx);
-  await withLab({ clients: [{ nat: 'port-restricted-cone' }, { nat: 'restricted-cone' }, { nat: 'symmetric' }] }, async (lab) => {
+  await withNatLab({ clients: [{ nat: 'port-restricted-cone' }, { nat: 'restricted-cone' }, { nat: 'symmetric' }] }, async (lab) => {
     const reflector = await Peer.start(lab, lab.server.ns, 3478, true);
     const [a, b, s] = await Promise.all(lab.clients.map((c) => Peer.start(lab, c.ns, 50000)));
     try {
@@ -312,7 +300,7 @@ describe('lab life cycle', () => {
       for (const n of [stale, alive]) execFileSync(p.ip!, ['netns', 'add', n]);
       writeFileSync(`/run/natkit-lab/${dead}-zz0000.json`, JSON.stringify({ pid: dead, start: '1', pidns }));
       writeFileSync(`/run/natkit-lab/${process.ppid}-zz0000.json`, JSON.stringify({ pid: process.ppid, start: ppidStart, pidns }));
-      await withLab({ nat: 'none' }, async () => {
+      await withNatLab({ nat: 'none' }, async () => {
         const now = await netnsList();
         expect(now).not.toContain(stale);
         expect(now).toContain(alive);

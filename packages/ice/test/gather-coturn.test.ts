@@ -2,9 +2,6 @@
 // wrote: server-reflexive from its STUN side, relayed over UDP, TCP and TLS, a wrong password
 // answered 401, a dead server next to it, and relay bases carrying data both ways to a peer,
 // with coturn's own account of the traffic after the allocation is deleted.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -12,9 +9,7 @@ import { ManualClock, type TransportAddress } from '@natkit/stun';
 import { Gatherer, type ServerOutcome } from '../src/index.js';
 import { RelayBase } from '../src/gather/bases.js';
 import { needProgram } from '../../../test/helpers/programs.js';
-import { freePorts, waitForStun } from '../../../test/helpers/interop-servers.js';
-import { coturnPeerUsage } from '../../../test/helpers/interop-turn-peers.js';
-import { type Proc, start } from '../../../test/helpers/spawn.js';
+import { type CoturnRelay, PASS, USER, coturnPeerUsage, startCoturnRelay } from '../../../test/helpers/interop-turn-peers.js';
 import { openRawUdp } from '../../../test/helpers/udp.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 import { loopbackNetwork, silentServer, until } from './gather-helpers.js';
@@ -27,58 +22,15 @@ const certPath = fileURLToPath(new URL('tls-cert.pem', fixtures));
 const keyPath = fileURLToPath(new URL('tls-key.pem', fixtures));
 const cert = readFileSync(certPath);
 
-const USER = 'natkit-gather';
-const PASS = 'gather-pass';
-
-interface Coturn {
-  proc: Proc;
-  /** UDP and TCP (and TLS: coturn tells them apart per connection). */
-  port: number;
-  /** TLS (and TCP). */
-  tlsPort: number;
-  stop(): Promise<unknown>;
-}
-
 /**
- * turnserver on 127.0.0.1: long-term credentials USER:PASS, TLS with the test certificate on
- * a second port, relay ports in a free window, loopback peers allowed (every peer here is on
- * loopback), no DTLS, no CLI, logging to stdout. Ready when it has printed its UDP and TLS
- * listeners and answered a Binding request; started again on other ports if one was taken.
+ * turnserver on 127.0.0.1 (test/helpers/interop-turn-peers.ts): long-term credentials
+ * USER:PASS, TLS with the test certificate on a second port, relay ports in a free window,
+ * loopback peers allowed (every peer here is on loopback), no DTLS, no CLI, logging to
+ * stdout; ready when it has printed its listeners and answered a Binding request.
  */
-async function startCoturn(program: string): Promise<Coturn> {
-  let last: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const [port, tlsPort] = await freePorts(2, { tcp: true, addresses: ['127.0.0.1'] });
-    const dir = await mkdtemp(join(tmpdir(), 'natkit-gather-coturn-'));
-    const base = 22000 + Math.floor(Math.random() * 90) * 100;
-    // prettier-ignore
-    const proc = start(program, [
-      '-n', '--no-cli', '--no-dtls', '--log-file', 'stdout', '--simple-log', '-v',
-      '--pidfile', join(dir, 'turnserver.pid'), '--userdb', join(dir, 'turndb'),
-      '-L', '127.0.0.1', '-p', String(port), '--tls-listening-port', String(tlsPort),
-      '--cert', certPath, '--pkey', keyPath,
-      '--relay-ip', '127.0.0.1', '--min-port', String(base), '--max-port', String(base + 99),
-      '-a', '-u', `${USER}:${PASS}`, '-r', 'natkit.test', '--allow-loopback-peers',
-    ]);
-    const stop = async () => {
-      const code = await proc.stop();
-      await rm(dir, { recursive: true, force: true });
-      return code;
-    };
-    const conflict = /errno=98|Address already in use/;
-    try {
-      for (const re of [new RegExp(`UDP listener opened on: 127\\.0\\.0\\.1:${port}\\b`), new RegExp(`TLS/TCP listener opened on : 127\\.0\\.0\\.1:${tlsPort}\\b`), /Relay ports initialization done/]) {
-        const m = await proc.waitFor(new RegExp(`${re.source}|${conflict.source}`), 10_000);
-        if (conflict.test(m[0])) throw new Error('a port is taken');
-      }
-      await waitForStun({ address: '127.0.0.1', port });
-      return { proc, port, tlsPort, stop };
-    } catch (err) {
-      last = err;
-      await stop();
-    }
-  }
-  throw new Error(`turnserver did not start: ${(last as Error)?.message}`);
+async function startCoturn(program: string): Promise<CoturnRelay & { tlsPort: number }> {
+  const c = await startCoturnRelay(program, 'long-term', { tls: { cert: certPath, key: keyPath } });
+  return { ...c, tlsPort: c.tlsPort! };
 }
 
 describe("gathering against coturn's turnserver", () => {

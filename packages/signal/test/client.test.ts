@@ -147,6 +147,19 @@ describe('SignalClient', () => {
     expect(await got).toEqual([{ type: 'end-of-candidates' }]);
   });
 
+  /** A createConnection whose every write is also kept in `written`. */
+  const recordingConnection =
+    (written: string[]) =>
+    (o: net.NetConnectOpts): net.Socket => {
+      const sock = net.createConnection(o);
+      const write = sock.write.bind(sock) as (chunk: string) => boolean;
+      sock.write = ((chunk: string) => {
+        written.push(String(chunk));
+        return write(chunk);
+      }) as typeof sock.write;
+      return sock;
+    };
+
   it('pingInterval: pings a quiet connection (none while it sends), and the pongs keep a short deadAfter happy', async () => {
     // The server itself never pings here (heartbeat 60 s): without the client's pings and the
     // server's pongs, deadAfter 300 ms would give the connection up.
@@ -156,15 +169,7 @@ describe('SignalClient', () => {
       room: 'pi',
       deadAfter: 300,
       pingInterval: 50,
-      createConnection: (o) => {
-        const sock = net.createConnection(o);
-        const write = sock.write.bind(sock) as (chunk: string) => boolean;
-        sock.write = ((chunk: string) => {
-          written.push(String(chunk));
-          return write(chunk);
-        }) as typeof sock.write;
-        return sock;
-      },
+      createConnection: recordingConnection(written),
     });
     const dropped: unknown[] = [];
     a.on('reconnecting', (r) => dropped.push(r));
@@ -190,15 +195,7 @@ describe('SignalClient', () => {
     const written: string[] = [];
     const a = client(s.address.port, {
       room: 'np',
-      createConnection: (o) => {
-        const sock = net.createConnection(o);
-        const write = sock.write.bind(sock) as (chunk: string) => boolean;
-        sock.write = ((chunk: string) => {
-          written.push(String(chunk));
-          return write(chunk);
-        }) as typeof sock.write;
-        return sock;
-      },
+      createConnection: recordingConnection(written),
     });
     await a.connect();
     await new Promise((r) => setTimeout(r, 300));

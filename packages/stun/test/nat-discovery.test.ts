@@ -4,11 +4,14 @@ import {
   type NatProber,
   type ProbeAnswer,
   type ProbeRequest,
+  StunServer,
   type TransportAddress,
+  UdpProber,
   classicName,
   discoverNat,
   formatReport,
 } from '../src/index.js';
+import { MemorySegment } from '../../../test/helpers/memnet.js';
 
 /**
  * A simulated network for the discovery logic: a server with four endpoints (RFC 5780)
@@ -224,5 +227,54 @@ describe('discoverNat against simulated NATs (RFC 5780 section 4)', () => {
     // All three ran (an empty list would pass the check below on its own).
     expect(filtering.map((t) => t.name)).toEqual(['filtering I', 'filtering II', 'filtering III']);
     expect(filtering.every((t) => t.to === `${A}:${P}`)).toBe(true);
+  });
+});
+
+describe('UdpProber on a network other than the kernel\'s (options.network)', () => {
+  // test/helpers/memnet.ts: one flat segment, no NAT; the server is natkit's StunServer on it.
+  async function setup(...clientAddresses: string[]) {
+    const seg = new MemorySegment();
+    const server = await StunServer.start({ address: '192.0.2.1', port: 3478, tcp: false, network: seg.host('192.0.2.1') });
+    return { seg, server, client: seg.host(...clientAddresses), to: ep('192.0.2.1', 3478) };
+  }
+
+  it('opens its sockets there and reports the only address of the family as local', async () => {
+    const { seg, server, client, to } = await setup('192.0.2.10');
+    try {
+      const prober = await UdpProber.open(to, { network: client });
+      try {
+        const r = await discoverNat(prober, to, { hairpin: false });
+        expect(r.local).toMatchObject({ family: 'IPv4', address: '192.0.2.10' });
+        expect(r.mapped).toEqual({ ...r.local });
+        expect(r.natPresent).toBe(false);
+      } finally {
+        await prober.close();
+      }
+    } finally {
+      await server.close();
+    }
+    expect(seg.open).toBe(0);
+  });
+
+  it('needs bindAddress on a host with several addresses of the family, and then reports it', async () => {
+    const { server, client, to } = await setup('192.0.2.10', '192.0.2.11');
+    try {
+      await expect(UdpProber.open(to, { network: client })).rejects.toMatchObject({
+        code: 'NO_LOCAL_ADDRESS',
+        message: 'cannot tell which of 2 IPv4 addresses reaches 192.0.2.1: give bindAddress',
+      });
+      const prober = await UdpProber.open(to, { network: client, bindAddress: '192.0.2.11' });
+      try {
+        expect(prober.local('primary').address).toBe('192.0.2.11');
+        expect(prober.local('filtering').address).toBe('192.0.2.11');
+        const r = await discoverNat(prober, to, { hairpin: false });
+        expect(r.mapped).toEqual(r.local);
+        expect(r.local.address).toBe('192.0.2.11');
+      } finally {
+        await prober.close();
+      }
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -20,28 +20,18 @@
 // server side and only waits: it sends no DTLS ClientHello to an agent that would see it
 // as application data.
 //
-// Chromium flags: those of test/interop/turn-chromium.test.ts, plus
+// Chromium flags: test/helpers/chromium.ts's (as test/interop/turn-chromium.test.ts), plus
 // --disable-features=WebRtcHideLocalIpsWithMdns (host candidates as addresses, not .local
 // names) and --allow-loopback-in-peer-connection (host candidates on loopback at all).
 // Chromium gathers on every interface (it has no interface filter); connect() in
 // connect.ts takes a `filter` so that only its 127.0.0.1 candidates are signalled.
 import { randomBytes } from 'node:crypto';
-import { type Browser, type Page, chromium } from 'playwright-core';
-import { needProgram } from '../programs.js';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../chromium.js';
 import { EventLog, type IcePeer, type PeerEvent, type Role, describeEvents } from './peer.js';
 
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--allow-loopback-in-peer-connection',
-];
+/** Over test/helpers/chromium.ts's CHROMIUM_ARGS: host candidates as addresses, and on loopback. */
+const ICE_PEER_ARGS = ['--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection'];
 
 /** The in-page peer: a function of { role, fingerprint } that installs window.__icePeer. */
 const PAGE_CODE = String.raw`({ role, fingerprint }) => {
@@ -178,8 +168,7 @@ export class ChromiumPeer implements IcePeer {
   ) {}
 
   static async start(ctx: { skip: (note?: string) => void }, o: ChromiumPeerOptions): Promise<ChromiumPeer> {
-    const executablePath = needProgram(ctx, 'chromium');
-    const own = o.browser ? undefined : await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    const own = o.browser ? undefined : await launchChromium(ctx, ICE_PEER_ARGS);
     try {
       const page = await (o.browser ?? own!).newPage();
       const peer = new ChromiumPeer(o.role, page, own);

@@ -1,7 +1,8 @@
 import type { Network } from '@natkit/stun';
 import { type LinkOptions, VnetError } from './core.js';
 import type { Host } from './host.js';
-import { type Dependence, type NatBehaviour, NatRouter, type NatType, type PortAllocation, resolveBehaviour } from './nat.js';
+import type { LabNatInfo, NatClientSpec } from '../nat-behaviour.js';
+import { type NatBehaviour, NatRouter, type NatType, resolveBehaviour } from './nat.js';
 import { VirtualNetwork, type VirtualNetworkOptions } from './network.js';
 
 // The topology of the real-kernel NAT lab (test/helpers/natlab.ts), in the virtual network,
@@ -12,13 +13,9 @@ import { VirtualNetwork, type VirtualNetworkOptions } from './network.js';
 //   NAT ('none', 'firewall') at .201+i; behind router n, 10.0.(n+1).0/24 with the router at .1
 //   and its clients from .2.
 
-export interface VnetClientSpec {
+export interface VnetClientSpec extends NatClientSpec {
   /** The NAT in front of this client (ignored with `behind`). Default 'port-restricted-cone'. */
   nat?: NatType | NatBehaviour;
-  /** Hairpinning on the NAT in front of this client. Default false. */
-  hairpin?: boolean;
-  /** Put this client behind the same router as clients[behind]. */
-  behind?: number;
   /** The client's own link (over the LAN defaults). */
   link?: LinkOptions;
 }
@@ -31,17 +28,9 @@ export interface VnetLabOptions extends VirtualNetworkOptions {
   mappingTimeoutSec?: number;
 }
 
-export interface VnetLabNat {
-  type: NatType | 'custom';
+export interface VnetLabNat extends LabNatInfo {
   /** The router (undefined for 'none' and 'firewall'). */
   router: NatRouter | undefined;
-  publicAddress: string;
-  privateAddress: string | undefined;
-  subnet: string | undefined;
-  mapping: Dependence | 'none';
-  filtering: Dependence | 'none';
-  portAllocation: PortAllocation;
-  hairpin: boolean;
 }
 
 export interface VnetLabClient {

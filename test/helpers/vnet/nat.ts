@@ -1,4 +1,13 @@
 import { type Endpoint, type Fabric, type Interface, type Link, type Packet, type VNode, VnetError, ep } from './core.js';
+import {
+  DEPENDENCES,
+  type Dependence,
+  type NatBehaviour as LabNatBehaviour,
+  type PortAllocation,
+  ROUTED_PRESETS,
+  type RoutedNatType,
+  defaultPortAllocation,
+} from '../nat-behaviour.js';
 import { Prng } from './rng.js';
 
 // A NAT router between a private segment (its "lan" interface, the gateway there) and an
@@ -30,17 +39,11 @@ import { Prng } from './rng.js';
 // Mappings are checked lazily: one idle longer than the timeout is gone when next looked at,
 // and its port is free again. IPv4 only (IPv6 packets are not forwarded).
 
-export type NatType = 'none' | 'firewall' | 'full-cone' | 'restricted-cone' | 'port-restricted-cone' | 'symmetric';
-export type Dependence = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent';
-export type PortAllocation = 'preserve' | 'random' | 'sequential';
+// natlab.ts's presets and behaviours, from the module both labs share.
+export type { Dependence, NatType, PortAllocation } from '../nat-behaviour.js';
 
-/** An RFC 4787 behaviour, as natlab.ts names it. */
-export interface NatBehaviour {
-  mapping: Dependence;
-  filtering: Dependence;
-  /** Default: 'preserve' unless mapping is APDM ('random'), as in natlab.ts. */
-  portAllocation?: PortAllocation;
-  hairpin?: boolean;
+/** An RFC 4787 behaviour, as natlab.ts names it, with what only the virtual NAT can vary. */
+export interface NatBehaviour extends LabNatBehaviour {
   /** Idle lifetime of a mapping and of each filter entry (default 300 s, RFC 4787 REQ-5; the lab's default). */
   mappingTimeoutMs?: number;
   /** Inbound packets refresh their mapping too (RFC 4787 REQ-6 allows it; the lab's NATs do not). */
@@ -48,12 +51,7 @@ export interface NatBehaviour {
 }
 
 /** The presets of natlab.ts that put a NAT router in front of the client. */
-export const NAT_PRESETS: Record<Exclude<NatType, 'none' | 'firewall'>, { mapping: Dependence; filtering: Dependence; portAllocation: PortAllocation }> = {
-  'full-cone': { mapping: 'endpoint-independent', filtering: 'endpoint-independent', portAllocation: 'preserve' },
-  'restricted-cone': { mapping: 'endpoint-independent', filtering: 'address-dependent', portAllocation: 'preserve' },
-  'port-restricted-cone': { mapping: 'endpoint-independent', filtering: 'address-and-port-dependent', portAllocation: 'preserve' },
-  symmetric: { mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random' },
-};
+export const NAT_PRESETS = ROUTED_PRESETS;
 
 export interface ResolvedBehaviour {
   mapping: Dependence;
@@ -64,17 +62,16 @@ export interface ResolvedBehaviour {
   inboundRefresh: boolean;
 }
 
-export function resolveBehaviour(nat: Exclude<NatType, 'none' | 'firewall'> | NatBehaviour, hairpin?: boolean, mappingTimeoutMs?: number): ResolvedBehaviour {
-  const DEPS: Dependence[] = ['endpoint-independent', 'address-dependent', 'address-and-port-dependent'];
+export function resolveBehaviour(nat: RoutedNatType | NatBehaviour, hairpin?: boolean, mappingTimeoutMs?: number): ResolvedBehaviour {
   if (typeof nat === 'string') {
     const p = NAT_PRESETS[nat];
     if (!p) throw new VnetError(`unknown NAT type ${JSON.stringify(nat)}; one of ${Object.keys(NAT_PRESETS).join(', ')}`);
     return { ...p, hairpin: hairpin ?? false, mappingTimeoutMs: mappingTimeoutMs ?? 300_000, inboundRefresh: false };
   }
-  if (!DEPS.includes(nat.mapping) || !DEPS.includes(nat.filtering)) {
-    throw new VnetError(`bad NAT behaviour ${JSON.stringify(nat)}: mapping and filtering are one of ${DEPS.join(', ')}`);
+  if (!DEPENDENCES.includes(nat.mapping) || !DEPENDENCES.includes(nat.filtering)) {
+    throw new VnetError(`bad NAT behaviour ${JSON.stringify(nat)}: mapping and filtering are one of ${DEPENDENCES.join(', ')}`);
   }
-  const portAllocation = nat.portAllocation ?? (nat.mapping === 'address-and-port-dependent' ? 'random' : 'preserve');
+  const portAllocation = nat.portAllocation ?? defaultPortAllocation(nat.mapping);
   if (!['preserve', 'random', 'sequential'].includes(portAllocation)) throw new VnetError(`bad port allocation ${JSON.stringify(portAllocation)}`);
   const timeout = nat.mappingTimeoutMs ?? mappingTimeoutMs ?? 300_000;
   if (!(timeout > 0)) throw new VnetError(`mappingTimeoutMs must be > 0, not ${timeout}`);

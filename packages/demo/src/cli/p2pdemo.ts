@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { type IceServer, IceUrlError, parseIceServerUrl, validateIceServers } from '@natkit/ice';
 import { ROOM_PATTERN } from '@natkit/signal';
 import { type TransportAddress, ipFamily } from '@natkit/stun';
-import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, iceServersFlag, noArguments, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { formatEvent } from '../format.js';
 import { type P2pPeerOptions, P2pPeer } from '../peer.js';
@@ -43,8 +43,7 @@ const SPECS: OptionSpec[] = [
   { name: 'ca', type: 'string', value: 'FILE', help: 'CA certificate(s), PEM, for turns: servers (default: the system CAs)' },
   { name: 'insecure', type: 'boolean', help: 'do not verify turns: certificates' },
   { name: 'json', type: 'boolean', help: 'one JSON object a line, one line per event, for machines' },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -61,7 +60,7 @@ const HELP = usage(
     '  p2pdemo --signal 203.0.113.7 --room r42 --stun stun:203.0.113.7:3479 \\\n' +
     '          --turn turn:203.0.113.7 --user demo --credential s3cret\n' +
     '  p2pdemo --signal 127.0.0.1 --plain --stun stun:127.0.0.1 --json',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   'Roles: in a room the peer that joined first is the controlling ICE agent; on the plain\n' +
     "pipe both start controlling and RFC 8445's tie-breaker settles it.\n" +
     'Exit status: 0 stopped (SIGINT/SIGTERM), 1 no path (the verdict says why) or another\n' +
@@ -99,30 +98,6 @@ export function parseInterval(text: string): { min: number; max: number } {
   return { min: Math.round(min * 1000), max: Math.round(max * 1000) };
 }
 
-function iceServersFlag(text: string): IceServer[] {
-  const raw = text.startsWith('@') ? readFlagFile(text.slice(1), '--ice-servers').toString('utf8') : text;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch (err) {
-    throw new CliError(`--ice-servers is not valid JSON: ${(err as Error).message}`);
-  }
-  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed) && 'iceServers' in parsed) parsed = (parsed as { iceServers: unknown }).iceServers;
-  if (!Array.isArray(parsed)) throw new CliError('--ice-servers must be a JSON array of {urls, username, credential}');
-  return parsed.map((e, i) => {
-    const where = `--ice-servers entry ${i + 1}`;
-    if (!e || typeof e !== 'object' || Array.isArray(e)) throw new CliError(`${where} is not an object`);
-    const { urls, username, credential, ...rest } = e as Record<string, unknown>;
-    const extra = Object.keys(rest).filter((k) => k !== 'credentialType');
-    if (extra.length) throw new CliError(`${where}: unknown field ${JSON.stringify(extra[0])} (urls, username, credential)`);
-    const list = typeof urls === 'string' ? [urls] : urls;
-    if (!Array.isArray(list) || list.length === 0 || list.some((u) => typeof u !== 'string')) throw new CliError(`${where}: urls must be a string or a non-empty array of strings`);
-    if (username !== undefined && typeof username !== 'string') throw new CliError(`${where}: username must be a string`);
-    if (credential !== undefined && typeof credential !== 'string') throw new CliError(`${where}: credential must be a string`);
-    return { urls: list as string[], ...(username !== undefined ? { username } : {}), ...(credential !== undefined ? { credential } : {}) };
-  });
-}
-
 async function resolve(host: string, flag: string): Promise<string> {
   if (ipFamily(host)) return host;
   try {
@@ -134,15 +109,8 @@ async function resolve(host: string, flag: string): Promise<string> {
 
 runCli(PROGRAM, async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`${PROGRAM} ${pkg.version}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (helpOrVersion(v, HELP, `${PROGRAM} ${pkg.version}`)) return 0;
+  noArguments(positional);
   if (v.signal === undefined) throw new CliError('which signalling server? give --signal HOST[:PORT] (signalserver, or the tutorial\'s on port 14141)');
   const signal = splitHostPort(v.signal as string, '--signal', 14141);
   const plain = v.plain === true;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { ipFamily } from '@natkit/stun';
-import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { ROOM_PATTERN } from '@natkit/signal';
 import { type Plan, type ServerPlan, type ServersOptions, hostAddresses, isPrivate, plan, shellQuote, token } from '../servers.js';
@@ -31,8 +31,7 @@ const SPECS: OptionSpec[] = [
   { name: 'allow-peer', type: 'list', value: 'CIDR', help: "let the relay reach this range although it is denied by default (private, loopback, ...; relayserver's --allow-peer): for a lab or a LAN, not the internet" },
   { name: 'drain-timeout', type: 'number', value: 'SECONDS', min: 0, max: 3600, defaultText: '5', help: 'on SIGTERM, how long the relay waits for allocations to end' },
   { name: 'json', type: 'boolean', help: "JSON lines on stdout: each server's pid as it starts, then the ready line (URLs, credential, p2pdemo's arguments); the servers' own lines go to stderr" },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -51,7 +50,7 @@ const HELP = usage(
     '  p2pservers --public-ip 203.0.113.7            # a cloud VM behind 1:1 NAT\n' +
     '  p2pservers --alternate 203.0.113.8            # two addresses: full RFC 5780 NAT checks\n' +
     '  p2pservers --auth-secret-file /etc/natkit/rest-secrets --credential-ttl 3600',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   'Exit status: 0 stopped by a signal, 1 a server failed to start or died, 2 bad usage.',
 );
 
@@ -73,15 +72,8 @@ interface Running {
 
 runCli(PROGRAM, async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`${PROGRAM} ${pkg.version}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (helpOrVersion(v, HELP, `${PROGRAM} ${pkg.version}`)) return 0;
+  noArguments(positional);
   const listen = (v.listen as string | undefined) ?? '0.0.0.0';
   if (!ipFamily(listen)) throw new CliError(`--listen: ${JSON.stringify(listen)} is not an IP address`);
   const wildcard = listen === '0.0.0.0' || listen === '::';

@@ -5,7 +5,7 @@ import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
 import { type IceServer, IceUrlError, parseIceServerUrl, validateIceServers } from '../gather/urls.js';
 import { candidateRow, reportJson, serverLine, summary, tableHeader } from './report.js';
 
-const { CliError, parseArgs, readFlagFile, runCli, usage } = cli;
+const { CliError, HELP_AND_VERSION, helpOrVersion, iceServersFlag, parseArgs, readFlagFile, runCli, usage } = cli;
 
 const SPECS: cli.OptionSpec[] = [
   { name: 'stun', type: 'list', value: 'URL', help: 'a STUN server: stun:host[:port] (RFC 7064)' },
@@ -28,8 +28,7 @@ const SPECS: cli.OptionSpec[] = [
   { name: 'family', type: 'string', value: 'FAMILY', choices: ['ipv4', 'ipv6', 'both'], defaultText: 'both', help: 'address families: ipv4, ipv6 or both' },
   { name: 'ca', type: 'string', value: 'FILE', help: 'CA certificate(s), PEM, to verify turns:/stuns: servers with (default: the system CAs)' },
   { name: 'insecure', type: 'boolean', help: 'do not verify turns:/stuns: certificates' },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -44,47 +43,14 @@ const HELP = usage(
     '  icegather --stun stun:127.0.0.1:3478\n' +
     "  icegather --stun stun:stun.example.org --turn 'turn:turn.example.org?transport=tcp' --user U --credential P\n" +
     '  icegather --ice-servers \'[{"urls":["turns:turn.example.org"],"username":"U","credential":"P"}]\' --json',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   'Exit status: 0 every server answered (or none was given), 1 one or more servers failed,\n' +
     '2 bad usage (flags, URLs, JSON), 3 no candidate at all (no usable local address).',
 );
 
-/** The --ice-servers value: JSON text or @FILE, checked entry by entry. */
-function iceServersFlag(text: string): IceServer[] {
-  const raw = text.startsWith('@') ? readFlagFile(text.slice(1), '--ice-servers').toString('utf8') : text;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch (err) {
-    throw new CliError(`--ice-servers is not valid JSON: ${(err as Error).message}`);
-  }
-  // RTCConfiguration form ({ iceServers: [...] }) or the list itself.
-  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed) && 'iceServers' in parsed) parsed = (parsed as { iceServers: unknown }).iceServers;
-  if (!Array.isArray(parsed)) throw new CliError('--ice-servers must be a JSON array of {urls, username, credential}');
-  return parsed.map((e, i) => {
-    const where = `--ice-servers entry ${i + 1}`;
-    if (!e || typeof e !== 'object' || Array.isArray(e)) throw new CliError(`${where} is not an object`);
-    const { urls, username, credential, ...rest } = e as Record<string, unknown>;
-    const extra = Object.keys(rest).filter((k) => k !== 'credentialType');
-    if (extra.length) throw new CliError(`${where}: unknown field ${JSON.stringify(extra[0])} (urls, username, credential)`);
-    const list = typeof urls === 'string' ? [urls] : urls;
-    if (!Array.isArray(list) || list.length === 0 || list.some((u) => typeof u !== 'string')) throw new CliError(`${where}: urls must be a string or a non-empty array of strings`);
-    if (username !== undefined && typeof username !== 'string') throw new CliError(`${where}: username must be a string`);
-    if (credential !== undefined && typeof credential !== 'string') throw new CliError(`${where}: credential must be a string`);
-    return { urls: list as string[], ...(username !== undefined ? { username } : {}), ...(credential !== undefined ? { credential } : {}) };
-  });
-}
-
 runCli('icegather', async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`icegather ${pkg.version}\n`);
-    return 0;
-  }
+  if (helpOrVersion(v, HELP, `icegather ${pkg.version}`)) return 0;
   const stun = [...((v.stun as string[] | undefined) ?? [])];
   const turn = [...((v.turn as string[] | undefined) ?? [])];
   for (const url of positional) {

@@ -67,7 +67,7 @@ export const HELP = cli.usage(
     'once. Rooms: a connection whose first line is {"type":"join","room":"NAME"} joins a room of\n' +
     'two and speaks newline-delimited JSON (credentials, candidate, end-of-candidates,\n' +
     'restart, app, bye, ping/pong), with error messages that say why before a close.',
-  OPTIONS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  OPTIONS,
   [
     'Every option can also come from its environment variable (SIGNALSERVER_<NAME>).',
     'SIGTERM or SIGINT closes cleanly: every party is told (JSON: an error "shutdown"),',
@@ -79,16 +79,6 @@ export const HELP = cli.usage(
     '  signalserver --redis redis://10.0.0.5:6379      # one of several instances',
   ].join('\n'),
 );
-
-/** ADDR:PORT or [V6]:PORT. */
-export function parseHostPort(text: string): { address: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!isIP(address) || port > 65535) return undefined;
-  return { address, port };
-}
 
 export interface Settings {
   server: SignalServerOptions;
@@ -102,7 +92,7 @@ export function resolveSettings(argv: readonly string[], env: NodeJS.ProcessEnv)
   const { values: flags, positional } = cli.parseArgs(argv, OPTIONS, {});
   if (flags.help) return { help: true };
   if (flags.version) return { version: true };
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  cli.noArguments(positional);
   const v = cli.mergeValues([flags, cli.envValues(OPTIONS, env)]);
   const from = (name: string) => (flags[name] !== undefined ? `--${name}` : envName(name));
   const ms = (name: string) => (v[name] === undefined ? undefined : Math.round((v[name] as number) * 1000));
@@ -111,7 +101,7 @@ export function resolveSettings(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (!isIP(host)) throw new CliError(`${from('listen')}: ${JSON.stringify(host)} is not an IP address`);
   let metrics: Settings['metrics'];
   if (v.metrics !== undefined) {
-    metrics = parseHostPort(v.metrics as string);
+    metrics = cli.parseHostPort(v.metrics as string);
     if (!metrics) throw new CliError(`${from('metrics')}: expected ADDR:PORT (e.g. 127.0.0.1:9642 or [::1]:9642), got ${JSON.stringify(v.metrics)}`);
   }
   const redis = v.redis as string | undefined;

@@ -4,10 +4,6 @@ import { signalMetrics } from '../server/metrics.js';
 import { SignalServer } from '../server/server.js';
 import { HELP, PROGRAM, VERSION, resolveSettings } from './config.js';
 
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
 function redact(url: string): string {
   try {
     const u = new URL(url);
@@ -20,14 +16,7 @@ function redact(url: string): string {
 
 cli.runCli(PROGRAM, async () => {
   const r = resolveSettings(process.argv.slice(2), process.env);
-  if (r.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (r.version) {
-    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    return 0;
-  }
+  if (cli.helpOrVersion(r, HELP, `${PROGRAM} ${VERSION}`)) return 0;
   const s = r.settings!;
   const log = cli.createLogger(PROGRAM, s.logFormat, s.logLevel);
   const server = await SignalServer.start({
@@ -38,20 +27,16 @@ cli.runCli(PROGRAM, async () => {
     throw new Error(err.code ? `cannot listen: ${err.message}${hint}` : err.message);
   });
 
-  let metricsServer: http.Server | undefined;
-  let metricsUrl = '';
-  if (s.metrics) {
-    try {
-      const registries = [await signalMetrics(server), cli.processMetrics()];
-      metricsServer = await cli.serveMetrics(() => cli.metricsText(registries), s.metrics.address, s.metrics.port);
-    } catch (err) {
-      await server.close();
-      const e = err as NodeJS.ErrnoException;
-      throw new Error(`cannot serve metrics on ${hostPort(s.metrics.address, s.metrics.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
-    }
-    const a = metricsServer.address() as { address: string; port: number };
-    metricsUrl = `http://${hostPort(a.address, a.port)}/metrics`;
+  let metrics: { server: http.Server; url: string } | undefined;
+  try {
+    const registries = s.metrics ? [await signalMetrics(server), cli.processMetrics()] : [];
+    metrics = await cli.metricsEndpoint(s.metrics, () => cli.metricsText(registries));
+  } catch (err) {
+    await server.close();
+    throw err;
   }
+  const metricsServer = metrics?.server;
+  const metricsUrl = metrics?.url ?? '';
 
   // Signal handlers go in before the start-up line, so a signal sent on seeing it is caught.
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
@@ -63,7 +48,7 @@ cli.runCli(PROGRAM, async () => {
   const redis = server.redis;
   const redisUrl = typeof s.server.redis === 'object' ? s.server.redis.url : undefined;
   log.out(
-    `${PROGRAM} ${VERSION} listening on tcp ${hostPort(a.address, a.port)}; mode ${server.core.limits.mode}` +
+    `${PROGRAM} ${VERSION} listening on tcp ${cli.hostPort(a.address, a.port)}; mode ${server.core.limits.mode}` +
       `${redis && redisUrl ? `; sharing rooms through ${redact(redisUrl)} as instance ${redis.instance}` : ''}` +
       `${metricsUrl ? `; metrics on ${metricsUrl}` : ''}`,
   );

@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { ipFamily } from '../codec/ip.js';
 
 /**
  * A small strict command-line parser shared by natkit's binaries: every flag is declared,
@@ -156,9 +157,17 @@ export function mergeValues(layers: readonly ParsedValues[], append: readonly st
   return out;
 }
 
-/** The help text. */
+/** --help and --version, which every natkit binary takes (usage() lists them last, by itself). */
+export const HELP_AND_VERSION: readonly OptionSpec[] = [
+  { name: 'help', type: 'boolean', help: 'show this help' },
+  { name: 'version', type: 'boolean', help: 'print the version' },
+];
+
+const isHelpOrVersion = (s: OptionSpec) => s.name === 'help' || s.name === 'version';
+
+/** The help text (--help and --version last, whether `specs` has them or not). */
 export function usage(synopsis: string, description: string, specs: readonly OptionSpec[], footer = ''): string {
-  const rows = specs.map((s) => {
+  const rows = specs.filter((s) => !isHelpOrVersion(s)).map((s) => {
     const flag = `--${s.name}${s.type === 'boolean' ? '' : ` ${s.value ?? 'VALUE'}`}${s.type === 'list' ? ' (repeatable)' : ''}`;
     const extra = [s.defaultText ? `default ${s.defaultText}` : '', s.env ? `env ${s.env}` : ''].filter(Boolean).join('; ');
     return [flag, s.help + (extra ? ` (${extra})` : '')];
@@ -166,6 +175,71 @@ export function usage(synopsis: string, description: string, specs: readonly Opt
   const width = Math.min(34, Math.max(...rows.map(([f]) => f!.length)) + 2);
   const body = rows.map(([f, h]) => `  ${f!.padEnd(width)}${f!.length >= width ? `\n  ${' '.repeat(width)}` : ''}${h}`).join('\n');
   return `Usage: ${synopsis}\n\n${description}\n\nOptions:\n${body}\n  ${'--help'.padEnd(width)}show this help\n  ${'--version'.padEnd(width)}print the version${footer ? `\n\n${footer}` : ''}\n`;
+}
+
+/**
+ * The start every natkit binary shares: with --help it prints `help`, with --version the
+ * `version` line ("NAME 1.2.3"); true when it did (the binary then exits 0).
+ */
+export function helpOrVersion(values: { help?: unknown; version?: unknown }, help: string, version: string): boolean {
+  if (values.help) {
+    process.stdout.write(help);
+    return true;
+  }
+  if (values.version) {
+    process.stdout.write(`${version}\n`);
+    return true;
+  }
+  return false;
+}
+
+/** For a binary that takes no arguments: the first one given is a usage error. */
+export function noArguments(positional: readonly string[]): void {
+  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+}
+
+/**
+ * An --ice-servers value: RTCConfiguration.iceServers as JSON text (the list, or an object
+ * with `iceServers`), or @FILE to read it from a file; each entry {urls, username,
+ * credential} checked for its shape (the URLs themselves are the ICE library's to check).
+ */
+export function iceServersFlag(text: string, flag = '--ice-servers'): Array<{ urls: string[]; username?: string; credential?: string }> {
+  const raw = text.startsWith('@') ? readFlagFile(text.slice(1), flag).toString('utf8') : text;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new CliError(`${flag} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed) && 'iceServers' in parsed) parsed = (parsed as { iceServers: unknown }).iceServers;
+  if (!Array.isArray(parsed)) throw new CliError(`${flag} must be a JSON array of {urls, username, credential}`);
+  return parsed.map((e, i) => {
+    const where = `${flag} entry ${i + 1}`;
+    if (!e || typeof e !== 'object' || Array.isArray(e)) throw new CliError(`${where} is not an object`);
+    const { urls, username, credential, ...rest } = e as Record<string, unknown>;
+    const extra = Object.keys(rest).filter((k) => k !== 'credentialType');
+    if (extra.length) throw new CliError(`${where}: unknown field ${JSON.stringify(extra[0])} (urls, username, credential)`);
+    const list = typeof urls === 'string' ? [urls] : urls;
+    if (!Array.isArray(list) || list.length === 0 || list.some((u) => typeof u !== 'string')) throw new CliError(`${where}: urls must be a string or a non-empty array of strings`);
+    if (username !== undefined && typeof username !== 'string') throw new CliError(`${where}: username must be a string`);
+    if (credential !== undefined && typeof credential !== 'string') throw new CliError(`${where}: credential must be a string`);
+    return { urls: list as string[], ...(username !== undefined ? { username } : {}), ...(credential !== undefined ? { credential } : {}) };
+  });
+}
+
+/** An ADDR:PORT or [V6]:PORT flag value (an IP address, not a name, and a port 0-65535), or undefined. */
+export function parseHostPort(text: string): { address: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (!ipFamily(address) || port > 65535) return undefined;
+  return { address, port };
+}
+
+/** ADDR:PORT, with an IPv6 address in brackets. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** Reads a file named by a flag, with an error that names the flag. */

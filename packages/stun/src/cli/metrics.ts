@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import { AggregatorRegistry, Registry, collectDefaultMetrics } from 'prom-client';
+import { hostPort } from './args.js';
 
 /**
  * The metrics endpoint of natkit's binaries: Prometheus text (prom-client) at /metrics,
@@ -71,6 +72,26 @@ export async function serveMetrics(text: () => Promise<string>, address: string,
     });
   });
   return srv;
+}
+
+/**
+ * serveMetrics on `at` (undefined: none), for a binary's --metrics flag: a failure says where
+ * and, for a port in use, what to do; on success the URL to print.
+ */
+export async function metricsEndpoint(
+  at: { address: string; port: number } | undefined,
+  text: () => Promise<string>,
+): Promise<{ server: http.Server; url: string } | undefined> {
+  if (!at) return undefined;
+  let server: http.Server;
+  try {
+    server = await serveMetrics(text, at.address, at.port);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot serve metrics on ${hostPort(at.address, at.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
+  }
+  const a = server.address() as { address: string; port: number };
+  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
 }
 
 /** Closes a metrics server and its keep-alive connections. */

@@ -5,7 +5,7 @@ import { formatReport } from '../nat/discovery.js';
 import { formatLifetime } from '../nat/lifetime.js';
 import { checkBindingLifetime } from '../nat/lifetime-prober.js';
 import { checkNat } from '../nat/prober.js';
-import { CliError, type OptionSpec, parseArgs, runCli, usage } from './args.js';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, parseArgs, runCli, usage } from './args.js';
 
 const SPECS: OptionSpec[] = [
   { name: 'json', type: 'boolean', help: 'print the report as JSON' },
@@ -29,8 +29,7 @@ const SPECS: OptionSpec[] = [
   },
   { name: 'lifetime-min', type: 'number', value: 'SECONDS', min: 1, max: 3600, defaultText: '2', help: 'with --lifetime: the shortest idle time to test' },
   { name: 'lifetime-max', type: 'number', value: 'SECONDS', min: 2, max: 7200, defaultText: '300', help: 'with --lifetime: the longest idle time to test (a mapping alive then is "at least" that)' },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -41,7 +40,7 @@ const HELP = usage(
     'classic RFC 3489 name (Open Internet, Full Cone, Restricted Cone, Port Restricted\n' +
     'Cone, Symmetric, Symmetric UDP Firewall, UDP Blocked). SERVER is an address or a\n' +
     'host name; PORT defaults to 3478.',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   [
     'Reading the report:',
     '  NAT type (RFC 3489)  Unknown   the behaviour tests could not all be made: the server',
@@ -77,14 +76,7 @@ function splitHostPort(text: string): { host: string; port: number } {
 
 runCli('natcheck', async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`natcheck ${pkg.version}\n`);
-    return 0;
-  }
+  if (helpOrVersion(v, HELP, `natcheck ${pkg.version}`)) return 0;
   if (positional.length === 0) throw new CliError('which STUN server? give SERVER[:PORT]');
   if (positional.length > 1) throw new CliError(`one server only; unexpected ${JSON.stringify(positional[1])}`);
   const { host, port } = splitHostPort(positional[0]!);

@@ -1,29 +1,15 @@
 import cluster from 'node:cluster';
-import type * as http from 'node:http';
 import pkg from '../../package.json' with { type: 'json' };
 import { ipFamily } from '../codec/ip.js';
 import { ServerError } from '../errors.js';
 import { StunServer } from '../server/server.js';
-import { CliError, type OptionSpec, parseArgs, readFlagFile, runCli, usage } from './args.js';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, parseHostPort, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
-import { clusterMetricsText, closeMetrics, metricsText, processMetrics, reportToPrimary, serveMetrics } from './metrics.js';
+import { closeMetrics, clusterMetricsText, metricsEndpoint, metricsText, processMetrics, reportToPrimary } from './metrics.js';
 import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
 
 /** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
 const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
-
-function parseHostPort(text: string): { address: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!ipFamily(address) || port > 65535) return undefined;
-  return { address, port };
-}
-
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 const SPECS: OptionSpec[] = [
   { name: 'listen', type: 'string', value: 'ADDR', env: 'STUNSERVER_LISTEN', defaultText: '0.0.0.0', help: 'primary address (A)' },
@@ -43,8 +29,7 @@ const SPECS: OptionSpec[] = [
   { name: 'log-format', type: 'string', value: 'text|json', env: 'STUNSERVER_LOG_FORMAT', choices: ['text', 'json'], defaultText: 'text', help: 'log line format' },
   { name: 'metrics', type: 'string', value: 'ADDR:PORT', env: 'STUNSERVER_METRICS', defaultText: 'off', help: 'serve Prometheus metrics on http://ADDR:PORT/metrics (summed over workers)' },
   { name: 'workers', type: 'number', value: 'N', env: 'STUNSERVER_WORKERS', min: 1, max: 1024, defaultText: 'every core (one on Node < 22.12)', help: 'processes serving the same ports (SO_REUSEPORT: each client stays on one)' },
-  { name: 'help', type: 'boolean', help: 'show this help' },
-  { name: 'version', type: 'boolean', help: 'print the version' },
+  ...HELP_AND_VERSION,
 ];
 
 const HELP = usage(
@@ -53,21 +38,14 @@ const HELP = usage(
     'RFC 5780 NAT behaviour discovery: four UDP sockets A:P, A:P2, A2:P, A2:P2, answering\n' +
     'CHANGE-REQUEST from the right one with OTHER-ADDRESS and RESPONSE-ORIGIN. Classic\n' +
     'RFC 3489 clients get MAPPED-ADDRESS, SOURCE-ADDRESS and CHANGED-ADDRESS.',
-  SPECS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  SPECS,
   'Example: stunserver --listen 127.0.0.1 --alternate 127.0.0.2\nSIGINT or SIGTERM stops it cleanly.',
 );
 
 runCli('stunserver', async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (v.version) {
-    process.stdout.write(`stunserver ${pkg.version}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (helpOrVersion(v, HELP, `stunserver ${pkg.version}`)) return 0;
+  noArguments(positional);
   if (v['no-software'] && v.software !== undefined) throw new CliError('--software and --no-software contradict each other');
   const listen = (v.listen as string | undefined) ?? '0.0.0.0';
   if (!ipFamily(listen)) throw new CliError(`--listen: ${JSON.stringify(listen)} is not an IP address`);
@@ -114,18 +92,6 @@ runCli('stunserver', async () => {
 
 type Options = Parameters<typeof StunServer.start>[0] & object;
 
-async function startMetrics(at: { address: string; port: number } | undefined, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
-  if (!at) return undefined;
-  let server: http.Server;
-  try {
-    server = await serveMetrics(text, at.address, at.port);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve metrics on ${hostPort(at.address, at.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
-  }
-  const a = server.address() as { address: string; port: number };
-  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
-}
 
 /** One server in this process: alone, or one worker of several. */
 async function serve(options: Options, format: LogFormat, statsEvery: number, metricsAt: { address: string; port: number } | undefined, worker: boolean): Promise<number> {
@@ -142,11 +108,11 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
     throw err;
   });
   const processRegistry = processMetrics();
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  let metrics: Awaited<ReturnType<typeof metricsEndpoint>>;
   if (worker) reportToPrimary([server.metrics, processRegistry]);
   else {
     try {
-      metrics = await startMetrics(metricsAt, () => metricsText([server.metrics, processRegistry]));
+      metrics = await metricsEndpoint(metricsAt, () => metricsText([server.metrics, processRegistry]));
     } catch (err) {
       await server.close();
       throw err;
@@ -189,8 +155,6 @@ async function primary(count: number, metricsAt: { address: string; port: number
   const add = (into: Record<string, number>, from: Record<string, number>) => {
     for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
   };
-  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
-  let stopping = true;
   const workers = new Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -208,35 +172,17 @@ async function primary(count: number, metricsAt: { address: string; port: number
     },
     onExit: (w, code, signal) => {
       if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
-      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
+      // until every worker is listening, a worker's exit is a failed start (Primary.start says so)
+      if (workers.serving) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until stunserver restarts`);
     },
   });
   const forward = (signal: NodeJS.Signals) => {
-    stopping = true;
     log.info(`${signal}: passing it to ${workers.workers.length} workers`);
     workers.signal(signal);
   };
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
-  let ready;
-  try {
-    ready = await workers.start();
-    stopping = false;
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
-  try {
-    metrics = await startMetrics(metricsAt, () => clusterMetricsText());
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
+  const { ready, then: metrics } = await workers.startWith(() => metricsEndpoint(metricsAt, () => clusterMetricsText()));
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();
   await closeMetrics(metrics?.server);

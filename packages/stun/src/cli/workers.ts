@@ -80,6 +80,7 @@ export class Primary {
   readonly workers: Worker[] = [];
   private readonly opts: PrimaryOptions;
   private stopping = false;
+  private started = false;
   /** Workers that said they have stopped, with the status they stopped with. */
   private readonly stopped = new Map<Worker, number>();
 
@@ -117,7 +118,32 @@ export class Primary {
       ready.push(first);
       this.opts.listening?.(i, first);
     }
+    this.started = true;
     return ready;
+  }
+
+  /**
+   * Every worker has started and no stop signal has been passed on since: a worker that
+   * exits now is a crash (before, it is a failed start; after, a stop).
+   */
+  get serving(): boolean {
+    return this.started && !this.stopping;
+  }
+
+  /**
+   * start(), then `then` (what the primary serves itself, e.g. the workers' summed
+   * metrics). If either fails, the workers are stopped (SIGINT) and waited for before the
+   * error is thrown on.
+   */
+  async startWith<T>(then: () => Promise<T>): Promise<{ ready: IpcMessage[]; then: T }> {
+    try {
+      const ready = await this.start();
+      return { ready, then: await then() };
+    } catch (err) {
+      this.signal('SIGINT');
+      await this.exited();
+      throw err;
+    }
   }
 
   /** The status a worker said it stopped with, or undefined (still serving, or it crashed). */

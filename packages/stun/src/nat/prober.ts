@@ -2,14 +2,23 @@ import * as dgram from 'node:dgram';
 import { Attr } from '../codec/attributes.js';
 import { MessageClass, Method } from '../codec/constants.js';
 import { MessageBuilder } from '../codec/encode.js';
-import { type Family, type TransportAddress, canonicalIp, ipFamily } from '../codec/ip.js';
+import { type Family, type TransportAddress, canonicalIp, ipFamily, ipToBytes } from '../codec/ip.js';
 import { decodeMessage } from '../codec/message.js';
 import { StunClient } from '../client/client.js';
 import type { RetransmitOptions } from '../client/transaction.js';
 import { type Clock, realClock } from '../net/clock.js';
+import { type DatagramSocket, type Network, nodeNetwork } from '../net/network.js';
+import { NatkitError } from '../errors.js';
 import { type NatProber, type NatReport, type ProbeAnswer, type ProbeRequest, discoverNat } from './discovery.js';
 
 export interface UdpProberOptions {
+  /**
+   * The network to open sockets on (default the operating system's). The local address the
+   * report gives is the one the kernel routes to the server from; on another network it is
+   * `bindAddress`, or with the wildcard the network's only non-loopback address of the
+   * server's family (several or none: an error that asks for `bindAddress`).
+   */
+  network?: Network;
   /** Local address to bind (default the wildcard of the server's family). */
   bindAddress?: string;
   /** Retransmissions per probe; a probe without answer costs the whole schedule. */
@@ -20,17 +29,6 @@ export interface UdpProberOptions {
 
 /** natcheck's default: sends at 0, 250, 750, 1750 ms, gives up at 2750 ms. */
 export const PROBE_RETRANSMIT: RetransmitOptions = { rto: 250, rc: 4, rm: 4 };
-
-function bound(family: Family, address: string): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
-    s.once('error', reject);
-    s.bind(0, address, () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-  });
-}
 
 /** The local IP the kernel picks to reach `to` (a connected UDP socket, nothing sent). */
 function routeSource(family: Family, to: TransportAddress, bindAddress: string): Promise<string> {
@@ -50,13 +48,28 @@ function routeSource(family: Family, to: TransportAddress, bindAddress: string):
   });
 }
 
+/** The local IP the report gives for `network` (see UdpProberOptions.network). */
+async function localSource(network: Network, family: Family, to: TransportAddress, bindAddress: string): Promise<string> {
+  if (network === nodeNetwork) return routeSource(family, to, bindAddress);
+  const wildcard = ipFamily(bindAddress) !== undefined && ipToBytes(bindAddress).every((b) => b === 0);
+  if (!wildcard) return bindAddress;
+  const candidates = network.interfaces().filter((a) => a.family === family && !a.internal);
+  if (candidates.length !== 1) {
+    throw new NatkitError(
+      'NO_LOCAL_ADDRESS',
+      `cannot tell which of ${candidates.length} ${family} addresses reaches ${to.address}: give bindAddress`,
+    );
+  }
+  return candidates[0]!.address;
+}
+
 /**
- * NatProber over real UDP sockets: a primary socket for the mapping tests, a second one
- * for filtering (fresh, so nothing it sent opened the NAT's filter to the alternate
+ * NatProber over UDP sockets (the kernel's unless `network` says otherwise): a primary
+ * socket for the mapping tests, a second one for filtering (fresh, so nothing it sent opened the NAT's filter to the alternate
  * address), and a third that sends the hairpinning request.
  */
 export class UdpProber implements NatProber {
-  private sockets: dgram.Socket[] = [];
+  private sockets: DatagramSocket[] = [];
   private clients: StunClient[] = [];
   private primary!: StunClient;
   private filtering!: StunClient;
@@ -73,10 +86,11 @@ export class UdpProber implements NatProber {
     const family = ipFamily(server.address) ?? 'IPv4';
     const bindAddress = options.bindAddress ?? (family === 'IPv6' ? '::' : '0.0.0.0');
     try {
-      const localIp = canonicalIp(await routeSource(family, server, bindAddress));
-      const a = await bound(family, bindAddress);
+      const network = options.network ?? nodeNetwork;
+      const localIp = canonicalIp(await localSource(network, family, server, bindAddress));
+      const a = await network.createUdpSocket({ family, address: bindAddress });
       p.sockets.push(a);
-      const b = await bound(family, bindAddress);
+      const b = await network.createUdpSocket({ family, address: bindAddress });
       p.sockets.push(b);
       const common = { retransmit: options.retransmit ?? PROBE_RETRANSMIT, software: options.software, clock: options.clock ?? realClock };
       p.primary = new StunClient({
@@ -125,6 +139,7 @@ export class UdpProber implements NatProber {
   async hairpin(mapped: TransportAddress): Promise<boolean> {
     const family = ipFamily(mapped.address) ?? 'IPv4';
     const sender = new StunClient({
+      network: this.opts.network,
       retransmit: this.opts.retransmit ?? PROBE_RETRANSMIT,
       bindAddress: this.opts.bindAddress ?? (family === 'IPv6' ? '::' : '0.0.0.0'),
       software: this.opts.software,

@@ -1,5 +1,6 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { BindingStats } from './binding.js';
+import { scrapedMetrics } from './scraped-metrics.js';
 
 /**
  * The STUN server's Prometheus metrics through prom-client, read from its plain counters
@@ -27,52 +28,11 @@ const DROPPED: Array<[string, (s: StunMetricsSource) => number]> = [
 
 /** Registers the STUN server's metrics in `registry` (a new one by default) and returns it. */
 export function stunMetrics(source: StunMetricsSource, registry: Registry = new Registry()): Registry {
-  const registers = [registry];
-  new Counter({
-    name: 'natkit_stun_requests_total',
-    help: 'Messages received (over every transport)',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(source.stats.received);
-    },
-  });
-  new Counter({
-    name: 'natkit_stun_responses_total',
-    help: 'Binding success responses sent',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(source.stats.responses);
-    },
-  });
-  new Counter({
-    name: 'natkit_stun_error_responses_total',
-    help: 'Error responses sent, by code',
-    labelNames: ['code'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [code, n] of Object.entries(source.stats.errors)) this.inc({ code }, n);
-    },
-  });
-  new Counter({
-    name: 'natkit_stun_dropped_total',
-    help: 'Messages and connections dropped, by reason',
-    labelNames: ['reason'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, read] of DROPPED) this.inc({ reason }, read(source));
-    },
-  });
-  new Gauge({
-    name: 'natkit_stun_connections',
-    help: 'TCP/TLS connections open now',
-    registers,
-    collect() {
-      this.set(source.connections);
-    },
-  });
+  const m = scrapedMetrics(registry);
+  m.counter('natkit_stun_requests_total', 'Messages received (over every transport)', () => source.stats.received);
+  m.counter('natkit_stun_responses_total', 'Binding success responses sent', () => source.stats.responses);
+  m.labelled('natkit_stun_error_responses_total', 'Error responses sent, by code', 'code', () => Object.entries(source.stats.errors));
+  m.labelled('natkit_stun_dropped_total', 'Messages and connections dropped, by reason', 'reason', () => DROPPED.map(([reason, read]) => [reason, read(source)] as const));
+  m.gauge('natkit_stun_connections', 'TCP/TLS connections open now', () => source.connections);
   return registry;
 }

@@ -96,7 +96,7 @@ export const HELP = cli.usage(
   'A TURN relay (RFC 8656) over UDP, TCP and TLS, relaying UDP, secure by default:\n' +
     'long-term credentials or TURN REST API secrets are required, peers in private,\n' +
     'loopback and other special ranges are refused unless allowed, and quotas apply.',
-  OPTIONS.filter((s) => s.name !== 'help' && s.name !== 'version'),
+  OPTIONS,
   [
     'Every option can also come from its environment variable (lists comma-separated,',
     'switches 1/0/true/false) or from the config file, which holds one setting a line:',
@@ -134,14 +134,10 @@ function unspecified(v: string): boolean {
   return canonicalIp(v) === '0.0.0.0' || canonicalIp(v) === '::';
 }
 
-/** Parses ADDR:PORT or [V6]:PORT. */
+/** Parses ADDR:PORT or [V6]:PORT (@natkit/stun/cli's parseHostPort), the address in canonical form. */
 export function parseHostPort(text: string): { address: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!ipFamily(address) || port > 65535) return undefined;
-  return { address: canonicalIp(address), port };
+  const r = cli.parseHostPort(text);
+  return r && { address: canonicalIp(r.address), port: r.port };
 }
 
 /** Parses `USER:PASSWORD` (or `USER:0xKEY`). Never echoes the password. */

@@ -1,5 +1,4 @@
 import cluster from 'node:cluster';
-import type * as http from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { type Family, ServerError } from '@natkit/stun';
 import * as cli from '@natkit/stun/cli';
@@ -37,34 +36,10 @@ function loadTls(s: NonNullable<Settings['tls']>): { cert: Buffer; key: Buffer; 
   return { cert, key, port: s.port };
 }
 
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-async function startMetrics(s: Settings, text: () => Promise<string>): Promise<{ server: http.Server; url: string } | undefined> {
-  if (!s.metrics) return undefined;
-  let server: http.Server;
-  try {
-    server = await cli.serveMetrics(text, s.metrics.address, s.metrics.port);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve metrics on ${hostPort(s.metrics.address, s.metrics.port)}: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --metrics)' : ''}`);
-  }
-  const a = server.address() as { address: string; port: number };
-  return { server, url: `http://${hostPort(a.address, a.port)}/metrics` };
-}
-
 cli.runCli(PROGRAM, async () => {
   const { layers, positional } = readLayers(process.argv.slice(2), process.env);
-  if (layers.flags.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (layers.flags.version) {
-    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    return 0;
-  }
-  if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  if (cli.helpOrVersion(layers.flags, HELP, `${PROGRAM} ${VERSION}`)) return 0;
+  cli.noArguments(positional);
   const s = resolveSettings(mergeLayers(layers));
   const creds = loadCredentials(layers, s.usersFile, s.secretFile);
   if (s.auth && creds.users.size === 0 && creds.secrets.length === 0) {
@@ -145,11 +120,11 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
   });
 
   const processRegistry = cli.processMetrics();
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  let metrics: Awaited<ReturnType<typeof cli.metricsEndpoint>>;
   if (worker) cli.reportToPrimary([server.metrics, processRegistry]);
   else {
     try {
-      metrics = await startMetrics(s, () => cli.metricsText([server.metrics, processRegistry]));
+      metrics = await cli.metricsEndpoint(s.metrics, () => cli.metricsText([server.metrics, processRegistry]));
     } catch (err) {
       await server.close();
       throw err;
@@ -210,7 +185,7 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     process.on('SIGHUP', reload);
   });
 
-  const where = server.listening.map((l) => `${l.transport} ${hostPort(l.address, l.port)}`);
+  const where = server.listening.map((l) => `${l.transport} ${cli.hostPort(l.address, l.port)}`);
   const relayed = (Object.entries(server.relays.addresses) as Array<[Family, string]>).map(([f, a]) =>
     s.externalAddresses[f] ? `${a} (advertised as ${s.externalAddresses[f]})` : a,
   );
@@ -251,8 +226,6 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
   let reservations: ReservationBroker | undefined;
   let ports: { port?: number; tlsPort?: number } | undefined;
-  // Until every worker is listening, a worker's exit is a failed start (Primary.start says so).
-  let stopping = true;
   const workers = new cli.Primary({
     count,
     env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
@@ -267,14 +240,14 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
       broker.exited(w);
       reservations?.exited(w);
       if (workers.stoppedWith(w) === undefined && code !== 0) log.warn(`worker ${w.id} exited with ${signal ?? code}`);
-      if (!stopping) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
+      // until every worker is listening, a worker's exit is a failed start (Primary.start says so)
+      if (workers.serving) log.error(`worker ${w.id} exited (${signal ?? code}); its clients are not served until relayserver restarts`);
     },
   });
   reservations = new ReservationBroker(() => workers.workers);
   // Signals reach every worker; each drains or stops on its own, as a single relay does.
   let terms = 0;
   const forward = (signal: NodeJS.Signals) => {
-    if (signal !== 'SIGHUP') stopping = true;
     if (signal === 'SIGTERM') terms++;
     log.info(`${signal}: passing it to ${plural(workers.workers.length, 'worker')}${signal === 'SIGTERM' && terms === 1 ? ' (they drain)' : ''}`);
     workers.signal(signal);
@@ -282,25 +255,7 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
   process.on('SIGHUP', forward);
-  let ready: cli.IpcMessage[];
-  try {
-    ready = await workers.start();
-    stopping = false;
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
-  let metrics: Awaited<ReturnType<typeof startMetrics>>;
-  try {
-    metrics = await startMetrics(s, () => cli.clusterMetricsText());
-  } catch (err) {
-    stopping = true;
-    workers.signal('SIGINT');
-    await workers.exited();
-    throw err;
-  }
+  const { ready, then: metrics } = await workers.startWith(() => cli.metricsEndpoint(s.metrics, () => cli.clusterMetricsText()));
   if (!s.auth) log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
   log.out(`${ready[0]!.line as string}${metrics ? `; metrics on ${metrics.url}` : ''}; ${count} workers`);
   const codes = await workers.exited();

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { scrapedMetrics } from '@natkit/stun/internal';
+import { Registry } from 'prom-client';
 import { DROP_REASONS, REQUEST_METHODS, type TurnCounters } from './counters.js';
 
 /**
@@ -21,68 +22,24 @@ export interface TurnMetricsSource {
 /** Registers the relay's metrics in `registry` (a new one by default) and returns it. */
 export function turnMetrics(source: TurnMetricsSource, registry: Registry = new Registry()): Registry {
   const c = source.counters;
-  const registers = [registry];
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  const labelled = <L extends string>(name: string, help: string, label: L, read: () => Iterable<[string, number]>) =>
-    new Counter({
-      name,
-      help,
-      labelNames: [label],
-      registers,
-      collect() {
-        this.reset();
-        for (const [v, n] of read()) this.inc({ [label]: v } as Record<L, string>, n);
-      },
-    });
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
-  counter('natkit_turn_allocations_created_total', 'Allocations created', () => c.allocationsCreated);
-  new Counter({
-    name: 'natkit_turn_relayed_packets_total',
-    help: 'Datagrams relayed, by direction',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ direction: 'to_peer' }, c.toPeerPackets);
-      this.inc({ direction: 'to_client' }, c.toClientPackets);
-    },
-  });
-  new Counter({
-    name: 'natkit_turn_relayed_bytes_total',
-    help: 'Application bytes relayed (without indication or ChannelData headers), by direction',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ direction: 'to_peer' }, c.toPeerBytes);
-      this.inc({ direction: 'to_client' }, c.toClientBytes);
-    },
-  });
-  counter('natkit_turn_auth_failures_total', 'Requests refused for their credentials (401, 438 with MESSAGE-INTEGRITY, 441)', () => c.authFailures);
-  labelled('natkit_turn_requests_total', 'Requests received, by method', 'method', () => REQUEST_METHODS.map((m) => [m, c.requests[m]]));
-  labelled('natkit_turn_error_responses_total', 'Error responses sent, by code', 'code', () => [...c.errors].map(([code, n]) => [String(code), n]));
-  labelled('natkit_turn_dropped_total', 'Packets dropped, by reason', 'reason', () => DROP_REASONS.map((r) => [r, c.dropped[r]]));
-  gauge('natkit_turn_allocations', 'Allocations now', () => source.allocationCount);
-  gauge('natkit_turn_permissions', 'Permissions now', () => source.liveCounts().permissions);
-  gauge('natkit_turn_channels', 'Channel bindings now', () => source.liveCounts().channels);
-  gauge('natkit_turn_users', 'Users in the credential store', () => source.userCount ?? 0);
-  gauge('natkit_turn_draining', '1 while draining for shutdown', () => (source.isDraining ? 1 : 0));
+  const m = scrapedMetrics(registry);
+  m.counter('natkit_turn_allocations_created_total', 'Allocations created', () => c.allocationsCreated);
+  m.labelled('natkit_turn_relayed_packets_total', 'Datagrams relayed, by direction', 'direction', () => [
+    ['to_peer', c.toPeerPackets],
+    ['to_client', c.toClientPackets],
+  ]);
+  m.labelled('natkit_turn_relayed_bytes_total', 'Application bytes relayed (without indication or ChannelData headers), by direction', 'direction', () => [
+    ['to_peer', c.toPeerBytes],
+    ['to_client', c.toClientBytes],
+  ]);
+  m.counter('natkit_turn_auth_failures_total', 'Requests refused for their credentials (401, 438 with MESSAGE-INTEGRITY, 441)', () => c.authFailures);
+  m.labelled('natkit_turn_requests_total', 'Requests received, by method', 'method', () => REQUEST_METHODS.map((r) => [r, c.requests[r]] as const));
+  m.labelled('natkit_turn_error_responses_total', 'Error responses sent, by code', 'code', () => [...c.errors].map(([code, n]) => [String(code), n] as const));
+  m.labelled('natkit_turn_dropped_total', 'Packets dropped, by reason', 'reason', () => DROP_REASONS.map((r) => [r, c.dropped[r]] as const));
+  m.gauge('natkit_turn_allocations', 'Allocations now', () => source.allocationCount);
+  m.gauge('natkit_turn_permissions', 'Permissions now', () => source.liveCounts().permissions);
+  m.gauge('natkit_turn_channels', 'Channel bindings now', () => source.liveCounts().channels);
+  m.gauge('natkit_turn_users', 'Users in the credential store', () => source.userCount ?? 0);
+  m.gauge('natkit_turn_draining', '1 while draining for shutdown', () => (source.isDraining ? 1 : 0));
   return registry;
 }
