@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '@natkit/stun';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
+import { waitFor } from '../../../test/helpers/wait.js';
 import { type PeerMessage, SignalClient, type SignalClientOptions, SignalClientError, SignalProtocolError, SignalServer, type SignalServerOptions } from '../src/index.js';
 import { RawClient } from './tcp.js';
 
@@ -147,9 +148,9 @@ describe('SignalClient', () => {
     expect(await got).toEqual([{ type: 'end-of-candidates' }]);
   });
 
-  /** A createConnection whose every write is also kept in `written`. */
+  /** A createConnection whose every write is kept in `written` and every line read in `read`. */
   const recordingConnection =
-    (written: string[]) =>
+    (written: string[], read: string[] = []) =>
     (o: net.NetConnectOpts): net.Socket => {
       const sock = net.createConnection(o);
       const write = sock.write.bind(sock) as (chunk: string) => boolean;
@@ -157,49 +158,70 @@ describe('SignalClient', () => {
         written.push(String(chunk));
         return write(chunk);
       }) as typeof sock.write;
+      let partial = '';
+      sock.on('data', (d: Buffer) => {
+        const lines = (partial + d.toString('utf8')).split('\n');
+        partial = lines.pop()!;
+        read.push(...lines);
+      });
       return sock;
     };
 
   it('pingInterval: pings a quiet connection (none while it sends), and the pongs keep a short deadAfter happy', async () => {
+    // The client's timers run on a manual clock: each step of 50 ms is exactly one ping, and
+    // the test waits for that ping's pong to arrive (the kernel's part) before the next step.
     // The server itself never pings here (heartbeat 60 s): without the client's pings and the
-    // server's pongs, deadAfter 300 ms would give the connection up.
-    const s = await server({ heartbeatInterval: 60_000, heartbeatTimeout: 120_000, tickResolution: 10 });
+    // server's pongs, deadAfter 300 ms would give the connection up within the 500 ms below.
+    const s = await server({ heartbeatInterval: 60_000, heartbeatTimeout: 120_000 });
+    const clock = new ManualClock();
     const written: string[] = [];
+    const read: string[] = [];
     const a = client(s.address.port, {
       room: 'pi',
+      clock,
       deadAfter: 300,
       pingInterval: 50,
-      createConnection: recordingConnection(written),
+      createConnection: recordingConnection(written, read),
     });
     const dropped: unknown[] = [];
     a.on('reconnecting', (r) => dropped.push(r));
     await a.connect();
     const pings = () => written.filter((w) => w === '{"type":"ping"}\n').length;
-    await new Promise((r) => setTimeout(r, 1000));
-    // about one every 50 ms; a loaded machine may fire fewer, never a burst
-    expect(pings()).toBeGreaterThanOrEqual(5);
-    expect(pings()).toBeLessThanOrEqual(21);
+    const pongs = () => read.filter((l) => l === '{"type":"pong"}').length;
+    for (let i = 1; i <= 10; i++) {
+      clock.advance(50);
+      expect(pings()).toBe(i);
+      await waitFor(() => pongs() === i, `pong ${i}`);
+    }
     expect(dropped).toEqual([]);
     expect(a.state).toBe('joined');
-    // while it sends on its own, nothing was quiet for 50 ms: no ping
-    const before = pings();
+    // While it sends on its own, nothing is quiet for 50 ms: no ping.
     for (let i = 0; i < 10; i++) {
       a.send({ type: 'app', data: i });
-      await new Promise((r) => setTimeout(r, 20));
+      clock.advance(20);
     }
-    expect(pings()).toBeLessThanOrEqual(before + 1);
+    expect(pings()).toBe(10);
+    // Quiet again: the ping comes 50 ms after the last send.
+    clock.advance(29);
+    expect(pings()).toBe(10);
+    clock.advance(1);
+    expect(pings()).toBe(11);
   });
 
   it('no pingInterval: the client sends no ping of its own', async () => {
-    const s = await server({ heartbeatInterval: 60_000, tickResolution: 10 });
+    const s = await server({ heartbeatInterval: 60_000 });
+    const clock = new ManualClock();
     const written: string[] = [];
     const a = client(s.address.port, {
       room: 'np',
+      clock,
+      deadAfter: 600_000,
       createConnection: recordingConnection(written),
     });
     await a.connect();
-    await new Promise((r) => setTimeout(r, 300));
+    clock.advance(300_000);
     expect(written.map((w) => JSON.parse(w).type)).toEqual(['join']);
+    expect(a.state).toBe('joined');
   });
 
   it('backs off exponentially (on its clock) and gives up after maxAttempts', async () => {
