@@ -840,7 +840,7 @@ describe('ICE core: inputs it refuses, and close', () => {
       [{ address: '224.0.0.251' }, 'unspecified or multicast'],
       [{ address: 'ff02::fb' }, 'unspecified or multicast'],
     ];
-    expect.assertions(bad.length * 3 + 6);
+    expect.assertions(bad.length * 3 + 9);
     for (const [patch, words] of bad) {
       const e = thrown(IceError, () => A.addRemoteCandidate({ ...r, ...patch }, 0));
       expect(e.code).toBe('BAD_CANDIDATE');
@@ -850,6 +850,9 @@ describe('ICE core: inputs it refuses, and close', () => {
     expect(thrown(IceError, () => A.addRemoteCandidate({ ...r, port: 2001 }, 0)).code).toBe('TOO_MANY_CANDIDATES');
     expect(thrown(IceError, () => A.setRemoteParameters({ ufrag: 'ab', pwd: 'p'.repeat(22) }, 0)).code).toBe('BAD_PARAMETERS');
     expect(thrown(IceError, () => new IceCore({ ta: -1 })).code).toBe('BAD_OPTION');
+    // RFC 8445 14.2: never more than one check every 5 ms.
+    expect(thrown(IceError, () => new IceCore({ ta: 4 })).message).toMatch(/ta must be a number of at least 5/);
+    expect(new IceCore({ ta: 5 }).options.ta).toBe(5);
   });
 
   it('close: state closed, nothing more sent, later packets counted as dropped', () => {

@@ -110,7 +110,10 @@ export class IceCore {
     const consent = options.consent === false ? false : { intervalMs: num('consent.intervalMs', options.consent?.intervalMs, 5000, 1), expiryMs: num('consent.expiryMs', options.consent?.expiryMs, 30_000, 1) };
     this.options = {
       lite: options.lite ?? false,
-      ta: num('ta', options.ta, 50, 1),
+      // RFC 8445 section 14.2: Ta is configurable, but the checks of all of an implementation's
+      // agents together MUST NOT go out more often than once every 5 ms: one agent's Ta is at
+      // least that.
+      ta: num('ta', options.ta, 50, 5),
       nomination: options.nomination ?? 'regular',
       maxPairs: num('maxPairs', options.maxPairs, 100, 1),
       maxRemoteCandidates: num('maxRemoteCandidates', options.maxRemoteCandidates, 100, 1),

@@ -95,7 +95,7 @@ export interface IceCoreOptions {
   lite?: boolean;
   /** RFC 8445 section 7.1.1: the 64-bit tie-breaker; random by default. */
   tieBreaker?: bigint;
-  /** RFC 8445 section 14.2: pacing of new checks, ms. Default 50. */
+  /** RFC 8445 section 14.2: pacing of new checks, ms. Default 50, at least 5 (14.2's floor). */
   ta?: number;
   /**
    * Regular nomination (RFC 8445 section 8.1.1; default): the controlling agent nominates the
