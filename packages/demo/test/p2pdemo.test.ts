@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 import { needProgram } from '../../../test/helpers/programs.js';
+import { waitFor } from '../../../test/helpers/wait.js';
 import { ROOT, run, start } from '../../../test/helpers/spawn.js';
 import { Demo, type Ev, kindOf, P2PDEMO, startRelay, startServers, typesOf } from './helpers.js';
 
@@ -126,12 +127,15 @@ describe('two p2pdemo peers on loopback', () => {
     expect(await stopped(a)).toBe(0);
     expect(await stopped(b)).toBe(0);
     for (const d of [a, b]) expect(d.events.at(-1)).toMatchObject({ event: 'stopped', reason: 'SIGTERM' });
-    // every allocation the peers made was deleted on the way out (Refresh with lifetime 0)
-    const log = s.relay.stdout() + s.relay.stderr();
-    const created = [...log.matchAll(/allocation created id=(\d+)/g)].map((m) => m[1]);
-    const deleted = [...log.matchAll(/allocation deleted id=(\d+) \S+ why="refreshed with lifetime 0"/g)].map((m) => m[1]);
-    expect(created.length).toBeGreaterThanOrEqual(2);
-    expect(deleted.sort()).toEqual(created.sort());
+    // every allocation the peers made was deleted on the way out (Refresh with lifetime 0);
+    // the relay logs a deletion after it answers the Refresh, so its line may reach the
+    // pipe after the peer has exited: wait for it
+    const log = () => s.relay.stdout() + s.relay.stderr();
+    const created = () => [...log().matchAll(/allocation created id=(\d+)/g)].map((m) => m[1]!).sort();
+    const deleted = () => [...log().matchAll(/allocation deleted id=(\d+) \S+ why="refreshed with lifetime 0"/g)].map((m) => m[1]!).sort();
+    expect(created().length).toBeGreaterThanOrEqual(2);
+    await waitFor(() => deleted().length >= created().length, 'the relay to log every allocation deleted').catch(() => {});
+    expect(deleted()).toEqual(created());
   });
 
   it('one peer --relay-only: both report the relayed path, and what it means', async () => {
