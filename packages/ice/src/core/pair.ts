@@ -191,8 +191,17 @@ export class Session {
   addValid(p: Pair): void {
     if (p.valid) return;
     p.valid = true;
-    this.valid.push(p);
-    this.sortValid();
+    // Binary insertion after the last pair of at least its priority: the list stays sorted
+    // and stable without sorting it again on every success (thousands of pairs).
+    const v = this.valid;
+    let lo = 0;
+    let hi = v.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (v[mid]!.priority >= p.priority) lo = mid + 1;
+      else hi = mid;
+    }
+    v.splice(lo, 0, p);
   }
 
   sortValid(): void {
