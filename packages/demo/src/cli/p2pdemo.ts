@@ -1,8 +1,8 @@
 import { lookup } from 'node:dns/promises';
-import { type IceServer, IceUrlError, parseIceServerUrl, validateIceServers } from '@natkit/ice';
+import { parseIceServerUrl, validateIceServers } from '@natkit/ice';
 import { ROOM_PATTERN } from '@natkit/signal';
 import { type TransportAddress, ipFamily } from '@natkit/stun';
-import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, iceServersFlag, noArguments, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
+import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, iceServerFlags, noArguments, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { formatEvent } from '../format.js';
 import { type P2pPeerOptions, P2pPeer } from '../peer.js';
@@ -119,36 +119,8 @@ runCli(PROGRAM, async () => {
   if (room !== undefined && !ROOM_PATTERN.test(room)) throw new CliError(`--room: ${JSON.stringify(room)} is not 1-64 letters, digits, ".", "_", "~" or "-"`);
 
   // ICE servers, as icegather takes them.
-  const stun = (v.stun as string[] | undefined) ?? [];
-  const turn = (v.turn as string[] | undefined) ?? [];
-  for (const [flag, list, want] of [['--stun', stun, 'stun'], ['--turn', turn, 'turn']] as const) {
-    for (const url of list) {
-      let scheme: string;
-      try {
-        scheme = parseIceServerUrl(url).scheme;
-      } catch (err) {
-        if (err instanceof IceUrlError) throw new CliError(`${flag}: ${err.message}`);
-        throw err;
-      }
-      if (!scheme.startsWith(want)) throw new CliError(`${flag} ${url}: a ${scheme}: URL; give ${want === 'stun' ? 'TURN servers with --turn' : 'STUN servers with --stun'}`);
-    }
-  }
-  const user = v.user as string | undefined;
-  const credential = v.credential as string | undefined;
-  if (turn.length && (user === undefined || credential === undefined)) throw new CliError('TURN servers need --user and --credential (or P2PDEMO_USER and P2PDEMO_CREDENTIAL)');
-  if (!turn.length && (user !== undefined || credential !== undefined)) throw new CliError('--user and --credential are for --turn servers; none was given');
-  const iceServers: IceServer[] = [];
-  if (stun.length) iceServers.push({ urls: stun });
-  if (turn.length) iceServers.push({ urls: turn, username: user!, credential: credential! });
-  if (v['ice-servers'] !== undefined) iceServers.push(...iceServersFlag(v['ice-servers'] as string));
-  try {
-    validateIceServers(iceServers);
-  } catch (err) {
-    if (err instanceof IceUrlError) throw new CliError(err.message);
-    throw err;
-  }
-  const urls = iceServers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
-  if (v['relay-only'] && !urls.some((u) => /^turns?:/i.test(u))) throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
+  const iceServers = iceServerFlags(v, { envPrefix: 'P2PDEMO', parseUrl: parseIceServerUrl, validate: validateIceServers });
+  const urls = iceServers.flatMap((s) => s.urls);
 
   const intervalMs = parseInterval((v.interval as string | undefined) ?? '1-15');
   const addresses = v.address as string[] | undefined;

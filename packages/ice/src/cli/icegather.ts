@@ -2,10 +2,10 @@ import { ipFamily } from '@natkit/stun';
 import * as cli from '@natkit/stun/cli';
 import pkg from '../../package.json' with { type: 'json' };
 import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
-import { type IceServer, IceUrlError, parseIceServerUrl, validateIceServers } from '../gather/urls.js';
+import { parseIceServerUrl, validateIceServers } from '../gather/urls.js';
 import { candidateRow, reportJson, serverLine, summary, tableHeader } from './report.js';
 
-const { CliError, HELP_AND_VERSION, helpOrVersion, iceServersFlag, parseArgs, readFlagFile, runCli, usage } = cli;
+const { CliError, HELP_AND_VERSION, helpOrVersion, iceServerFlags, parseArgs, readFlagFile, runCli, usage } = cli;
 
 const SPECS: cli.OptionSpec[] = [
   { name: 'stun', type: 'list', value: 'URL', help: 'a STUN server: stun:host[:port] (RFC 7064)' },
@@ -51,8 +51,8 @@ const HELP = usage(
 runCli('icegather', async () => {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPECS);
   if (helpOrVersion(v, HELP, `icegather ${pkg.version}`)) return 0;
-  const stun = [...((v.stun as string[] | undefined) ?? [])];
-  const turn = [...((v.turn as string[] | undefined) ?? [])];
+  const stun: string[] = [];
+  const turn: string[] = [];
   for (const url of positional) {
     let scheme: string;
     try {
@@ -63,41 +63,7 @@ runCli('icegather', async () => {
     if (scheme.startsWith('turn')) turn.push(url);
     else stun.push(url);
   }
-  for (const url of stun) {
-    try {
-      if (parseIceServerUrl(url).scheme.startsWith('turn')) throw new CliError(`--stun ${url}: a TURN URL; give it with --turn`);
-    } catch (err) {
-      if (err instanceof IceUrlError) throw new CliError(`--stun: ${err.message}`);
-      throw err;
-    }
-  }
-  for (const url of turn) {
-    try {
-      if (!parseIceServerUrl(url).scheme.startsWith('turn')) throw new CliError(`--turn ${url}: not a turn: or turns: URL; give STUN servers with --stun`);
-    } catch (err) {
-      if (err instanceof IceUrlError) throw new CliError(`--turn: ${err.message}`);
-      throw err;
-    }
-  }
-  const user = v.user as string | undefined;
-  const credential = v.credential as string | undefined;
-  if (turn.length && (user === undefined || credential === undefined)) throw new CliError('TURN servers need --user and --credential (or ICEGATHER_USER and ICEGATHER_CREDENTIAL)');
-  if (!turn.length && (user !== undefined || credential !== undefined) && v['ice-servers'] === undefined) {
-    throw new CliError('--user and --credential are for --turn servers; none was given');
-  }
-  const iceServers: IceServer[] = [];
-  if (stun.length) iceServers.push({ urls: stun });
-  if (turn.length) iceServers.push({ urls: turn, username: user!, credential: credential! });
-  if (v['ice-servers'] !== undefined) iceServers.push(...iceServersFlag(v['ice-servers'] as string));
-  try {
-    validateIceServers(iceServers);
-  } catch (err) {
-    if (err instanceof IceUrlError) throw new CliError(err.message);
-    throw err;
-  }
-  if (v['relay-only'] && !iceServers.some((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^turns?:/i.test(u)))) {
-    throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
-  }
+  const iceServers = iceServerFlags(v, { envPrefix: 'ICEGATHER', parseUrl: parseIceServerUrl, validate: validateIceServers, stun, turn });
   const addresses = v.address as string[] | undefined;
   for (const a of addresses ?? []) if (!ipFamily(a)) throw new CliError(`--address: ${JSON.stringify(a)} is not an IP address`);
   const family = (v.family as string | undefined) ?? 'both';

@@ -198,12 +198,19 @@ export function noArguments(positional: readonly string[]): void {
   if (positional.length) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
 }
 
+/** An entry of RTCConfiguration.iceServers, as the flags give it. */
+export interface IceServerEntry {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
 /**
  * An --ice-servers value: RTCConfiguration.iceServers as JSON text (the list, or an object
  * with `iceServers`), or @FILE to read it from a file; each entry {urls, username,
  * credential} checked for its shape (the URLs themselves are the ICE library's to check).
  */
-export function iceServersFlag(text: string, flag = '--ice-servers'): Array<{ urls: string[]; username?: string; credential?: string }> {
+export function iceServersFlag(text: string, flag = '--ice-servers'): IceServerEntry[] {
   const raw = text.startsWith('@') ? readFlagFile(text.slice(1), flag).toString('utf8') : text;
   let parsed: unknown;
   try {
@@ -225,6 +232,54 @@ export function iceServersFlag(text: string, flag = '--ice-servers'): Array<{ ur
     if (credential !== undefined && typeof credential !== 'string') throw new CliError(`${where}: credential must be a string`);
     return { urls: list as string[], ...(username !== undefined ? { username } : {}), ...(credential !== undefined ? { credential } : {}) };
   });
+}
+
+/**
+ * The ICE servers of a binary's --stun, --turn, --user, --credential and --ice-servers flags
+ * (icegather, p2pdemo): --stun takes stun:/stuns: URLs, --turn turn:/turns: ones, which need
+ * --user and --credential (flags or `${envPrefix}_USER` and `${envPrefix}_CREDENTIAL`);
+ * `stun` and `turn` add URLs given otherwise (arguments); --ice-servers adds its entries as they are; with --relay-only there must be a TURN URL.
+ * `parseUrl` (the ICE library's parser: this package has none) throws on a bad URL, and
+ * `validate` on a bad configuration; either becomes a usage error.
+ */
+export function iceServerFlags(
+  v: ParsedValues,
+  o: { envPrefix: string; parseUrl: (url: string) => { scheme: string }; validate: (servers: IceServerEntry[]) => unknown; stun?: readonly string[]; turn?: readonly string[] },
+): IceServerEntry[] {
+  const stun = [...((v.stun as string[] | undefined) ?? []), ...(o.stun ?? [])];
+  const turn = [...((v.turn as string[] | undefined) ?? []), ...(o.turn ?? [])];
+  const asUsage = (prefix: string, f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      throw err instanceof CliError ? err : new CliError(`${prefix}${(err as Error).message}`);
+    }
+  };
+  for (const url of stun) {
+    asUsage('--stun: ', () => {
+      if (o.parseUrl(url).scheme.startsWith('turn')) throw new CliError(`--stun ${url}: a TURN URL; give it with --turn`);
+    });
+  }
+  for (const url of turn) {
+    asUsage('--turn: ', () => {
+      if (!o.parseUrl(url).scheme.startsWith('turn')) throw new CliError(`--turn ${url}: not a turn: or turns: URL; give STUN servers with --stun`);
+    });
+  }
+  const user = v.user as string | undefined;
+  const credential = v.credential as string | undefined;
+  if (turn.length && (user === undefined || credential === undefined)) {
+    throw new CliError(`TURN servers need --user and --credential (or ${o.envPrefix}_USER and ${o.envPrefix}_CREDENTIAL)`);
+  }
+  if (!turn.length && (user !== undefined || credential !== undefined) && v['ice-servers'] === undefined) {
+    throw new CliError('--user and --credential are for --turn servers; none was given');
+  }
+  const servers: IceServerEntry[] = [];
+  if (stun.length) servers.push({ urls: stun });
+  if (turn.length) servers.push({ urls: turn, username: user!, credential: credential! });
+  if (v['ice-servers'] !== undefined) servers.push(...iceServersFlag(v['ice-servers'] as string));
+  asUsage('', () => o.validate(servers));
+  if (v['relay-only'] && !servers.some((s) => s.urls.some((u) => /^turns?:/i.test(u)))) throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
+  return servers;
 }
 
 /** An ADDR:PORT or [V6]:PORT flag value (an IP address, not a name, and a port 0-65535), or undefined. */
