@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { ipFamily } from '@natkit/stun';
 import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, readFlagFile, runCli, usage } from '@natkit/stun/cli';
@@ -67,7 +68,9 @@ interface Running {
   plan: ServerPlan;
   child: ChildProcess;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Its start-up line, once seen (`started` settles then). */
   startup?: string;
+  started: Promise<void>;
 }
 
 runCli(PROGRAM, async () => {
@@ -165,20 +168,17 @@ runCli(PROGRAM, async () => {
     // which then stops them one way (else each would see SIGINT and then SIGTERM).
     const child = spawn(process.execPath, [binPath(s), ...s.args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...s.env }, detached: true });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-    const r: Running = { plan: s, child, exited };
+    let started!: () => void;
+    const r: Running = { plan: s, child, exited, started: new Promise<void>((resolve) => (started = resolve)) };
     if (json) process.stdout.write(`${JSON.stringify({ event: 'spawned', server: s.name, pid: child.pid })}\n`);
     const prefix = `[${s.name}]`.padEnd(width + 1);
     for (const [stream, to] of [[child.stdout!, json ? process.stderr : process.stdout], [child.stderr!, process.stderr]] as const) {
-      let buf = '';
-      stream.setEncoding('utf8').on('data', (d: string) => {
-        buf += d;
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (stream === child.stdout && r.startup === undefined && s.ready.test(line)) r.startup = line;
-          to.write(`${prefix}${line}\n`);
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        if (stream === child.stdout && r.startup === undefined && s.ready.test(line)) {
+          r.startup = line;
+          started();
         }
+        to.write(`${prefix}${line}\n`);
       });
     }
     running.push(r);
@@ -219,29 +219,20 @@ runCli(PROGRAM, async () => {
     for (const r of running) if (r.plan.name === 'relayserver' && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGHUP');
   });
 
+  // Each is ready at its start-up line; exiting before it, or no line in 20 s, is a failure.
   const ready = Promise.all(
-    running.map(
-      (r) =>
-        new Promise<void>((resolve, reject) => {
-          const check = setInterval(() => {
-            if (r.startup !== undefined) {
-              clearInterval(check);
-              clearTimeout(limit);
-              resolve();
-            }
-          }, 20);
-          const limit = setTimeout(() => {
-            clearInterval(check);
-            reject(new Error(`${r.plan.name} did not start within 20 s`));
-          }, 20_000);
-          void r.exited.then(({ code, signal }) => {
-            if (r.startup !== undefined) return;
-            clearInterval(check);
-            clearTimeout(limit);
-            reject(new Error(`${r.plan.name} exited (${signal ?? code}) before it was ready: see its lines above`));
-          });
+    running.map((r) => {
+      let limit: NodeJS.Timeout | undefined;
+      return Promise.race([
+        r.started,
+        r.exited.then(({ code, signal }) => {
+          throw new Error(`${r.plan.name} exited (${signal ?? code}) before it was ready: see its lines above`);
         }),
-    ),
+        new Promise<never>((_, reject) => {
+          limit = setTimeout(() => reject(new Error(`${r.plan.name} did not start within 20 s`)), 20_000);
+        }),
+      ]).finally(() => clearTimeout(limit));
+    }),
   );
   const firstExit = Promise.race(running.map((r) => r.exited.then((x) => ({ r, ...x }))));
 
