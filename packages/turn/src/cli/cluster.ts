@@ -172,7 +172,8 @@ function send(m: IpcMessage): boolean {
 export class ReservationBroker {
   private readonly owners = new Map<string, number>();
   private seq = 0;
-  private readonly asked = new Map<number, { from: Worker; id: unknown }>();
+  /** Give-ups asked of `owner` for a redeem by `from` (its request `id`). */
+  private readonly asked = new Map<number, { from: Worker; id: unknown; owner: Worker }>();
 
   constructor(private readonly workers: () => Worker[]) {}
 
@@ -188,7 +189,7 @@ export class ReservationBroker {
         return;
       }
       const id = ++this.seq;
-      this.asked.set(id, { from: worker, id: m.id });
+      this.asked.set(id, { from: worker, id: m.id, owner });
       owner.send({ natkit: 'give-up', id, token: m.token });
     } else if (m.natkit === 'give-up-reply') {
       const a = this.asked.get(m.id as number);
@@ -200,7 +201,11 @@ export class ReservationBroker {
   exited(worker: Worker): void {
     for (const [token, id] of this.owners) if (id === worker.id) this.owners.delete(token);
     for (const [k, a] of this.asked) {
-      if (a.from === worker) this.asked.delete(k);
+      if (a.from !== worker && a.owner !== worker) continue;
+      this.asked.delete(k);
+      // The worker asked to give the port up is gone, and its reservation with it: the
+      // redeeming worker gets its answer (none) instead of waiting for ever.
+      if (a.from !== worker && !a.from.isDead()) a.from.send({ natkit: 'redeem-reply', id: a.id, reservation: null });
     }
   }
 }
