@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import type { Family } from '@natkit/stun';
+import { ErrorCode, type Family } from '@natkit/stun';
 import { type IpcMessage, isIpc } from '@natkit/stun/cli';
 import type { RelaySocket } from '../server/allocation.js';
 import { LocalQuotas, type QuotaRefusal, type QuotaRequest, type Quotas } from '../server/quotas.js';
@@ -31,21 +31,19 @@ export class ClusterQuotas implements Quotas {
     const id = ++this.seq;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
-      this.send({ natkit: 'quota', op: 'acquire', id, username: r.username ?? null, redeeming: r.redeeming ? { owner: r.redeeming.owner ?? null } : null });
+      if (send({ natkit: 'quota', op: 'acquire', id, username: r.username ?? null, redeeming: r.redeeming ? { owner: r.redeeming.owner ?? null } : null })) return;
+      // The primary is gone (the process is going too): no answer will come.
+      this.waiting.delete(id);
+      resolve({ code: ErrorCode.InsufficientCapacity, reason: 'the relay is shutting down' });
     });
   }
 
   reserve(username: string | undefined): void {
-    this.send({ natkit: 'quota', op: 'reserve', username: username ?? null });
+    send({ natkit: 'quota', op: 'reserve', username: username ?? null });
   }
 
   release(username: string | undefined): void {
-    this.send({ natkit: 'quota', op: 'release', username: username ?? null });
-  }
-
-  private send(m: IpcMessage): void {
-    // The primary is gone only while the process is going too.
-    if (process.connected) process.send!(m);
+    send({ natkit: 'quota', op: 'release', username: username ?? null });
   }
 }
 
@@ -162,6 +160,7 @@ export class ClusterRelayPorts extends RelayPorts {
   clockNow: () => number = () => performance.now();
 }
 
+/** Sends to the primary; false if it is gone (only while this process is going too). */
 function send(m: IpcMessage): boolean {
   if (!process.connected) return false;
   process.send!(m);
