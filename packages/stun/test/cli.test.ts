@@ -9,7 +9,7 @@ describe('stunserver CLI', () => {
     const h = await runBin('stun', 'stunserver', ['--help']);
     expect(h.code).toBe(0);
     expect(h.stdout).toMatch(/^Usage: stunserver \[options\]/);
-    for (const flag of ['--listen', '--port', '--alternate', '--alt-port', '--tls-cert', '--error-rate']) expect(h.stdout).toContain(flag);
+    for (const flag of ['--listen', '--port', '--alternate', '--alt-port', '--tls-cert', '--error-rate', '--workers N', '--metrics ADDR:PORT']) expect(h.stdout).toContain(flag);
     const v = await runBin('stun', 'stunserver', ['--version']);
     expect(v.stdout).toMatch(/^stunserver \d+\.\d+\.\d+\n$/);
   });
@@ -25,6 +25,12 @@ describe('stunserver CLI', () => {
     [['--log-format', 'xml'], {}, /--log-format must be one of text, json/],
     [['extra'], {}, /unexpected argument "extra"/],
     [['--software', 'x', '--no-software'], {}, /--software and --no-software contradict/],
+    [['--workers', '0'], {}, /--workers must be at least 1, got 0/],
+    [['--workers', 'all'], {}, /--workers expects a number, got "all"/],
+    [['--workers', '2.5'], {}, /--workers expects a whole number, got "2\.5"/],
+    [['--metrics', '127.0.0.1'], {}, /--metrics: expected ADDR:PORT .*got "127\.0\.0\.1"/],
+    [['--metrics', 'localhost:9640'], {}, /--metrics: expected ADDR:PORT .*got "localhost:9640"/],
+    [[], { STUNSERVER_WORKERS: '0' }, /STUNSERVER_WORKERS must be at least 1, got 0/],
     [[], { STUNSERVER_PORT: 'twelve' }, /STUNSERVER_PORT expects a number/],
   ];
   for (const [args, env, message] of bad) {

@@ -35,6 +35,7 @@ import {
   verifyIntegrity,
 } from '@natkit/stun';
 import {
+  NoAuthenticator,
   PeerPolicy,
   type RelayPorts,
   TRANSPORT_UDP,
@@ -1139,6 +1140,39 @@ function prng(seed: number): () => number {
 }
 
 describe('hostile input', () => {
+  it('a handler that throws costs that message only (counted as internal_error), over UDP and on a TCP connection, which stays open', async () => {
+    // A user's Authenticator with a bug: it throws while `explode` is set.
+    let explode = true;
+    const inner = new NoAuthenticator();
+    const s = await relay({
+      authenticator: {
+        authenticate: () => {
+          if (explode) throw new Error('authenticator bug');
+          return inner.authenticate();
+        },
+        challenge: () => inner.challenge(),
+      },
+    });
+    const allocate = () => new MessageBuilder(Method.Allocate, MessageClass.Request).add(TurnAttr.RequestedTransport, TRANSPORT_UDP).encode();
+    const udp = await udpWire(s);
+    const tcp = await tcpWire(s);
+    await udp.send(allocate());
+    await until(() => s.dropped('internal_error') === 1, 'the UDP request counted as internal_error');
+    await tcp.send(allocate());
+    await until(() => s.dropped('internal_error') === 2, 'the TCP request counted as internal_error');
+    expect(udp.queued + tcp.queued).toBe(0);
+    explode = false;
+    for (const w of [udp, tcp]) {
+      const req = allocate();
+      await w.send(req);
+      const res = decodeMessage(await within(w.next(), `${w.transport} Allocate`), { registry: turnRegistry });
+      expect(res.transactionId.equals(req.subarray(8, 20))).toBe(true);
+      expect(outcome(res)).toBe('success');
+    }
+    expect(s.allocationCount).toBe(2);
+    expect(s.dropped('internal_error')).toBe(2);
+  });
+
   it('UDP: random bytes and random STUN-shaped messages are each answered or counted as dropped, and the server keeps serving', async () => {
     const s = await relay();
     const c = await turn(s);

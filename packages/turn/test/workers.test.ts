@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Attr, MessageClass, Method, StunClient, type StunResponse } from '@natkit/stun';
 import { planWorkers, reusePortSupported } from '@natkit/stun/cli';
 import { LocalQuotas, TurnAttr } from '@natkit/turn';
-import { QuotaBroker } from '../src/cli/cluster.js';
+import { QuotaBroker, ReservationBroker } from '../src/cli/cluster.js';
 import { type Proc, startBin } from '../../../test/helpers/spawn.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 import { httpGet } from '../../../test/helpers/http.js';
@@ -81,6 +81,59 @@ describe('the quota broker: one count for every worker', () => {
     b.handle(w2, { natkit: 'quota', op: 'release', username: 'alice' });
     expect(b.quotas.count('alice')).toBe(0);
     expect(b.quotas).toBeInstanceOf(LocalQuotas);
+  });
+});
+
+describe('the reservation broker: an EVEN-PORT reservation redeemed on another worker', () => {
+  const worker = (id: number) => {
+    const sent: Array<Record<string, unknown>> = [];
+    const w = { id, dead: false, isDead: () => w.dead, send: (m: Record<string, unknown>) => void sent.push(m), sent };
+    return w as unknown as import('node:cluster').Worker & { sent: Array<Record<string, unknown>>; dead: boolean };
+  };
+
+  it('has the worker holding the token give the port up, and hands its answer to the redeeming worker', () => {
+    const w1 = worker(1);
+    const w2 = worker(2);
+    const b = new ReservationBroker(() => [w1, w2]);
+    b.handle(w1, { natkit: 'reservation', token: 'aa' });
+    b.handle(w2, { natkit: 'redeem', id: 7, token: 'aa' });
+    expect(w1.sent).toEqual([{ natkit: 'give-up', id: 1, token: 'aa' }]);
+    b.handle(w1, { natkit: 'give-up-reply', id: 1, reservation: { family: 'IPv4', port: 50000, owner: 'alice' } });
+    expect(w2.sent).toEqual([{ natkit: 'redeem-reply', id: 7, reservation: { family: 'IPv4', port: 50000, owner: 'alice' } }]);
+    // A token is redeemed once: asked again, nobody holds it.
+    b.handle(w2, { natkit: 'redeem', id: 8, token: 'aa' });
+    expect(w2.sent.at(-1)).toEqual({ natkit: 'redeem-reply', id: 8, reservation: null });
+    expect(w1.sent).toHaveLength(1);
+  });
+
+  it('answers none at once for a token no live worker holds', () => {
+    const w1 = worker(1);
+    const w2 = worker(2);
+    const b = new ReservationBroker(() => [w1, w2]);
+    b.handle(w2, { natkit: 'redeem', id: 1, token: 'unknown' });
+    b.handle(w1, { natkit: 'reservation', token: 'bb' });
+    w1.dead = true;
+    b.exited(w1);
+    b.handle(w2, { natkit: 'redeem', id: 2, token: 'bb' });
+    expect(w2.sent).toEqual([
+      { natkit: 'redeem-reply', id: 1, reservation: null },
+      { natkit: 'redeem-reply', id: 2, reservation: null },
+    ]);
+  });
+
+  it('answers none when the worker asked to give the port up exits before it answers', () => {
+    const w1 = worker(1);
+    const w2 = worker(2);
+    const b = new ReservationBroker(() => [w1, w2]);
+    b.handle(w1, { natkit: 'reservation', token: 'cc' });
+    b.handle(w2, { natkit: 'redeem', id: 3, token: 'cc' });
+    expect(w1.sent).toHaveLength(1);
+    w1.dead = true;
+    b.exited(w1);
+    expect(w2.sent).toEqual([{ natkit: 'redeem-reply', id: 3, reservation: null }]);
+    // A late reply from the dead worker's channel finds nothing to answer.
+    b.handle(w1, { natkit: 'give-up-reply', id: 1, reservation: null });
+    expect(w2.sent).toHaveLength(1);
   });
 });
 

@@ -6,10 +6,9 @@ import { StunServer } from '../server/server.js';
 import { CliError, HELP_AND_VERSION, type OptionSpec, helpOrVersion, noArguments, parseArgs, parseHostPort, readFlagFile, runCli, usage } from './args.js';
 import { type LogFormat, type Logger, createLogger } from './log.js';
 import { closeMetrics, clusterMetricsText, metricsEndpoint, metricsText, processMetrics, reportToPrimary } from './metrics.js';
-import { Primary, checkUdpPortsFree, planWorkers, tellListening, workerId } from './workers.js';
+import { Primary, checkUdpPortsFree, firstWorkerPorts, planWorkers, tellListening, workerId } from './workers.js';
 
 /** The ports workers after the first listen on (the first one's, which the kernel may have picked). */
-const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
 
 const SPECS: OptionSpec[] = [
   { name: 'listen', type: 'string', value: 'ADDR', env: 'STUNSERVER_LISTEN', defaultText: '0.0.0.0', help: 'primary address (A)' },
@@ -96,7 +95,7 @@ type Options = Parameters<typeof StunServer.start>[0] & object;
 /** One server in this process: alone, or one worker of several. */
 async function serve(options: Options, format: LogFormat, statsEvery: number, metricsAt: { address: string; port: number } | undefined, worker: boolean): Promise<number> {
   const log = createLogger('stunserver', format, 'info', undefined, workerId());
-  const fixed = process.env[WORKER_PORTS] ? (JSON.parse(process.env[WORKER_PORTS]!) as { port: number; altPort?: number; tlsPort?: number }) : undefined;
+  const fixed = firstWorkerPorts<{ port?: number; altPort?: number; tlsPort?: number }>();
   const server = await StunServer.start({
     ...options,
     port: fixed?.port ?? options.port,
@@ -132,7 +131,7 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
   const line = `stunserver ${pkg.version} listening on ${where.join(', ')}${server.full ? ' (RFC 5780 full mode)' : ''}${metrics ? `; metrics on ${metrics.url}` : ''}`;
   if (worker) {
     const udp = server.listening.filter((l) => l.transport === 'udp');
-    tellListening({ line, port: udp[0]?.port ?? server.listening[0]?.port, altPort: udp[1]?.port, tlsPort: server.listening.find((l) => l.transport === 'tls')?.port });
+    tellListening(line, { port: udp[0]?.port ?? server.listening[0]?.port, altPort: udp[1]?.port, tlsPort: server.listening.find((l) => l.transport === 'tls')?.port });
   } else {
     log.out(line, undefined);
   }
@@ -149,7 +148,6 @@ async function serve(options: Options, format: LogFormat, statsEvery: number, me
 
 /** The primary of --workers N: forks them (the first one first, for its ports), sums their metrics, passes signals on. */
 async function primary(count: number, metricsAt: { address: string; port: number } | undefined, log: Logger): Promise<number> {
-  let ports: Record<string, unknown> | undefined;
   // The workers' final counters, summed for the primary's own 'stopped' line.
   const total = { received: 0, responses: 0, errors: {} as Record<string, number>, dropped: {} as Record<string, number>, stream: {} as Record<string, number> };
   const add = (into: Record<string, number>, from: Record<string, number>) => {
@@ -157,10 +155,6 @@ async function primary(count: number, metricsAt: { address: string; port: number
   };
   const workers = new Primary({
     count,
-    env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
-    listening: (i, m) => {
-      if (i === 0) ports = { port: m.port, altPort: m.altPort, tlsPort: m.tlsPort };
-    },
     onMessage: (_w, m) => {
       if (m.natkit !== 'stats') return;
       const st = m.stats as { received: number; responses: number; errors: Record<string, number>; dropped: Record<string, number> };

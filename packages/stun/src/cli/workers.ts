@@ -56,25 +56,32 @@ export function workerId(): number | undefined {
   return cluster.isWorker ? cluster.worker!.id : undefined;
 }
 
+/** Carries the ports the first worker got to the workers forked after it. */
+const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
+
+/**
+ * In a worker: the ports the first worker told (tellListening), which this one must take
+ * too; undefined in the first worker and in a single process.
+ */
+export function firstWorkerPorts<T extends object>(): T | undefined {
+  const v = process.env[WORKER_PORTS];
+  return v ? (JSON.parse(v) as T) : undefined;
+}
+
 export interface PrimaryOptions {
   count: number;
-  /** Environment for every worker (e.g. the ports the first one got). */
-  env?: (index: number) => NodeJS.ProcessEnv;
   /** A message from a worker (not the workers' own bookkeeping). */
   onMessage?: (worker: Worker, m: IpcMessage) => void;
-  /** A worker is listening (its first 'listening' message), before the next is forked. */
-  listening?: (index: number, m: IpcMessage) => void;
   /** A worker exited (its state is gone: release what it held). */
   onExit?: (worker: Worker, code: number | null, signal: string | null) => void;
 }
 
 /**
  * In the primary: forks `count` workers one after the other (each waits until the one
- * before is listening, so the first one's ports, picked by the kernel when asked for 0,
- * reach the others through `env`), forwards SIGHUP, SIGTERM and SIGINT to every worker,
- * and resolves with the workers' exit codes once all have exited. A worker tells it is
- * listening with `{ natkit: 'listening', ... }`; the first such message of each worker is
- * handed to `listening`.
+ * before is listening, so the ports the first one told, picked by the kernel when asked
+ * for 0, reach the others: firstWorkerPorts), forwards SIGHUP, SIGTERM and SIGINT to every
+ * worker, and resolves with the workers' exit codes once all have exited. A worker tells
+ * it is listening with tellListening.
  */
 export class Primary {
   readonly workers: Worker[] = [];
@@ -91,9 +98,10 @@ export class Primary {
   /** Starts the workers; resolves with each one's 'listening' message. */
   async start(): Promise<IpcMessage[]> {
     const ready: IpcMessage[] = [];
+    let ports: unknown;
     for (let i = 0; i < this.opts.count; i++) {
       if (this.stopping) break;
-      const w = cluster.fork(this.opts.env?.(i) ?? {});
+      const w = cluster.fork(ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {});
       this.workers.push(w);
       w.on('message', (m: unknown) => {
         if (isIpc(m, 'stopped')) this.stopped.set(w, Number(m.code) || 0);
@@ -116,7 +124,7 @@ export class Primary {
       });
       if (!first) throw new Error(`worker ${i + 1} exited before it was listening (its error is above)`);
       ready.push(first);
-      this.opts.listening?.(i, first);
+      if (i === 0) ports = first.ports;
     }
     this.started = true;
     return ready;
@@ -176,9 +184,12 @@ export class Primary {
   }
 }
 
-/** In a worker: tells the primary it is listening (with whatever it needs to know). */
-export function tellListening(info: Record<string, unknown>): void {
-  process.send?.({ natkit: 'listening', ...info });
+/**
+ * In a worker: tells the primary it is listening, with its start-up line (the primary
+ * prints the first worker's) and its ports (the first worker's go to the later ones).
+ */
+export function tellListening(line: string, ports: Record<string, number | undefined>): void {
+  process.send?.({ natkit: 'listening', line, ports });
 }
 
 /**

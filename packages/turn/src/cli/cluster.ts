@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import type { Family } from '@natkit/stun';
+import { ErrorCode, type Family } from '@natkit/stun';
 import { type IpcMessage, isIpc } from '@natkit/stun/cli';
 import type { RelaySocket } from '../server/allocation.js';
 import { LocalQuotas, type QuotaRefusal, type QuotaRequest, type Quotas } from '../server/quotas.js';
@@ -31,21 +31,19 @@ export class ClusterQuotas implements Quotas {
     const id = ++this.seq;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
-      this.send({ natkit: 'quota', op: 'acquire', id, username: r.username ?? null, redeeming: r.redeeming ? { owner: r.redeeming.owner ?? null } : null });
+      if (send({ natkit: 'quota', op: 'acquire', id, username: r.username ?? null, redeeming: r.redeeming ? { owner: r.redeeming.owner ?? null } : null })) return;
+      // The primary is gone (the process is going too): no answer will come.
+      this.waiting.delete(id);
+      resolve({ code: ErrorCode.InsufficientCapacity, reason: 'the relay is shutting down' });
     });
   }
 
   reserve(username: string | undefined): void {
-    this.send({ natkit: 'quota', op: 'reserve', username: username ?? null });
+    send({ natkit: 'quota', op: 'reserve', username: username ?? null });
   }
 
   release(username: string | undefined): void {
-    this.send({ natkit: 'quota', op: 'release', username: username ?? null });
-  }
-
-  private send(m: IpcMessage): void {
-    // The primary is gone only while the process is going too.
-    if (process.connected) process.send!(m);
+    send({ natkit: 'quota', op: 'release', username: username ?? null });
   }
 }
 
@@ -162,6 +160,7 @@ export class ClusterRelayPorts extends RelayPorts {
   clockNow: () => number = () => performance.now();
 }
 
+/** Sends to the primary; false if it is gone (only while this process is going too). */
 function send(m: IpcMessage): boolean {
   if (!process.connected) return false;
   process.send!(m);
@@ -172,7 +171,8 @@ function send(m: IpcMessage): boolean {
 export class ReservationBroker {
   private readonly owners = new Map<string, number>();
   private seq = 0;
-  private readonly asked = new Map<number, { from: Worker; id: unknown }>();
+  /** Give-ups asked of `owner` for a redeem by `from` (its request `id`). */
+  private readonly asked = new Map<number, { from: Worker; id: unknown; owner: Worker }>();
 
   constructor(private readonly workers: () => Worker[]) {}
 
@@ -188,7 +188,7 @@ export class ReservationBroker {
         return;
       }
       const id = ++this.seq;
-      this.asked.set(id, { from: worker, id: m.id });
+      this.asked.set(id, { from: worker, id: m.id, owner });
       owner.send({ natkit: 'give-up', id, token: m.token });
     } else if (m.natkit === 'give-up-reply') {
       const a = this.asked.get(m.id as number);
@@ -200,7 +200,11 @@ export class ReservationBroker {
   exited(worker: Worker): void {
     for (const [token, id] of this.owners) if (id === worker.id) this.owners.delete(token);
     for (const [k, a] of this.asked) {
-      if (a.from === worker) this.asked.delete(k);
+      if (a.from !== worker && a.owner !== worker) continue;
+      this.asked.delete(k);
+      // The worker asked to give the port up is gone, and its reservation with it: the
+      // redeeming worker gets its answer (none) instead of waiting for ever.
+      if (a.from !== worker && !a.from.isDead()) a.from.send({ natkit: 'redeem-reply', id: a.id, reservation: null });
     }
   }
 }

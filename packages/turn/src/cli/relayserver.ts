@@ -22,7 +22,6 @@ import {
 const { CliError } = cli;
 
 /** The ports a worker after the first listens on (the first one's, which the kernel may have picked). */
-const WORKER_PORTS = 'NATKIT_WORKER_PORTS';
 
 /** Reads the TLS files and checks they make a usable certificate and key (exit 2 if not). */
 function loadTls(s: NonNullable<Settings['tls']>): { cert: Buffer; key: Buffer; port: number } {
@@ -69,7 +68,7 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     log.warn('WARNING: authentication is OFF (--no-auth): anyone who can reach this server can relay through it. Use this only on a closed network.');
   }
   // Workers after the first listen where the first one does.
-  const fixed = process.env[WORKER_PORTS] ? (JSON.parse(process.env[WORKER_PORTS]!) as { port: number; tlsPort?: number }) : undefined;
+  const fixed = cli.firstWorkerPorts<{ port?: number; tlsPort?: number }>();
   const server = await TurnServer.start({
     listen: s.listen,
     port: fixed?.port ?? s.port,
@@ -199,7 +198,7 @@ async function serve(s: Settings, layers: Layers, initial: Credentials, tls: Ret
     const udp = server.listening.find((l) => l.transport === 'udp');
     const tcp = server.listening.find((l) => l.transport === 'tcp');
     const tlsL = server.listening.find((l) => l.transport === 'tls');
-    cli.tellListening({ line, port: udp?.port ?? tcp?.port, tlsPort: tlsL?.port });
+    cli.tellListening(line, { port: udp?.port ?? tcp?.port, tlsPort: tlsL?.port });
   } else {
     log.out(line);
   }
@@ -225,13 +224,8 @@ async function primary(s: Settings, count: number, log: cli.Logger): Promise<num
   }
   const broker = new QuotaBroker({ userQuota: s.userQuota, totalQuota: s.totalQuota });
   let reservations: ReservationBroker | undefined;
-  let ports: { port?: number; tlsPort?: number } | undefined;
   const workers = new cli.Primary({
     count,
-    env: (i) => (i > 0 && ports ? { [WORKER_PORTS]: JSON.stringify(ports) } : {}),
-    listening: (i, m) => {
-      if (i === 0) ports = { port: m.port as number | undefined, tlsPort: m.tlsPort as number | undefined };
-    },
     onMessage: (w, m) => {
       broker.handle(w, m);
       reservations?.handle(w, m);

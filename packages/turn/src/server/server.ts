@@ -326,11 +326,15 @@ export class TurnServer extends EventEmitter {
         if (this.closed) return undefined;
         const path: ClientPath = { transport, stream: true, remote: conn.remote, local: conn.local, send: conn.send, via: conn };
         return {
-          frame: (frame) =>
-            this.guard(() => {
+          // The per-frame path: no closure per frame (see internalError for the catch).
+          frame: (frame) => {
+            try {
               if ((frame[0]! & 0xc0) === 0x40) this.dataPath.channelFromClient(this.table.streamLookup(conn), frame);
               else this.perform(this.core.message(frame, path, this.clock.now()));
-            }),
+            } catch (err) {
+              this.internalError(err);
+            }
+          },
           // Idle clients without an allocation are closed; with one, its lifetime rules.
           idle: () => this.table.streamLookup(conn) === undefined,
           // The allocation lives as long as its connection (RFC 8656 section 7).
@@ -379,22 +383,18 @@ export class TurnServer extends EventEmitter {
       send: (data: Buffer) => socket.send(data, rinfo.port, rinfo.address),
       via: l.index,
     };
-    this.guard(() => this.perform(this.core.message(buf, path, this.clock.now())));
-  }
-
-  /**
-   * Runs the handling of one message so that a bug in it costs that message, not the
-   * server: every byte from the network is hostile, and one bad packet must not stop the
-   * process or disturb other clients.
-   */
-  private guard(fn: () => void): void {
     try {
-      fn();
+      this.perform(this.core.message(buf, path, this.clock.now()));
     } catch (err) {
       this.internalError(err);
     }
   }
 
+  /**
+   * A bug in the handling of one message costs that message, not the server: every byte
+   * from the network is hostile, and one bad packet must not stop the process or disturb
+   * other clients. Each message's handling is wrapped in a try/catch that lands here.
+   */
   private internalError(err: unknown): void {
     this.counters.dropped.internal_error++;
     this.log('warn', 'internal error while handling a message', { error: (err as Error)?.stack ?? String(err) });
