@@ -33,6 +33,7 @@ import { describe, expect, test } from 'vitest';
 import { verdictFor } from '../helpers/natcheck-verdicts.js';
 import { type NatBehaviour, type NatType, needNatLab } from '../helpers/natlab.js';
 import { type CellOptions, type CellResult, describeCell, findP2pdemo, runCells, writeResults } from './p2p-harness.js';
+import { pairAsPredicted } from './p2p-predict.js';
 
 const TYPES: NatType[] = ['none', 'full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'];
 const CONCURRENCY = 8;
@@ -95,8 +96,15 @@ describe('two p2pdemo peers across real NATs (issue 8)', () => {
     for (const c of cells) {
       // both peers agree, their lines kept the contract, and each demo named the NAT it is behind
       // (as natcheck must classify the lab's NATs: natcheck-verdicts.ts)
-      expect(c.peers.map((p) => (p.pathChanges?.at(-1) ?? p.path)?.kind), describeCell(c)).toEqual([c.path, c.path]);
+      const settled = c.peers.map((p) => p.pathChanges?.at(-1) ?? p.path);
+      expect(settled.map((p) => p?.kind), describeCell(c)).toEqual([c.path, c.path]);
       if (c.peers.some((p) => p.pathChanges)) console.log(`the selected pair changed before it settled: ${describeCell(c)}`);
+      // a direct path through the candidates predictCell names (host, srflx or prflx on each end)
+      const { a, b } = c.predicted;
+      if (a && b) {
+        const types = settled.map((p) => ({ local: p!.local.type, remote: p!.remote.type }));
+        expect([pairAsPredicted(a, types[0]!), pairAsPredicted(b, types[1]!)], `${describeCell(c)}\npredicted A ${a.local}-${a.remote}, B ${b.local}-${b.remote}`).toEqual([true, true]);
+      }
       expect(c.peers.flatMap((p) => p.broken), describeCell(c)).toEqual([]);
       expect(c.peers.map((p) => p.nat), describeCell(c)).toEqual([verdictFor(c.a).classic, verdictFor(c.b).classic]);
     }
