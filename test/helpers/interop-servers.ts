@@ -4,13 +4,12 @@
 // output and a STUN Binding request, and stopped. No sleeps: every wait is for a line of
 // output or an answer, with a bounded time.
 import * as dgram from 'node:dgram';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BindingResult, type ServerSpec, StunClient } from '@natkit/stun';
-import { DEBIAN_PACKAGES, inCI, needProgram } from './programs.js';
+import { DEBIAN_PACKAGES, type SkipCtx, needProgram, skipOrFail, systemProgram } from './programs.js';
 import { type Proc, ROOT, start, startBin } from './spawn.js';
 import { expect } from 'vitest';
 
@@ -22,8 +21,6 @@ export const A2 = '127.0.0.2';
 export const NODE_STUN_SERVER = `${ROOT}node_modules/node-stun/bin/server.js`;
 export const NODE_STUN_CLIENT = `${ROOT}node_modules/node-stun/bin/client.js`;
 
-const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-
 /**
  * Like needProgram (skipped off CI, a failure under CI=true when missing), but only a
  * program installed in the system directories counts. Under vitest PATH starts with
@@ -31,21 +28,12 @@ const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin
  * binary that starts a STUN *server* on 0.0.0.0:3478: needProgram('stun') finds that one
  * instead of Debian's stun client.
  */
-export function needSystemProgram(ctx: { skip: (note?: string) => void }, program: string): string {
+export function needSystemProgram(ctx: SkipCtx, program: string): string {
   needProgram(ctx, program);
-  for (const dir of SYSTEM_DIRS) {
-    const p = join(dir, program);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  const msg = `${program} from the Debian package ${DEBIAN_PACKAGES[program] ?? '?'} is not installed in ${SYSTEM_DIRS.join(', ')} (only another program of that name is on PATH)`;
-  if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
-  ctx.skip(msg);
-  throw new Error('unreachable');
+  return (
+    systemProgram(program) ??
+    skipOrFail(ctx, `${program} from the Debian package ${DEBIAN_PACKAGES[program] ?? '?'} is not installed in the system directories (only another program of that name is on PATH)`)
+  );
 }
 
 /** A server started for a test: its addresses, the process, and how to stop it. */

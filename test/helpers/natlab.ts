@@ -137,7 +137,9 @@ import {
   type PortAllocation,
   defaultPortAllocation,
 } from './nat-behaviour.js';
-import { DEBIAN_PACKAGES, inCI, isRoot, needRoot } from './programs.js';
+import { DEBIAN_PACKAGES, type SkipCtx, isRoot, needRoot, skipOrFail, systemProgram } from './programs.js';
+
+export { systemProgram };
 
 // ---------------------------------------------------------------------------------------
 // Types
@@ -716,33 +718,6 @@ function installExitHook(): void {
 
 // ---------------------------------------------------------------------------------------
 // Preconditions
-
-const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-
-/**
- * A program from the system's directories only. `which` searches PATH first, and under
- * npx/vitest PATH starts with node_modules/.bin, where the npm package `stun` puts a `stun`
- * of its own: Debian's Vovida client is /usr/bin/stun.
- */
-export function systemProgram(program: string): string | undefined {
-  for (const dir of SYSTEM_DIRS) {
-    const p = join(dir, program);
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-type SkipCtx = { skip: (note?: string) => void };
-
-function skipOrFail(ctx: SkipCtx, msg: string): never {
-  if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
-  ctx.skip(msg);
-  throw new Error(msg); // ctx.skip throws; this is for the type checker
-}
 
 /**
  * For a lab test: root, ip, nft, working `ip netns`, and the system programs named (their

@@ -1,7 +1,7 @@
 // Real programs that nobody here wrote, used as interop peers. The Debian package each
 // comes from is installed by the test set-up (test/setup/global.ts) when it can be.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 export const DEBIAN_PACKAGES: Record<string, string> = {
@@ -68,21 +68,44 @@ export function isRoot(): boolean {
  * The path of a program an interop or lab test needs. Missing: under CI the test fails
  * (a skipped interop test is a failure there); elsewhere it is skipped with the reason.
  */
-export function needProgram(ctx: { skip: (note?: string) => void }, program: string): string {
+export function needProgram(ctx: SkipCtx, program: string): string {
   const p = which(program);
   if (p) return p;
-  const msg = `${program} is not installed (Debian package ${DEBIAN_PACKAGES[program] ?? '?'}); the test set-up installs it when run as root with apt-get`;
-  if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
-  ctx.skip(msg);
-  throw new Error('unreachable');
+  skipOrFail(ctx, `${program} is not installed (Debian package ${DEBIAN_PACKAGES[program] ?? '?'}); the test set-up installs it when run as root with apt-get`);
 }
 
 /** Root is needed (network namespaces); same CI rule as needProgram. */
-export function needRoot(ctx: { skip: (note?: string) => void }, why: string): void {
+export function needRoot(ctx: SkipCtx, why: string): void {
   if (isRoot()) return;
-  const msg = `${why} needs root`;
+  skipOrFail(ctx, `${why} needs root`);
+}
+
+export type SkipCtx = { skip: (note?: string) => void };
+
+/** The one rule for a test that cannot run here: skipped with the reason, or failed under CI. */
+export function skipOrFail(ctx: SkipCtx, msg: string): never {
   if (inCI) throw new Error(`${msg}; under CI this test may not be skipped`);
   ctx.skip(msg);
+  throw new Error(msg); // ctx.skip throws; this is for the type checker
+}
+
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * A program from the system's directories only. `which` searches PATH first, and under
+ * npx/vitest PATH starts with node_modules/.bin, where the npm package `stun` puts a `stun`
+ * of its own: Debian's Vovida client is /usr/bin/stun.
+ */
+export function systemProgram(program: string): string | undefined {
+  for (const dir of SYSTEM_DIRS) {
+    const p = join(dir, program);
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 export function missingPrograms(): string[] {

@@ -212,6 +212,8 @@ export class DemoPeer {
   readonly broken: string[] = [];
   private buf = '';
   private readonly watchers = new Set<() => void>();
+  /** Set before the watchers hear of the exit, so that a waiting next() rejects at once. */
+  private exited = false;
 
   constructor(
     readonly proc: LabProcess,
@@ -230,6 +232,7 @@ export class DemoPeer {
       for (const w of this.watchers) w();
     });
     void proc.exited.then(() => {
+      this.exited = true;
       for (const w of this.watchers) w();
     });
   }
@@ -238,12 +241,10 @@ export class DemoPeer {
   next<E extends DemoEvent>(match: (e: DemoEvent) => e is E, opts: { from?: number; timeoutMs: number }): Promise<{ seen: Seen & { e: E }; index: number }> {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      let exited = false;
-      void this.proc.exited.then(() => (exited = true));
       const check = () => {
         const index = this.events.findIndex((s, k) => k >= (opts.from ?? 0) && match(s.e));
         if (index >= 0) return done(() => resolve({ seen: this.events[index] as Seen & { e: E }, index }));
-        if (exited) done(() => reject(new Error(`p2pdemo exited before the event; ${this.tail()}`)));
+        if (this.exited) done(() => reject(new Error(`p2pdemo exited before the event; ${this.tail()}`)));
       };
       const done = (f: () => void) => {
         this.watchers.delete(check);

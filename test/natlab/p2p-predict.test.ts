@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import type { Dependence, NatBehaviour, NatType } from '../helpers/natlab.js';
 import { predictPath } from '../helpers/vnet/index.js';
-import { type CellNat, predictCell } from './p2p-predict.js';
+import { type CellNat, pairAsPredicted, predictCell } from './p2p-predict.js';
 
 const TYPES: NatType[] = ['none', 'full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'];
 
@@ -61,5 +61,15 @@ describe('predictCell', () => {
     // neither side is trivially "always direct" or "always relayed"
     expect(direct).toBeGreaterThan(ALL.length);
     expect(direct).toBeLessThan(ALL.length * ALL.length);
+  });
+
+  test('pairAsPredicted: the predicted types, or prflx for a predicted srflx (learnt before it was gathered or signalled), nothing else', () => {
+    const ss = { local: 'srflx', remote: 'srflx' } as const;
+    expect(pairAsPredicted(ss, ss)).toBe(true);
+    expect(pairAsPredicted(ss, { local: 'prflx', remote: 'prflx' })).toBe(true);
+    expect(pairAsPredicted(ss, { local: 'host', remote: 'srflx' })).toBe(false);
+    expect(pairAsPredicted(ss, { local: 'srflx', remote: 'relay' })).toBe(false);
+    expect(pairAsPredicted({ local: 'host', remote: 'prflx' }, { local: 'prflx', remote: 'prflx' })).toBe(false);
+    expect(pairAsPredicted({ local: 'prflx', remote: 'srflx' }, { local: 'srflx', remote: 'srflx' })).toBe(false);
   });
 });

@@ -136,3 +136,15 @@ export function predictCell(a: CellNat, b: CellNat): CellPrediction {
         : `${p.name} cannot answer ${q.name}'s checks from the endpoint they went to`;
   return { path: 'relayed', why: `${names}: ${dropped(A, B)}; ${dropped(B, A)}: relayed` };
 }
+
+/**
+ * Does a peer's selected pair (its local and remote candidate types) agree with the
+ * prediction for that peer? A predicted srflx may come out prflx: when a check's answer (or a
+ * check) arrives before the server-reflexive candidate it matches has been gathered or
+ * signalled, ICE takes the address as peer-reflexive (RFC 8445 sections 7.2.5.3.1, 7.3.1.3);
+ * the address is the same, only the order of events differs. Anything else is a different path.
+ */
+export function pairAsPredicted(predicted: { local: CandidateType; remote: CandidateType }, got: { local: CandidateType; remote: CandidateType }): boolean {
+  const same = (want: CandidateType, type: CandidateType) => type === want || (want === 'srflx' && type === 'prflx');
+  return same(predicted.local, got.local) && same(predicted.remote, got.remote);
+}

@@ -30,8 +30,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, test } from 'vitest';
+import { verdictFor } from '../helpers/natcheck-verdicts.js';
 import { type NatBehaviour, type NatType, needNatLab } from '../helpers/natlab.js';
 import { type CellOptions, type CellResult, describeCell, findP2pdemo, runCells, writeResults } from './p2p-harness.js';
+import { pairAsPredicted } from './p2p-predict.js';
 
 const TYPES: NatType[] = ['none', 'full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'];
 const CONCURRENCY = 8;
@@ -92,17 +94,27 @@ describe('two p2pdemo peers across real NATs (issue 8)', () => {
     const wrong = cells.filter((c) => !c.connected || c.error || c.path !== c.predicted.path);
     expect(wrong.map(describeCell).join('\n\n')).toBe('');
     for (const c of cells) {
-      // both peers agree, their lines kept the contract, and the demo saw its own NAT
-      expect(c.peers.map((p) => (p.pathChanges?.at(-1) ?? p.path)?.kind), describeCell(c)).toEqual([c.path, c.path]);
+      // both peers agree, their lines kept the contract, and each demo named the NAT it is behind
+      // (as natcheck must classify the lab's NATs: natcheck-verdicts.ts)
+      const settled = c.peers.map((p) => p.pathChanges?.at(-1) ?? p.path);
+      expect(settled.map((p) => p?.kind), describeCell(c)).toEqual([c.path, c.path]);
       if (c.peers.some((p) => p.pathChanges)) console.log(`the selected pair changed before it settled: ${describeCell(c)}`);
+      // a direct path through the candidates predictCell names (host, srflx or prflx on each end)
+      const { a, b } = c.predicted;
+      if (a && b) {
+        const types = settled.map((p) => ({ local: p!.local.type, remote: p!.remote.type }));
+        expect([pairAsPredicted(a, types[0]!), pairAsPredicted(b, types[1]!)], `${describeCell(c)}\npredicted A ${a.local}-${a.remote}, B ${b.local}-${b.remote}`).toEqual([true, true]);
+      }
       expect(c.peers.flatMap((p) => p.broken), describeCell(c)).toEqual([]);
-      expect(c.peers.every((p) => p.nat !== undefined), describeCell(c)).toBe(true);
+      expect(c.peers.map((p) => p.nat), describeCell(c)).toEqual([verdictFor(c.a).classic, verdictFor(c.b).classic]);
     }
   }, 900_000);
 
   test('with 10 % loss on both NATs (each way) they still connect; never direct where RFC 4787 allows none', async (ctx) => {
     await needNatLab(ctx);
-    for (const c of pick(await results(), (o) => !!o.loss)) {
+    const cells = pick(await results(), (o) => !!o.loss);
+    expect(cells).toHaveLength(6);
+    for (const c of cells) {
       expect(c.connected && !c.error, describeCell(c)).toBe(true);
       expect(c.peers.map((p) => (p.pathChanges?.at(-1) ?? p.path)?.kind), describeCell(c)).toEqual([c.path, c.path]);
       // Where a direct path exists it may still come out relayed: when the checks that open it
@@ -117,7 +129,9 @@ describe('two p2pdemo peers across real NATs (issue 8)', () => {
 
   test('behind NATs whose UDP mappings expire after 30 s, two minutes without application data: still connected', async (ctx) => {
     await needNatLab(ctx);
-    for (const c of pick(await results(), (o) => o.scenario === 'idle')) {
+    const cells = pick(await results(), (o) => o.scenario === 'idle');
+    expect(cells).toHaveLength(2);
+    for (const c of cells) {
       expect(c.error, describeCell(c)).toBeUndefined();
       // the demo really sent nothing for two minutes (else this proves nothing)...
       expect(c.idleData, describeCell(c)).toBe(0);
