@@ -127,6 +127,30 @@ describe('gathering on an in-memory network with a manual clock', () => {
     await new Promise<void>((r) => peerSocket.close(() => r()));
   });
 
+  it('a relay base hands each datagram to the socket at once before a channel too: Send indications, no promise per datagram', async () => {
+    const seg = new MemorySegment();
+    const client = seg.host('198.51.100.2');
+    const serverHost = seg.host('203.0.113.1');
+    const peerHost = seg.host('198.51.100.9');
+    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+    const { network, sent } = recording(client);
+    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+    const report = await g.gather();
+    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
+    const peer = inbox(peerSocket);
+    const base = g.base(report.candidates[0]!.baseId)!;
+    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    // The first datagram waits for the permission (RFC 8656 section 9).
+    base.send(Buffer.from('first'), to);
+    expect((await peer.next())[0].toString()).toBe('first');
+    const before = sent.length;
+    for (let i = 0; i < 3; i++) base.send(Buffer.from(`d${i}`), to);
+    // Synchronously: three Send indications (RFC 8656 section 10.1).
+    expect(sent.slice(before).map((b) => decodeMessage(b).method)).toEqual([Method.Send, Method.Send, Method.Send]);
+    for (let i = 0; i < 3; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
+    await new Promise<void>((r) => peerSocket.close(() => r()));
+  });
+
   it('a relay base asks for a refused permission once: later datagrams to that IP are dropped and counted, not asked again', async () => {
     const seg = new MemorySegment();
     const client = seg.host('198.51.100.2');

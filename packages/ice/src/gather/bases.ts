@@ -158,9 +158,7 @@ export class RelayBase implements CandidateBase {
       return;
     }
     if (this.client.hasPermission(ip)) {
-      // ChannelData at once once a channel is bound (no promise per datagram); a Send
-      // indication (or TCP/TLS) through the client's asynchronous send otherwise.
-      if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
+      this.forward(data, to);
       return;
     }
     // RFC 8656 section 9: no permission yet. Hold this peer's datagrams until CreatePermission succeeds.
@@ -169,7 +167,7 @@ export class RelayBase implements CandidateBase {
       () => {
         const list = this.waiting.get(ip) ?? [];
         this.waiting.delete(ip);
-        for (const [d, t] of list) this.client.send(t, d).catch(() => this.dropped++);
+        for (const [d, t] of list) this.forward(d, t);
       },
       (err: unknown) => {
         this.dropped += this.waiting.get(ip)?.length ?? 0;
@@ -177,6 +175,15 @@ export class RelayBase implements CandidateBase {
         if (err instanceof StunTransactionError && err.errorCode === 403) this.refused.add(ip);
       },
     );
+  }
+
+  /**
+   * Hands a datagram to the TURN client once the peer's permission is in place: over UDP at
+   * once (ChannelData or a Send indication, no promise per datagram); over TCP/TLS through
+   * the client's asynchronous send.
+   */
+  private forward(data: Uint8Array, to: TransportAddress): void {
+    if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
   }
 
   /** RFC 8656 section 12: binds a channel to the peer (and its permission), so data flows as ChannelData. */
