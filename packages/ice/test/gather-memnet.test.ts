@@ -65,6 +65,10 @@ describe('gathering on an in-memory network with a manual clock', () => {
     expect(done.find((o) => o.url === 'stun:203.0.113.1')).toMatchObject({ ok: true, candidates: [], mapped: [{ mapped: { address: '198.51.100.2' } }] });
     const relay = g.candidates.find((c) => c.type === 'relay')!;
     expect(relay).toMatchObject({ address: '203.0.113.1', relatedAddress: '198.51.100.2', server: 'turn:203.0.113.1:3479' });
+    // Every candidate's base is found by its id (host sockets and the allocation alike).
+    expect(g.candidates.map((c) => g.base(c.baseId)?.address)).toEqual(g.candidates.map((c) => c.base));
+    expect(g.bases.map((b) => b.kind).sort()).toEqual(['host', 'host', 'relay']);
+    expect(g.base(0)).toBeUndefined();
     // The dead server: its retransmissions go out only as the manual clock moves.
     clock.advance(1999);
     await settle();
