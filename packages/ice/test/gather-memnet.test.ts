@@ -152,6 +152,9 @@ describe('gathering on an in-memory network with a manual clock', () => {
     // Synchronously: three Send indications (RFC 8656 section 10.1).
     expect(sent.slice(before).map((b) => decodeMessage(b).method)).toEqual([Method.Send, Method.Send, Method.Send]);
     for (let i = 0; i < 3; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
+    // More than a Send indication's DATA can hold: a lost datagram, not an exception.
+    expect(() => base.send(Buffer.alloc(70_000), to)).not.toThrow();
+    expect((base as RelayBase).dropped).toBe(1);
     await new Promise<void>((r) => peerSocket.close(() => r()));
   });
 

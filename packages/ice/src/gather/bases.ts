@@ -86,7 +86,7 @@ export class RelayBase implements CandidateBase {
   onPacket: ((data: Buffer, from: TransportAddress) => void) | undefined;
   /** Called once if the allocation is lost (a refresh refused) or closed. */
   onClosed: ((err?: Error) => void) | undefined;
-  /** Datagrams dropped: the permission was refused, or too many waited for it. */
+  /** Datagrams dropped: the permission was refused, too many waited for it, or the datagram could not be sent. */
   dropped = 0;
   unclaimed = 0;
   private readonly waiting = new Map<string, Array<[Uint8Array, TransportAddress]>>();
@@ -180,10 +180,18 @@ export class RelayBase implements CandidateBase {
   /**
    * Hands a datagram to the TURN client once the peer's permission is in place: over UDP at
    * once (ChannelData or a Send indication, no promise per datagram); over TCP/TLS through
-   * the client's asynchronous send.
+   * the client's asynchronous send. What cannot be encoded (more than ChannelData's or
+   * DATA's 65535 bytes) is a lost datagram, as on a host socket, not an exception.
    */
   private forward(data: Uint8Array, to: TransportAddress): void {
-    if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
+    let sent: boolean;
+    try {
+      sent = this.client.sendNow(to, data);
+    } catch {
+      this.dropped++;
+      return;
+    }
+    if (!sent) this.client.send(to, data).catch(this.onSendFailed);
   }
 
   /** RFC 8656 section 12: binds a channel to the peer (and its permission), so data flows as ChannelData. */
