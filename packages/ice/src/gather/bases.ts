@@ -7,6 +7,9 @@ import type { CandidateBase } from '../base.js';
  * UDP socket; a relay base is a TURN allocation.
  */
 
+/** A failed send on UDP is a lost datagram; one function for all of them, not a closure per send. */
+const ignoreSendResult = (): void => {};
+
 /**
  * A UDP socket bound to one local address: the base of its host candidate and of the
  * server-reflexive candidates learned through it (RFC 8445 section 5.1.1.2: the Binding
@@ -48,7 +51,7 @@ export class HostBase implements CandidateBase {
   send(data: Uint8Array, to: TransportAddress): void {
     if (this.closed) return;
     try {
-      this.socket.send(data, to.port, to.address, () => {});
+      this.socket.send(data, to.port, to.address, ignoreSendResult);
     } catch {
       // A bad address or a closed socket: the datagram is lost, as on UDP.
     }
