@@ -36,7 +36,7 @@ describe('icegather', () => {
     const r = await icegather(['--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^Usage: icegather \[options\] \[URL\.\.\.\]/);
-    for (const flag of ['--stun', '--turn', '--user', '--credential', '--ice-servers', '--timeout', '--json', '--relay-only', '--include-loopback', '--interface', '--address', '--ca', '--insecure']) {
+    for (const flag of ['--stun', '--turn', '--user', '--credential', '--ice-servers', '--timeout', '--json', '--relay-only', '--include-loopback', '--include-link-local', '--interface', '--address', '--family', '--ca', '--insecure']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/Exit status: 0 every server answered .* 1 one or more servers failed,\s+2 bad usage .* 3 no candidate at all/s);
@@ -56,6 +56,7 @@ describe('icegather', () => {
     [['stun:[::1'], /unbalanced "\["/],
     [['--user', 'u'], /--user and --credential are for --turn servers/],
     [['--timeout', '5'], /--timeout must be at least 100/],
+    [['--timeout', '200000'], /--timeout must be at most 120000/],
     [['--timeout', 'soon'], /--timeout expects a number/],
     [['--family', 'ipv5'], /--family must be one of ipv4, ipv6, both/],
     [['--address', 'localhost'], /--address: "localhost" is not an IP address/],
