@@ -67,6 +67,7 @@ describe('icegather', () => {
     [['--ice-servers', '[{"urls":"turn:a"}]'], /needs username and credential/],
     [['--ice-servers', '@/nonexistent/servers.json'], /--ice-servers: cannot read \/nonexistent\/servers\.json/],
     [['--relay-only', '--stun', 'stun:127.0.0.1'], /--relay-only needs a TURN server/],
+    [['--relay-only', '--ice-servers', '[{"urls":["stun:127.0.0.1","stuns:127.0.0.1"]}]'], /--relay-only needs a TURN server/],
     [['--ca', '/nonexistent/ca.pem', '--stun', 'stun:127.0.0.1'], /--ca: cannot read/],
   ];
   for (const [args, message] of badFlags) {

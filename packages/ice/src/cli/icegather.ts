@@ -89,13 +89,14 @@ runCli('icegather', async () => {
   if (stun.length) iceServers.push({ urls: stun });
   if (turn.length) iceServers.push({ urls: turn, username: user!, credential: credential! });
   if (v['ice-servers'] !== undefined) iceServers.push(...iceServersFlag(v['ice-servers'] as string));
+  let urls;
   try {
-    validateIceServers(iceServers);
+    urls = validateIceServers(iceServers);
   } catch (err) {
     if (err instanceof IceUrlError) throw new CliError(err.message);
     throw err;
   }
-  if (v['relay-only'] && !iceServers.some((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^turns?:/i.test(u)))) {
+  if (v['relay-only'] && !urls.some((u) => u.scheme === 'turn' || u.scheme === 'turns')) {
     throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
   }
   const addresses = v.address as string[] | undefined;
