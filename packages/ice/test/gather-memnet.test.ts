@@ -65,6 +65,10 @@ describe('gathering on an in-memory network with a manual clock', () => {
     expect(done.find((o) => o.url === 'stun:203.0.113.1')).toMatchObject({ ok: true, candidates: [], mapped: [{ mapped: { address: '198.51.100.2' } }] });
     const relay = g.candidates.find((c) => c.type === 'relay')!;
     expect(relay).toMatchObject({ address: '203.0.113.1', relatedAddress: '198.51.100.2', server: 'turn:203.0.113.1:3479' });
+    // Every candidate's base is found by its id (host sockets and the allocation alike).
+    expect(g.candidates.map((c) => g.base(c.baseId)?.address)).toEqual(g.candidates.map((c) => c.base));
+    expect(g.bases.map((b) => b.kind).sort()).toEqual(['host', 'host', 'relay']);
+    expect(g.base(0)).toBeUndefined();
     // The dead server: its retransmissions go out only as the manual clock moves.
     clock.advance(1999);
     await settle();
@@ -124,6 +128,33 @@ describe('gathering on an in-memory network with a manual clock', () => {
     // Synchronously: five ChannelData messages (first byte 0x40-0x7f, RFC 8656 section 12.4).
     expect(sent.slice(before).map((b) => [b[0]! >> 6, b.subarray(4).toString()])).toEqual(Array.from({ length: 5 }, (_, i) => [1, `d${i}`]));
     for (let i = 0; i < 5; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
+    await new Promise<void>((r) => peerSocket.close(() => r()));
+  });
+
+  it('a relay base hands each datagram to the socket at once before a channel too: Send indications, no promise per datagram', async () => {
+    const seg = new MemorySegment();
+    const client = seg.host('198.51.100.2');
+    const serverHost = seg.host('203.0.113.1');
+    const peerHost = seg.host('198.51.100.9');
+    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+    const { network, sent } = recording(client);
+    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+    const report = await g.gather();
+    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
+    const peer = inbox(peerSocket);
+    const base = g.base(report.candidates[0]!.baseId)!;
+    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    // The first datagram waits for the permission (RFC 8656 section 9).
+    base.send(Buffer.from('first'), to);
+    expect((await peer.next())[0].toString()).toBe('first');
+    const before = sent.length;
+    for (let i = 0; i < 3; i++) base.send(Buffer.from(`d${i}`), to);
+    // Synchronously: three Send indications (RFC 8656 section 10.1).
+    expect(sent.slice(before).map((b) => decodeMessage(b).method)).toEqual([Method.Send, Method.Send, Method.Send]);
+    for (let i = 0; i < 3; i++) expect((await peer.next())[0].toString()).toBe(`d${i}`);
+    // More than a Send indication's DATA can hold: a lost datagram, not an exception.
+    expect(() => base.send(Buffer.alloc(70_000), to)).not.toThrow();
+    expect((base as RelayBase).dropped).toBe(1);
     await new Promise<void>((r) => peerSocket.close(() => r()));
   });
 

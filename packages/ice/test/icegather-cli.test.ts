@@ -12,6 +12,8 @@ import { TurnServer, parseUsers } from '@natkit/turn';
 import { runBin } from '../../../test/helpers/spawn.js';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 import { forbiddingServer, mappingServer, silentServer } from './gather-helpers.js';
+import { candidateRow, serverLine } from '../src/cli/report.js';
+import type { LocalCandidate } from '../src/candidate.js';
 
 const cleanup = useCleanup();
 const { track, defer } = cleanup;
@@ -36,7 +38,7 @@ describe('icegather', () => {
     const r = await icegather(['--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^Usage: icegather \[options\] \[URL\.\.\.\]/);
-    for (const flag of ['--stun', '--turn', '--user', '--credential', '--ice-servers', '--timeout', '--json', '--relay-only', '--include-loopback', '--interface', '--address', '--ca', '--insecure']) {
+    for (const flag of ['--stun', '--turn', '--user', '--credential', '--ice-servers', '--timeout', '--json', '--relay-only', '--include-loopback', '--include-link-local', '--interface', '--address', '--family', '--ca', '--insecure']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/Exit status: 0 every server answered .* 1 one or more servers failed,\s+2 bad usage .* 3 no candidate at all/s);
@@ -56,6 +58,7 @@ describe('icegather', () => {
     [['stun:[::1'], /unbalanced "\["/],
     [['--user', 'u'], /--user and --credential are for --turn servers/],
     [['--timeout', '5'], /--timeout must be at least 100/],
+    [['--timeout', '200000'], /--timeout must be at most 120000/],
     [['--timeout', 'soon'], /--timeout expects a number/],
     [['--family', 'ipv5'], /--family must be one of ipv4, ipv6, both/],
     [['--address', 'localhost'], /--address: "localhost" is not an IP address/],
@@ -66,6 +69,7 @@ describe('icegather', () => {
     [['--ice-servers', '[{"urls":"turn:a"}]'], /needs username and credential/],
     [['--ice-servers', '@/nonexistent/servers.json'], /--ice-servers: cannot read \/nonexistent\/servers\.json/],
     [['--relay-only', '--stun', 'stun:127.0.0.1'], /--relay-only needs a TURN server/],
+    [['--relay-only', '--ice-servers', '[{"urls":["stun:127.0.0.1","stuns:127.0.0.1"]}]'], /--relay-only needs a TURN server/],
     [['--ca', '/nonexistent/ca.pem', '--stun', 'stun:127.0.0.1'], /--ca: cannot read/],
   ];
   for (const [args, message] of badFlags) {
@@ -155,5 +159,20 @@ describe('icegather', () => {
     const none = await icegather(['--interface', 'no-such-interface0']);
     expect(none.code).toBe(3);
     expect(none.stderr).toMatch(/no usable local address/);
+  });
+});
+
+describe("icegather's report lines", () => {
+  it('write IPv6 addresses in brackets and IPv4 ones bare, with their ports', () => {
+    const base = { family: 'IPv6' as const, address: '2001:db8::2', port: 5000 };
+    const srflx: LocalCandidate = {
+      foundation: '7', component: 1, transport: 'udp', priority: 1694498815, address: '2001:db8::99', port: 6000, type: 'srflx',
+      relatedAddress: '2001:db8::2', relatedPort: 5000, base, baseId: 1, server: 'stun:[2001:db8::1]', elapsedMs: 12,
+    };
+    expect(candidateRow(srflx)).toMatch(/^0\.012 +srflx +7 +udp +2001:db8::99 +6000 +100 \| 65535 \| 255 +\[2001:db8::2\]:5000 +stun:\[2001:db8::1\]$/);
+    const server = { family: 'IPv6' as const, address: '2001:db8::1', port: 3478 };
+    const v4 = { family: 'IPv4' as const, address: '192.0.2.1', port: 40000 };
+    const line = serverLine({ url: 'stun:[2001:db8::1]', kind: 'stun', transport: 'udp', server, ok: true, candidates: [srflx], mapped: [{ local: base, mapped: v4 }], elapsedMs: 20 });
+    expect(line).toBe('ok       stun:[2001:db8::1] ([2001:db8::1]:3478) in 20 ms: srflx [2001:db8::99]:6000, mapped 192.0.2.1:40000 (redundant)');
   });
 });

@@ -147,20 +147,29 @@ describe('StunClient over UDP with an injected clock', () => {
     expect(c.dropped).toBe(1);
   });
 
-  it('hands datagrams that cannot be STUN (DTLS, ZRTP: RFC 7983) to onUnmatched without decoding them', async () => {
+  it('hands datagrams that are not responses to its transactions (DTLS, ZRTP: RFC 7983; requests, indications) to onUnmatched without decoding them', async () => {
     const sock = dgram.createSocket('udp4');
     // A DTLS 1.2 application-data record header, then a ZRTP-like packet: both first bytes
     // below 64, as STUN's are, but no magic cookie. A socket shared with ICE carries them
     // at the data rate, so they must not go through the decoder (which throws on them).
     const dtls = Buffer.concat([Buffer.from([0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 7, 0, 24]), Buffer.alloc(24, 0xaa)]);
     const zrtp = Buffer.concat([Buffer.from([0x10, 0, 0, 1]), Buffer.from('ZRTP'), Buffer.alloc(24, 0xbb)]);
+    // A request and an indication with the very transaction id under way, each with an
+    // attribute that overruns the message (the decoder throws): not responses, so the
+    // owner's to decode (a peer's ICE check, a TURN Data indication), never counted here.
+    const overrun = (cls: MessageClass, tid: Buffer) => {
+      const b = new MessageBuilder(Method.Binding, cls, tid).add(Attr.Software, 'abcd').encode();
+      b.writeUInt16BE(64, 22); // SOFTWARE's length: 64 bytes, 4 are there
+      return b;
+    };
+    let others: Buffer[] = [];
     sock.on('message', (buf, rinfo) => {
       const m = decodeMessage(buf);
       const right = new MessageBuilder(Method.Binding, MessageClass.SuccessResponse, m.transactionId)
         .add(Attr.XorMappedAddress, { family: 'IPv4', address: '5.6.7.8', port: 9 })
         .encode({ fingerprint: true });
-      sock.send(dtls, rinfo.port, rinfo.address);
-      sock.send(zrtp, rinfo.port, rinfo.address);
+      others = [dtls, zrtp, overrun(MessageClass.Request, m.transactionId), overrun(MessageClass.Indication, m.transactionId)];
+      for (const d of others) sock.send(d, rinfo.port, rinfo.address);
       sock.send(right, rinfo.port, rinfo.address);
     });
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
@@ -168,7 +177,8 @@ describe('StunClient over UDP with an injected clock', () => {
     const unmatched: Buffer[] = [];
     const c = track(new StunClient({ onUnmatched: (d) => unmatched.push(d) }));
     await c.binding({ address: '127.0.0.1', port: sock.address().port });
-    expect(unmatched).toEqual([dtls, zrtp]);
+    expect(() => decodeMessage(others[2]!)).toThrow();
+    expect(unmatched).toEqual(others);
     expect(c.dropped).toBe(0);
   });
 

@@ -112,6 +112,20 @@ describe('TransactionTable (RFC 8489 sections 6.2 and 6.3), sans-I/O', () => {
     expect(t.size).toBe(1);
   });
 
+  it('awaits() tells from the header alone whether a message can answer a transaction under way', () => {
+    const t = new TransactionTable();
+    const a = request();
+    t.start(a.tid, a.bytes, 0, { context: undefined });
+    expect(t.awaits(success(a.tid).raw)).toBe(true);
+    expect(t.awaits(errorResponse(a.tid, 400, 'Bad Request').raw)).toBe(true);
+    // The same id on a request or an indication (class bit C1 clear), or another id: no.
+    expect(t.awaits(a.bytes)).toBe(false);
+    expect(t.awaits(new MessageBuilder(Method.Binding, MessageClass.Indication, a.tid).encode())).toBe(false);
+    expect(t.awaits(success(newTransactionId()).raw)).toBe(false);
+    t.cancel(a.tid);
+    expect(t.awaits(success(a.tid).raw)).toBe(false);
+  });
+
   it('drops a response whose FINGERPRINT is wrong and keeps waiting (RFC 8489 section 7.3)', () => {
     const t = new TransactionTable();
     const a = request();

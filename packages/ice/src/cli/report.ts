@@ -1,3 +1,4 @@
+import { formatAddress } from '@natkit/stun';
 import type { LocalCandidate } from '../candidate.js';
 import type { GatherReport, ServerOutcome } from '../gather/gatherer.js';
 
@@ -34,9 +35,13 @@ export function priorityParts(p: number): string {
   return `${p >>> 24} | ${(p >>> 8) & 0xffff} | ${p & 0xff}`;
 }
 
+/** `address:port`, `[v6]:port` for an address that comes without its family (a candidate's). */
+function hostPort(address: string, port: number | undefined): string {
+  return formatAddress({ family: address.includes(':') ? 'IPv6' : 'IPv4', address, port: port ?? 0 });
+}
+
 function related(c: LocalCandidate): string {
-  if (c.relatedAddress === undefined) return '';
-  return c.relatedAddress.includes(':') ? `[${c.relatedAddress}]:${c.relatedPort}` : `${c.relatedAddress}:${c.relatedPort}`;
+  return c.relatedAddress === undefined ? '' : hostPort(c.relatedAddress, c.relatedPort);
 }
 
 export function candidateRow(c: LocalCandidate): string {
@@ -46,18 +51,18 @@ export function candidateRow(c: LocalCandidate): string {
 /** One line per server: `ok` or `FAILED`, time, and what it gave or why it failed. */
 export function serverLine(o: ServerOutcome): string {
   const ms = `${Math.round(o.elapsedMs)} ms`;
-  const at = o.server ? ` (${o.server.family === 'IPv6' ? `[${o.server.address}]` : o.server.address}:${o.server.port})` : '';
+  const at = o.server ? ` (${formatAddress(o.server)})` : '';
   if (o.error?.code === 'SKIPPED') return `skipped  ${o.url}${at}: ${o.error.message}`;
   if (!o.ok) {
     const code = o.error?.errorCode !== undefined ? `${o.error.code} ${o.error.errorCode}` : (o.error?.code ?? 'FAILED');
     return `FAILED   ${o.url}${at} after ${ms}: ${code}: ${o.error?.message ?? 'no answer'}`;
   }
-  const what: string[] = o.candidates.map((c) => `${c.type} ${c.address.includes(':') ? `[${c.address}]` : c.address}:${c.port}`);
+  const what: string[] = o.candidates.map((c) => `${c.type} ${hostPort(c.address, c.port)}`);
   for (const m of o.mapped) {
     const shown = o.candidates.some((c) => c.address === m.mapped.address && c.port === m.mapped.port);
     if (shown) continue;
     const same = m.mapped.address === m.local.address && m.mapped.port === m.local.port;
-    const text = `${m.mapped.family === 'IPv6' ? `[${m.mapped.address}]` : m.mapped.address}:${m.mapped.port}`;
+    const text = formatAddress(m.mapped);
     what.push(o.transport === 'tls' && o.kind === 'stun' ? `mapped ${text} over TLS (no UDP candidate)` : same ? `mapped ${text}, the host address itself (no NAT; redundant)` : `mapped ${text} (redundant)`);
   }
   return `ok       ${o.url}${at} in ${ms}: ${what.join(', ')}`;

@@ -7,6 +7,9 @@ import type { CandidateBase } from '../base.js';
  * UDP socket; a relay base is a TURN allocation.
  */
 
+/** A failed send on UDP is a lost datagram; one function for all of them, not a closure per send. */
+const ignoreSendResult = (): void => {};
+
 /**
  * A UDP socket bound to one local address: the base of its host candidate and of the
  * server-reflexive candidates learned through it (RFC 8445 section 5.1.1.2: the Binding
@@ -48,7 +51,7 @@ export class HostBase implements CandidateBase {
   send(data: Uint8Array, to: TransportAddress): void {
     if (this.closed) return;
     try {
-      this.socket.send(data, to.port, to.address, () => {});
+      this.socket.send(data, to.port, to.address, ignoreSendResult);
     } catch {
       // A bad address or a closed socket: the datagram is lost, as on UDP.
     }
@@ -86,7 +89,7 @@ export class RelayBase implements CandidateBase {
   onPacket: ((data: Buffer, from: TransportAddress) => void) | undefined;
   /** Called once if the allocation is lost (a refresh refused) or closed. */
   onClosed: ((err?: Error) => void) | undefined;
-  /** Datagrams dropped: the permission was refused, or too many waited for it. */
+  /** Datagrams dropped: the permission was refused, too many waited for it, or the datagram could not be sent. */
   dropped = 0;
   unclaimed = 0;
   private readonly waiting = new Map<string, Array<[Uint8Array, TransportAddress]>>();
@@ -158,9 +161,7 @@ export class RelayBase implements CandidateBase {
       return;
     }
     if (this.client.hasPermission(ip)) {
-      // ChannelData at once once a channel is bound (no promise per datagram); a Send
-      // indication (or TCP/TLS) through the client's asynchronous send otherwise.
-      if (!this.client.sendNow(to, data)) this.client.send(to, data).catch(this.onSendFailed);
+      this.forward(data, to);
       return;
     }
     // RFC 8656 section 9: no permission yet. Hold this peer's datagrams until CreatePermission succeeds.
@@ -169,7 +170,7 @@ export class RelayBase implements CandidateBase {
       () => {
         const list = this.waiting.get(ip) ?? [];
         this.waiting.delete(ip);
-        for (const [d, t] of list) this.client.send(t, d).catch(() => this.dropped++);
+        for (const [d, t] of list) this.forward(d, t);
       },
       (err: unknown) => {
         this.dropped += this.waiting.get(ip)?.length ?? 0;
@@ -177,6 +178,23 @@ export class RelayBase implements CandidateBase {
         if (err instanceof StunTransactionError && err.errorCode === 403) this.refused.add(ip);
       },
     );
+  }
+
+  /**
+   * Hands a datagram to the TURN client once the peer's permission is in place: over UDP at
+   * once (ChannelData or a Send indication, no promise per datagram); over TCP/TLS through
+   * the client's asynchronous send. What cannot be encoded (more than ChannelData's or
+   * DATA's 65535 bytes) is a lost datagram, as on a host socket, not an exception.
+   */
+  private forward(data: Uint8Array, to: TransportAddress): void {
+    let sent: boolean;
+    try {
+      sent = this.client.sendNow(to, data);
+    } catch {
+      this.dropped++;
+      return;
+    }
+    if (!sent) this.client.send(to, data).catch(this.onSendFailed);
   }
 
   /** RFC 8656 section 12: binds a channel to the peer (and its permission), so data flows as ChannelData. */

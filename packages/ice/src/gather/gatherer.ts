@@ -192,6 +192,8 @@ export class Gatherer extends EventEmitter<GathererEvents> {
   private readonly component: number;
   private readonly list: LocalCandidate[] = [];
   private readonly baseList: CandidateBase[] = [];
+  /** The bases by id: the agent looks one up for every datagram it sends. */
+  private readonly baseById = new Map<number, CandidateBase>();
   private readonly outcomes: ServerOutcome[] = [];
   private readonly hostErrors: GatherReport['hostErrors'] = [];
   private readonly inflight = new Set<Promise<unknown>>();
@@ -231,7 +233,7 @@ export class Gatherer extends EventEmitter<GathererEvents> {
   }
 
   base(id: number): CandidateBase | undefined {
-    return this.baseList.find((b) => b.id === id);
+    return this.baseById.get(id);
   }
 
   /** Outcomes of the servers done so far. */
@@ -310,7 +312,7 @@ export class Gatherer extends EventEmitter<GathererEvents> {
         const la = b.socket.address();
         const address: TransportAddress = { family: b.a.family, address: stripZone(la.address), port: la.port };
         const base = new HostBase(this.nextBaseId++, address, b.socket, { network: this.network, clock: this.clock, retransmit: this.opts.retransmit, software: this.opts.software });
-        this.baseList.push(base);
+        this.addBase(base);
         this.addCandidate('host', base, address, undefined, undefined, undefined);
       }
     }
@@ -345,6 +347,11 @@ export class Gatherer extends EventEmitter<GathererEvents> {
       }));
     }
     return orderAddresses(list);
+  }
+
+  private addBase(base: CandidateBase): void {
+    this.baseList.push(base);
+    this.baseById.set(base.id, base);
   }
 
   private track<T>(p: Promise<T>): void {
@@ -540,7 +547,7 @@ export class Gatherer extends EventEmitter<GathererEvents> {
     }
     const base = new RelayBase(this.nextBaseId++, client, client.local ?? { family: ipFamily(stripZone(local))!, address: stripZone(local), port: 0 });
     base.onClosed = (err) => this.emit('base-closed', base, err);
-    this.baseList.push(base);
+    this.addBase(base);
     this.addCandidate('relay', base, base.address, client.mapped, job, { transport: p.transport, local });
   }
 

@@ -244,7 +244,7 @@ export function iceServersFlag(text: string, flag = '--ice-servers'): IceServerE
  */
 export function iceServerFlags(
   v: ParsedValues,
-  o: { envPrefix: string; parseUrl: (url: string) => { scheme: string }; validate: (servers: IceServerEntry[]) => unknown; stun?: readonly string[]; turn?: readonly string[] },
+  o: { envPrefix: string; parseUrl: (url: string) => { scheme: string }; validate: (servers: IceServerEntry[]) => readonly { scheme: string }[]; stun?: readonly string[]; turn?: readonly string[] },
 ): IceServerEntry[] {
   const stun = [...((v.stun as string[] | undefined) ?? []), ...(o.stun ?? [])];
   const turn = [...((v.turn as string[] | undefined) ?? []), ...(o.turn ?? [])];
@@ -277,8 +277,10 @@ export function iceServerFlags(
   if (stun.length) servers.push({ urls: stun });
   if (turn.length) servers.push({ urls: turn, username: user!, credential: credential! });
   if (v['ice-servers'] !== undefined) servers.push(...iceServersFlag(v['ice-servers'] as string));
-  asUsage('', () => o.validate(servers));
-  if (v['relay-only'] && !servers.some((s) => s.urls.some((u) => /^turns?:/i.test(u)))) throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
+  let urls: readonly { scheme: string }[] = [];
+  asUsage('', () => (urls = o.validate(servers)));
+  // The URLs as the ICE library parsed them, not the raw text.
+  if (v['relay-only'] && !urls.some((u) => u.scheme === 'turn' || u.scheme === 'turns')) throw new CliError('--relay-only needs a TURN server (--turn or --ice-servers)');
   return servers;
 }
 

@@ -145,7 +145,7 @@ export class StunClient {
     this.onData(buf, { family: rinfo.family, address: rinfo.address, port: rinfo.port }, 'udp');
   private closed = false;
   private readonly software: string | undefined;
-  /** Datagrams and frames that were not STUN or failed to decode, and responses that failed their checks. */
+  /** Responses to the client's transactions that failed to decode or failed their checks (FINGERPRINT, integrity). */
   dropped = 0;
   /** Datagrams `sendDatagram` handed to a socket that then failed to send them. */
   sendErrors = 0;
@@ -478,14 +478,15 @@ export class StunClient {
   }
 
   /**
-   * Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). What
-   * cannot be a response (no magic cookie, a length that does not fit: RFC 7983's DTLS and
-   * ZRTP datagrams on a shared socket, RFC 3489 messages) is not decoded at all: a decode
-   * that throws costs microseconds, and a socket shared with ICE sees such datagrams at the
-   * data rate.
+   * Matches a datagram or frame against the transaction table (RFC 8489 section 6.3). Only
+   * a response to a transaction under way is decoded here. What cannot be one (no magic
+   * cookie, a length that does not fit: RFC 7983's DTLS and ZRTP datagrams on a shared
+   * socket, RFC 3489 messages; requests, indications and other transactions' responses) is
+   * handed on undecoded: a socket shared with ICE sees such datagrams at the data rate, and
+   * their owner (the ICE agent, the TURN client's Data indications) decodes them itself.
    */
   private consume(buf: Buffer, from: TransportAddress): 'consumed' | 'unmatched' | 'undecodable' {
-    if (!isStunMessage(buf)) return 'unmatched';
+    if (!isStunMessage(buf) || !this.table.awaits(buf)) return 'unmatched';
     let msg: StunMessage;
     try {
       msg = decodeMessage(buf, { registry: this.registry });

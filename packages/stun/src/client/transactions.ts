@@ -127,6 +127,17 @@ export class TransactionTable<T = unknown> {
     return e;
   }
 
+  /**
+   * Whether a raw STUN message (isStunMessage: cookie and length checked) can answer a
+   * transaction under way: a success or error response (class bit C1 set, RFC 8489 section
+   * 5) carrying the id of one. Read from the header alone, so that a client sharing a socket
+   * leaves everything else (a peer's ICE checks, TURN Data indications) undecoded for the
+   * socket's owner, which decodes it anyway.
+   */
+  awaits(raw: Buffer): boolean {
+    return (raw[0]! & 0x01) !== 0 && this.entries.has(raw.toString('latin1', 8, 20));
+  }
+
   get(id: Buffer): ClientTransaction<T> | undefined {
     return this.entries.get(keyOf(id));
   }

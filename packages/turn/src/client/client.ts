@@ -239,38 +239,40 @@ export class TurnClient extends EventEmitter<TurnClientEvents> {
    */
   async send(peer: TransportAddress, data: Uint8Array): Promise<void> {
     if (this.state !== 'allocated') throw new StunTransactionError('CLOSED', 'no allocation');
-    const ch = this.channelFor(peer);
-    let bytes: Buffer;
-    if (ch !== undefined) {
-      bytes = encodeChannelData(ch, data, this.server.transport !== 'udp');
-    } else {
-      bytes = new Builder(Method.Send, MessageClass.Indication)
-        .add(TurnAttr.XorPeerAddress, { ...peer, address: canonicalIp(peer.address) })
-        .add(TurnAttr.Data, Buffer.from(data.buffer, data.byteOffset, data.length))
-        .encode();
-    }
+    const bytes = this.wrap(peer, data, this.channelFor(peer));
     this.schedule.sent(this.clock.now());
     await this.stun.send(this.server, bytes);
   }
 
   /**
    * The data path's send: like `send`, but now and without a promise, for one datagram after
-   * another to the same peer. Over UDP, once a channel is bound to the peer, it writes the
-   * ChannelData straight to the socket (the channel is looked up once per peer object, so
-   * pass the same object each time and do not change it). Returns false, sending nothing,
-   * when it cannot send at once (no allocation, TCP/TLS, no channel yet): use `send`.
+   * another. Over UDP it writes the ChannelData (once a channel is bound to the peer) or the
+   * Send indication straight to the socket; a channel, once found, is remembered per peer
+   * object, so pass the same object each time and do not change it. Returns false, sending
+   * nothing, when it cannot send at once (no allocation, TCP/TLS): use `send`.
    */
   sendNow(peer: TransportAddress, data: Uint8Array): boolean {
     if (this.state !== 'allocated' || this.server.transport !== 'udp') return false;
     let ch = this.channelOfPeer.get(peer);
     if (ch === undefined) {
       ch = this.channelFor(peer);
-      if (ch === undefined) return false;
-      this.channelOfPeer.set(peer, ch);
+      if (ch !== undefined) this.channelOfPeer.set(peer, ch);
     }
-    if (!this.stun.sendDatagram(this.serverFamily, this.server.address, this.server.port, encodeChannelData(ch, data))) return false;
+    if (!this.stun.sendDatagram(this.serverFamily, this.server.address, this.server.port, this.wrap(peer, data, ch))) return false;
     this.schedule.sent(this.clock.now());
     return true;
+  }
+
+  /**
+   * Data for a peer as it goes to the server: ChannelData on the peer's channel (padded on
+   * TCP/TLS, RFC 8656 section 12.5), a Send indication without one (section 10.1).
+   */
+  private wrap(peer: TransportAddress, data: Uint8Array, ch: number | undefined): Buffer {
+    if (ch !== undefined) return encodeChannelData(ch, data, this.server.transport !== 'udp');
+    return new Builder(Method.Send, MessageClass.Indication)
+      .add(TurnAttr.XorPeerAddress, { ...peer, address: canonicalIp(peer.address) })
+      .add(TurnAttr.Data, Buffer.from(data.buffer, data.byteOffset, data.length))
+      .encode();
   }
 
   private onIncoming(data: Buffer, _from: TransportAddress): void {
