@@ -901,10 +901,9 @@ export class IceCore {
    */
   private settled(s: Session, component: number, best: Pair, now: number): true | number {
     let wake = Number.POSITIVE_INFINITY;
-    const hopeless = new Set<string>();
-    for (const q of s.pairs) {
-      if (q.state === 'failed' || (q.state === 'in-progress' && this.givenUp(q, best, now) === true)) hopeless.add(q.foundation);
-    }
+    // Foundations with no hope left, for a frozen pair above `best`: built only when one is
+    // met (this runs on every wake-up until nomination; most find none above `best`).
+    let hopeless: Set<string> | undefined;
     let settled = true;
     for (const q of s.pairs) {
       if (q.component !== component || q === best.generating || q === best) continue;
@@ -917,10 +916,22 @@ export class IceCore {
         settled = false;
         continue;
       }
-      if (q.state === 'frozen' && hopeless.has(q.foundation)) continue;
+      if (q.state === 'frozen') {
+        hopeless ??= this.hopelessFoundations(s, best, now);
+        if (hopeless.has(q.foundation)) continue;
+      }
       settled = false;
     }
     return settled ? true : wake;
+  }
+
+  /** Foundations of the pairs that failed, or whose check in progress `givenUp` on. */
+  private hopelessFoundations(s: Session, best: Pair, now: number): Set<string> {
+    const hopeless = new Set<string>();
+    for (const q of s.pairs) {
+      if (q.state === 'failed' || (q.state === 'in-progress' && this.givenUp(q, best, now) === true)) hopeless.add(q.foundation);
+    }
+    return hopeless;
   }
 
   /** The selected pair of each component: the nominated valid pair with the highest priority. */
