@@ -746,7 +746,8 @@ describe('ICE core: consent freshness (RFC 7675) and keepalives (RFC 8445 11)', 
     const ind = () => w.stun('A').filter((p) => p.msg.isIndication());
     expect(ind().map((p) => p.t)).toEqual([15_050]);
     expect(ind()[0]!.msg.attributes.map((a) => a.type)).toEqual([AttrType.FINGERPRINT]);
-    A.dataSent(25_000);
+    // The agent's per-datagram route() notes the send: no keepalive until 15 s after it.
+    expect(A.route(25_000)).toMatchObject({ baseId: 1, to: { address: '10.0.0.2', port: 2000 } });
     w.run(45_000);
     expect(ind().map((p) => p.t)).toEqual([15_050, 40_000]);
     expect(A.stats.keepalivesSent).toBe(2);

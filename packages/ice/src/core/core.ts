@@ -216,12 +216,6 @@ export class IceCore {
     return p.route;
   }
 
-  /** Tell the core data went out on the data path (RFC 8445 section 11: no keepalive needed then). */
-  dataSent(now: number, component = 1): void {
-    const p = this.dataPair(component);
-    if (p) p.lastSentAt = now;
-  }
-
   /**
    * True if a datagram from `from` arriving at base `baseId` comes from the peer: a remote
    * address of a valid pair, or one the peer's authenticated checks came from. Application
