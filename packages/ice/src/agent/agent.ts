@@ -7,6 +7,7 @@ import { IceError } from '../core/errors.js';
 import type { IceAction, IceCoreOptions, IceState, IceStats, PairInfo } from '../core/types.js';
 import { addressKind, isEndOfCandidates, parseCandidateLine } from '../formats/candidate-line.js';
 import type { IceParameters } from '../formats/parameters.js';
+import { mdnsName } from '../mdns/dns.js';
 import { MdnsError, MdnsResolver } from '../mdns/resolver.js';
 import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
 import type { GathererLike } from './gatherer-like.js';
@@ -507,7 +508,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     const generation = this.core.generation;
     const name = c.address;
     this.pendingResolutions++;
-    const lookup: Promise<Array<{ family: Family; address: string }>> = name.toLowerCase().replace(/\.$/, '').endsWith('.local')
+    const lookup: Promise<Array<{ family: Family; address: string }>> = mdnsName(name) !== undefined
       ? this.resolver
         ? this.resolver.resolve(name)
         : Promise.reject(new MdnsError('UNREACHABLE', 'mDNS resolution is turned off (options.mdns: false)'))
