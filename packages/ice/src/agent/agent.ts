@@ -4,6 +4,7 @@ import type { CandidateBase } from '../base.js';
 import type { Candidate, LocalCandidate } from '../candidate.js';
 import { IceCore } from '../core/core.js';
 import { IceError } from '../core/errors.js';
+import { toTransportAddress } from '../core/pair.js';
 import type { IceAction, IceCoreOptions, IceState, IceStats, PairInfo } from '../core/types.js';
 import { addressKind, isEndOfCandidates, parseCandidateLine } from '../formats/candidate-line.js';
 import type { IceParameters } from '../formats/parameters.js';
@@ -455,8 +456,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     const k = `${p.local.baseId}|${p.remote.address}|${p.remote.port}`;
     if (!base?.bindChannel || this.channels.has(k)) return;
     this.channels.add(k);
-    const to: TransportAddress = { family: addressKind(p.remote.address) === 'IPv6' ? 'IPv6' : 'IPv4', address: p.remote.address, port: p.remote.port };
-    base.bindChannel(to).catch(() => {
+    base.bindChannel(toTransportAddress(p.remote)).catch(() => {
       this.agentStats.channelBindFailures++;
       this.channels.delete(k);
     });
