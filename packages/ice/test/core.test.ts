@@ -74,6 +74,23 @@ describe('ICE core: connecting two agents (RFC 8445)', () => {
       [50, true],
     ]);
   });
+
+  it('application data is the peer\'s from a checked source on the same base, however its IPv6 address is spelled; from anywhere else it is not', () => {
+    const { w, A, B } = setup({ basesA: { 1: addr('2001:db8::1', 1000) }, basesB: { 1: addr('2001:db8::2', 2000) } });
+    const v6A = localCandidate('host', 1, '2001:db8::1', 1000);
+    const v6B = localCandidate('host', 1, '2001:db8::2', 2000);
+    expect(A.isDataSource(1, addr('2001:db8::2', 2000))).toBe(false);
+    exchange(w, { name: 'A', core: A, locals: [v6A] }, { name: 'B', core: B, locals: [v6B] });
+    w.run(1000);
+    expect(A.state).toBe('completed');
+    for (const spelling of ['2001:db8::2', '2001:0db8:0:0:0:0:0:2', '2001:DB8::0:2']) {
+      expect(A.isDataSource(1, addr(spelling, 2000))).toBe(true);
+    }
+    expect(B.isDataSource(1, addr('2001:db8:0::1', 1000))).toBe(true);
+    expect(A.isDataSource(1, addr('2001:db8::2', 2001))).toBe(false);
+    expect(A.isDataSource(2, addr('2001:db8::2', 2000))).toBe(false);
+    expect(A.isDataSource(1, addr('2001:db8::66', 2000))).toBe(false);
+  });
 });
 
 describe('ICE core: the bytes on the wire (RFC 8445 7.1, 7.3; RFC 8489)', () => {
