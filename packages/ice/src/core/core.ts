@@ -232,26 +232,28 @@ export class IceCore {
   /** When `handleTimeout` must next be called (ms, the clock of the `now` arguments), or undefined. */
   nextTimeout(): number | undefined {
     if (this.closed) return undefined;
-    let t = Number.POSITIVE_INFINITY;
-    const at = (x: number | undefined) => {
-      if (x !== undefined && x < t) t = x;
-    };
-    at(this.txs.nextTimeout());
-    if (!this.failed && this.hasCheckWork()) at(this.nextCheckAt);
+    // Called after every input and wake-up: no closure or iterator, and the checklist scan
+    // of hasCheckWork only when the next paced check would come before everything else.
+    let t = this.txs.nextTimeout() ?? Number.POSITIVE_INFINITY;
     if (!this.failed) {
-      at(this.nominationWakeAt);
-      at(this.failureWakeAt);
-    }
-    for (const p of this.dataPairs()) {
-      if (p.consent && !p.consent.expired && this.options.consent) {
-        if (!this.lite) at(p.consent.nextCheckAt);
-        at(p.consent.lastAnswerAt + this.options.consent.expiryMs);
-        // The moment the state turns 'disconnected' (once it has, nothing more to wait for).
-        if (this.currentState !== 'disconnected') at(p.consent.lastAnswerAt + this.options.disconnectedAfterMs);
-      }
-      at(p.lastSentAt + this.options.keepaliveMs);
+      t = Math.min(t, this.nominationWakeAt, this.failureWakeAt);
+      for (const p of this.session.selected.values()) t = this.dataPairWake(p, t);
+      if (this.legacy) for (const p of this.legacy.pairs.values()) t = this.dataPairWake(p, t);
+      if (this.nextCheckAt < t && this.hasCheckWork()) t = this.nextCheckAt;
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
+  }
+
+  /** `t`, or earlier if a pair carrying data needs a consent check, expiry, state change or keepalive. */
+  private dataPairWake(p: Pair, t: number): number {
+    const consent = this.options.consent;
+    if (p.consent && !p.consent.expired && consent) {
+      if (!this.lite) t = Math.min(t, p.consent.nextCheckAt);
+      t = Math.min(t, p.consent.lastAnswerAt + consent.expiryMs);
+      // The moment the state turns 'disconnected' (once it has, nothing more to wait for).
+      if (this.currentState !== 'disconnected') t = Math.min(t, p.consent.lastAnswerAt + this.options.disconnectedAfterMs);
+    }
+    return Math.min(t, p.lastSentAt + this.options.keepaliveMs);
   }
 
   // -------------------------------------------------------------------------------------
@@ -801,7 +803,8 @@ export class IceCore {
       this.nominationWakeAt = Number.POSITIVE_INFINITY;
       this.evaluateNomination(now);
       this.evaluateCompletion(this.session, now);
-      if (this.hasCheckWork() && now >= this.nextCheckAt) {
+      // The pacing first: hasCheckWork scans the checklist, and most wake-ups come before Ta.
+      if (now >= this.nextCheckAt && this.hasCheckWork()) {
         const next = this.nextCheck(this.session);
         if (next) {
           this.sendCheck(this.session, next.pair, next.useCandidate, now);
