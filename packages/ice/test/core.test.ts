@@ -418,6 +418,22 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     expect(B.selectedPair()!.remote.address).toBe('198.51.100.9');
   });
 
+  it('a frozen better pair whose foundation has given up does not hold the nomination either', () => {
+    // A second host candidate on the same address: the same foundation as the first, so its
+    // pair stays frozen while the first one's check is in progress (RFC 8445 6.1.2.6).
+    const hostA2 = localCandidate('host', 3, '10.0.0.1', 1002, { localPreference: 65000 });
+    const { w, A, B } = setup({ basesA: { ...basesA, 3: addr('10.0.0.1', 1002) } });
+    w.drop = (p) => p.from.address.startsWith('10.0.0.') && p.to.address.startsWith('10.0.0.');
+    exchange(w, { name: 'A', core: A, locals: [hostA, hostA2, relayA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(3000);
+    // Frozen all along: its foundation was busy with the first host pair's check.
+    expect(w.sent.filter((p) => p.sender === 'A' && p.from.port === 1002)).toEqual([]);
+    // Given up with the first host pair at 540, not once that check fails (39.5 s).
+    const nominations = w.stun('A').filter((p) => p.msg.isRequest() && p.msg.has(AttrType.USE_CANDIDATE));
+    expect(nominations.map((p) => [p.t, p.from.port])).toEqual([[540, 40000]]);
+    expect(A.selectedPair()!.local.type).toBe('relay');
+  });
+
   it('a better pair that answers within that time wins over the valid relay pair', () => {
     const { w, A, B } = setup({ basesA });
     // The direct path loses only what is sent in the first 100 ms: the host pair's
