@@ -1395,10 +1395,9 @@ export class IceCore {
     this.updateSelection(s, now);
   }
 
+  /** The local candidate at this base with this transport address (the first one added). */
   private localFor(baseId: number, a: TransportAddress): LocalCandidate | undefined {
-    const ip = canonicalIp(a.address);
-    for (const l of this.locals) if (l.baseId === baseId && l.port === a.port && canonicalIp(l.address) === ip) return l;
-    return undefined;
+    return this.localByKey.get(localKey({ baseId, address: a.address, port: a.port }));
   }
 
   // -------------------------------------------------------------------------------------
