@@ -666,7 +666,7 @@ export class IceCore {
     if (!s.remote || this.lite || this.failed || this.closed) return false;
     if (s.triggered.length > 0) return true;
     if (s.checklistState !== 'running') return false;
-    // Called on every wake-up: a Waiting pair answers it without building the set of
+    // Asked by nextTimeout after most inputs: a Waiting pair answers it without building the set of
     // busy foundations, which only a Frozen pair needs.
     let frozen = false;
     for (const p of s.pairs) {
@@ -803,8 +803,9 @@ export class IceCore {
       this.nominationWakeAt = Number.POSITIVE_INFINITY;
       this.evaluateNomination(now);
       this.evaluateCompletion(this.session, now);
-      // The pacing first: hasCheckWork scans the checklist, and most wake-ups come before Ta.
-      if (now >= this.nextCheckAt && this.hasCheckWork()) {
+      // The pacing first (most wake-ups come before Ta); then nextCheck, which finds no pair
+      // exactly when hasCheckWork would say there is none, without a scan of its own first.
+      if (now >= this.nextCheckAt && this.session.remote && !this.lite) {
         const next = this.nextCheck(this.session);
         if (next) {
           this.sendCheck(this.session, next.pair, next.useCandidate, now);
