@@ -74,6 +74,23 @@ describe('ICE core: connecting two agents (RFC 8445)', () => {
       [50, true],
     ]);
   });
+
+  it('application data is the peer\'s from a checked source on the same base, however its IPv6 address is spelled; from anywhere else it is not', () => {
+    const { w, A, B } = setup({ basesA: { 1: addr('2001:db8::1', 1000) }, basesB: { 1: addr('2001:db8::2', 2000) } });
+    const v6A = localCandidate('host', 1, '2001:db8::1', 1000);
+    const v6B = localCandidate('host', 1, '2001:db8::2', 2000);
+    expect(A.isDataSource(1, addr('2001:db8::2', 2000))).toBe(false);
+    exchange(w, { name: 'A', core: A, locals: [v6A] }, { name: 'B', core: B, locals: [v6B] });
+    w.run(1000);
+    expect(A.state).toBe('completed');
+    for (const spelling of ['2001:db8::2', '2001:0db8:0:0:0:0:0:2', '2001:DB8::0:2']) {
+      expect(A.isDataSource(1, addr(spelling, 2000))).toBe(true);
+    }
+    expect(B.isDataSource(1, addr('2001:db8:0::1', 1000))).toBe(true);
+    expect(A.isDataSource(1, addr('2001:db8::2', 2001))).toBe(false);
+    expect(A.isDataSource(2, addr('2001:db8::2', 2000))).toBe(false);
+    expect(A.isDataSource(1, addr('2001:db8::66', 2000))).toBe(false);
+  });
 });
 
 describe('ICE core: the bytes on the wire (RFC 8445 7.1, 7.3; RFC 8489)', () => {
@@ -399,6 +416,22 @@ describe('ICE core: nomination without per-type waits (RFC 8445 8.1.1)', () => {
     expect(nominations[0]!.from.port).toBe(40000);
     expect(A.selectedPair()!.local.type).toBe('relay');
     expect(B.selectedPair()!.remote.address).toBe('198.51.100.9');
+  });
+
+  it('a frozen better pair whose foundation has given up does not hold the nomination either', () => {
+    // A second host candidate on the same address: the same foundation as the first, so its
+    // pair stays frozen while the first one's check is in progress (RFC 8445 6.1.2.6).
+    const hostA2 = localCandidate('host', 3, '10.0.0.1', 1002, { localPreference: 65000 });
+    const { w, A, B } = setup({ basesA: { ...basesA, 3: addr('10.0.0.1', 1002) } });
+    w.drop = (p) => p.from.address.startsWith('10.0.0.') && p.to.address.startsWith('10.0.0.');
+    exchange(w, { name: 'A', core: A, locals: [hostA, hostA2, relayA] }, { name: 'B', core: B, locals: [hostB] });
+    w.run(3000);
+    // Frozen all along: its foundation was busy with the first host pair's check.
+    expect(w.sent.filter((p) => p.sender === 'A' && p.from.port === 1002)).toEqual([]);
+    // Given up with the first host pair at 540, not once that check fails (39.5 s).
+    const nominations = w.stun('A').filter((p) => p.msg.isRequest() && p.msg.has(AttrType.USE_CANDIDATE));
+    expect(nominations.map((p) => [p.t, p.from.port])).toEqual([[540, 40000]]);
+    expect(A.selectedPair()!.local.type).toBe('relay');
   });
 
   it('a better pair that answers within that time wins over the valid relay pair', () => {
@@ -746,7 +779,8 @@ describe('ICE core: consent freshness (RFC 7675) and keepalives (RFC 8445 11)', 
     const ind = () => w.stun('A').filter((p) => p.msg.isIndication());
     expect(ind().map((p) => p.t)).toEqual([15_050]);
     expect(ind()[0]!.msg.attributes.map((a) => a.type)).toEqual([AttrType.FINGERPRINT]);
-    A.dataSent(25_000);
+    // The agent's per-datagram route() notes the send: no keepalive until 15 s after it.
+    expect(A.route(25_000)).toMatchObject({ baseId: 1, to: { address: '10.0.0.2', port: 2000 } });
     w.run(45_000);
     expect(ind().map((p) => p.t)).toEqual([15_050, 40_000]);
     expect(A.stats.keepalivesSent).toBe(2);

@@ -271,6 +271,7 @@ describe('ICE parameters (RFC 8445 5.3, RFC 8839 5.4)', () => {
       [{ ufrag: 'ab:c', pwd: 'p'.repeat(22) }, 'ufrag'],
       [{ ufrag: 'abcd', pwd: 'p'.repeat(21) }, 'pwd'],
       [{ ufrag: 'abcd', pwd: `${'s'.repeat(21)}!` }, 'pwd'],
+      [{ ufrag: 'abcd', pwd: 'p'.repeat(257) }, 'pwd'],
     ];
     expect.assertions(cases.length * 4);
     for (const [p, field] of cases) {

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../../../test/helpers/cleanup.js';
 import { MDNS_IPV4, MdnsError, MdnsResolver } from '../src/index.js';
-import { DNS_TYPE_A, DNS_TYPE_AAAA, decodeAnswer, decodeQuery, encodeAnswer, encodeQuery } from '../src/mdns/dns.js';
+import { DNS_TYPE_A, DNS_TYPE_AAAA, decodeAnswer, decodeQuery, encodeAnswer, encodeQuery, mdnsName } from '../src/mdns/dns.js';
 
 const cleanup = useCleanup();
 const NAME = '1f4712db-ea17-4bcf-a596-105139dfd8bf.local';
@@ -82,6 +82,14 @@ describe('mDNS one-shot resolution (RFC 6762 5.1)', () => {
     expect(clock.pending).toBe(0);
     await Promise.resolve();
     expect(closed).toBe(1);
+  });
+
+  it('tells mDNS names (under .local, any case, trailing dot or not) from others, as the agent and the resolver both ask', () => {
+    expect(mdnsName('1F4712DB-ea17.Local.')).toBe('1f4712db-ea17.local');
+    expect(mdnsName('host.local')).toBe('host.local');
+    expect(mdnsName('example.com')).toBeUndefined();
+    expect(mdnsName('local.example.com')).toBeUndefined();
+    expect(mdnsName('notlocal')).toBeUndefined();
   });
 
   it('refuses names outside .local, times out on silence, and close() ends pending queries', async () => {

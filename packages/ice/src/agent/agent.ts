@@ -4,9 +4,11 @@ import type { CandidateBase } from '../base.js';
 import type { Candidate, LocalCandidate } from '../candidate.js';
 import { IceCore } from '../core/core.js';
 import { IceError } from '../core/errors.js';
+import { toTransportAddress } from '../core/pair.js';
 import type { IceAction, IceCoreOptions, IceState, IceStats, PairInfo } from '../core/types.js';
 import { addressKind, isEndOfCandidates, parseCandidateLine } from '../formats/candidate-line.js';
 import type { IceParameters } from '../formats/parameters.js';
+import { mdnsName } from '../mdns/dns.js';
 import { MdnsError, MdnsResolver } from '../mdns/resolver.js';
 import { Gatherer, type GathererOptions } from '../gather/gatherer.js';
 import type { GathererLike } from './gatherer-like.js';
@@ -454,8 +456,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     const k = `${p.local.baseId}|${p.remote.address}|${p.remote.port}`;
     if (!base?.bindChannel || this.channels.has(k)) return;
     this.channels.add(k);
-    const to: TransportAddress = { family: addressKind(p.remote.address) === 'IPv6' ? 'IPv6' : 'IPv4', address: p.remote.address, port: p.remote.port };
-    base.bindChannel(to).catch(() => {
+    base.bindChannel(toTransportAddress(p.remote)).catch(() => {
       this.agentStats.channelBindFailures++;
       this.channels.delete(k);
     });
@@ -507,7 +508,7 @@ export class IceAgent extends EventEmitter<IceAgentEvents> {
     const generation = this.core.generation;
     const name = c.address;
     this.pendingResolutions++;
-    const lookup: Promise<Array<{ family: Family; address: string }>> = name.toLowerCase().replace(/\.$/, '').endsWith('.local')
+    const lookup: Promise<Array<{ family: Family; address: string }>> = mdnsName(name) !== undefined
       ? this.resolver
         ? this.resolver.resolve(name)
         : Promise.reject(new MdnsError('UNREACHABLE', 'mDNS resolution is turned off (options.mdns: false)'))

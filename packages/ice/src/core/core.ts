@@ -216,12 +216,6 @@ export class IceCore {
     return p.route;
   }
 
-  /** Tell the core data went out on the data path (RFC 8445 section 11: no keepalive needed then). */
-  dataSent(now: number, component = 1): void {
-    const p = this.dataPair(component);
-    if (p) p.lastSentAt = now;
-  }
-
   /**
    * True if a datagram from `from` arriving at base `baseId` comes from the peer: a remote
    * address of a valid pair, or one the peer's authenticated checks came from. Application
@@ -238,26 +232,28 @@ export class IceCore {
   /** When `handleTimeout` must next be called (ms, the clock of the `now` arguments), or undefined. */
   nextTimeout(): number | undefined {
     if (this.closed) return undefined;
-    let t = Number.POSITIVE_INFINITY;
-    const at = (x: number | undefined) => {
-      if (x !== undefined && x < t) t = x;
-    };
-    at(this.txs.nextTimeout());
-    if (!this.failed && this.hasCheckWork()) at(this.nextCheckAt);
+    // Called after every input and wake-up: no closure or iterator, and the checklist scan
+    // of hasCheckWork only when the next paced check would come before everything else.
+    let t = this.txs.nextTimeout() ?? Number.POSITIVE_INFINITY;
     if (!this.failed) {
-      at(this.nominationWakeAt);
-      at(this.failureWakeAt);
-    }
-    for (const p of this.dataPairs()) {
-      if (p.consent && !p.consent.expired && this.options.consent) {
-        if (!this.lite) at(p.consent.nextCheckAt);
-        at(p.consent.lastAnswerAt + this.options.consent.expiryMs);
-        // The moment the state turns 'disconnected' (once it has, nothing more to wait for).
-        if (this.currentState !== 'disconnected') at(p.consent.lastAnswerAt + this.options.disconnectedAfterMs);
-      }
-      at(p.lastSentAt + this.options.keepaliveMs);
+      t = Math.min(t, this.nominationWakeAt, this.failureWakeAt);
+      for (const p of this.session.selected.values()) t = this.dataPairWake(p, t);
+      if (this.legacy) for (const p of this.legacy.pairs.values()) t = this.dataPairWake(p, t);
+      if (this.nextCheckAt < t && this.hasCheckWork()) t = this.nextCheckAt;
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
+  }
+
+  /** `t`, or earlier if a pair carrying data needs a consent check, expiry, state change or keepalive. */
+  private dataPairWake(p: Pair, t: number): number {
+    const consent = this.options.consent;
+    if (p.consent && !p.consent.expired && consent) {
+      if (!this.lite) t = Math.min(t, p.consent.nextCheckAt);
+      t = Math.min(t, p.consent.lastAnswerAt + consent.expiryMs);
+      // The moment the state turns 'disconnected' (once it has, nothing more to wait for).
+      if (this.currentState !== 'disconnected') t = Math.min(t, p.consent.lastAnswerAt + this.options.disconnectedAfterMs);
+    }
+    return Math.min(t, p.lastSentAt + this.options.keepaliveMs);
   }
 
   // -------------------------------------------------------------------------------------
@@ -670,7 +666,7 @@ export class IceCore {
     if (!s.remote || this.lite || this.failed || this.closed) return false;
     if (s.triggered.length > 0) return true;
     if (s.checklistState !== 'running') return false;
-    // Called on every wake-up: a Waiting pair answers it without building the set of
+    // Asked by nextTimeout after most inputs: a Waiting pair answers it without building the set of
     // busy foundations, which only a Frozen pair needs.
     let frozen = false;
     for (const p of s.pairs) {
@@ -807,7 +803,9 @@ export class IceCore {
       this.nominationWakeAt = Number.POSITIVE_INFINITY;
       this.evaluateNomination(now);
       this.evaluateCompletion(this.session, now);
-      if (this.hasCheckWork() && now >= this.nextCheckAt) {
+      // The pacing first (most wake-ups come before Ta); then nextCheck, which finds no pair
+      // exactly when hasCheckWork would say there is none, without a scan of its own first.
+      if (now >= this.nextCheckAt && this.session.remote && !this.lite) {
         const next = this.nextCheck(this.session);
         if (next) {
           this.sendCheck(this.session, next.pair, next.useCandidate, now);
@@ -901,10 +899,9 @@ export class IceCore {
    */
   private settled(s: Session, component: number, best: Pair, now: number): true | number {
     let wake = Number.POSITIVE_INFINITY;
-    const hopeless = new Set<string>();
-    for (const q of s.pairs) {
-      if (q.state === 'failed' || (q.state === 'in-progress' && this.givenUp(q, best, now) === true)) hopeless.add(q.foundation);
-    }
+    // Foundations with no hope left, for a frozen pair above `best`: built only when one is
+    // met (this runs on every wake-up until nomination; most find none above `best`).
+    let hopeless: Set<string> | undefined;
     let settled = true;
     for (const q of s.pairs) {
       if (q.component !== component || q === best.generating || q === best) continue;
@@ -917,10 +914,22 @@ export class IceCore {
         settled = false;
         continue;
       }
-      if (q.state === 'frozen' && hopeless.has(q.foundation)) continue;
+      if (q.state === 'frozen') {
+        hopeless ??= this.hopelessFoundations(s, best, now);
+        if (hopeless.has(q.foundation)) continue;
+      }
       settled = false;
     }
     return settled ? true : wake;
+  }
+
+  /** Foundations of the pairs that failed, or whose check in progress `givenUp` on. */
+  private hopelessFoundations(s: Session, best: Pair, now: number): Set<string> {
+    const hopeless = new Set<string>();
+    for (const q of s.pairs) {
+      if (q.state === 'failed' || (q.state === 'in-progress' && this.givenUp(q, best, now) === true)) hopeless.add(q.foundation);
+    }
+    return hopeless;
   }
 
   /** The selected pair of each component: the nominated valid pair with the highest priority. */
@@ -1387,10 +1396,9 @@ export class IceCore {
     this.updateSelection(s, now);
   }
 
+  /** The local candidate at this base with this transport address (the first one added). */
   private localFor(baseId: number, a: TransportAddress): LocalCandidate | undefined {
-    const ip = canonicalIp(a.address);
-    for (const l of this.locals) if (l.baseId === baseId && l.port === a.port && canonicalIp(l.address) === ip) return l;
-    return undefined;
+    return this.localByKey.get(localKey({ baseId, address: a.address, port: a.port }));
   }
 
   // -------------------------------------------------------------------------------------

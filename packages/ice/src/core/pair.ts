@@ -6,7 +6,7 @@ import type { PairInfo, PairState } from './types.js';
 /** Internal state of the core: candidate pairs, transactions and ICE sessions (generations). */
 
 /** Local candidates are told apart by base and transport address. */
-export function localKey(c: LocalCandidate): string {
+export function localKey(c: { baseId: number; address: string; port: number }): string {
   return `${c.baseId}|${canonicalIp(c.address)}|${c.port}`;
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { isIceChars } from './candidate-line.js';
 import { CandidateLineError } from './errors.js';
 
 /**
@@ -37,10 +38,10 @@ export function generateIceParameters(random: (n: number) => Uint8Array = crypto
  * code BAD_CREDENTIAL naming the field.
  */
 export function validateIceParameters(p: { ufrag: string; pwd: string }): void {
-  if (typeof p?.ufrag !== 'string' || p.ufrag.length < 4 || p.ufrag.length > 256 || !/^[A-Za-z0-9+/]+$/.test(p.ufrag)) {
+  if (typeof p?.ufrag !== 'string' || p.ufrag.length < 4 || !isIceChars(p.ufrag, 256)) {
     throw new CandidateLineError('BAD_CREDENTIAL', 'ufrag', `ice-ufrag ${JSON.stringify(clip(p?.ufrag))} is not 4 to 256 ice-chars (letters, digits, "+", "/")`);
   }
-  if (typeof p.pwd !== 'string' || p.pwd.length < 22 || p.pwd.length > 256 || !/^[A-Za-z0-9+/]+$/.test(p.pwd)) {
+  if (typeof p.pwd !== 'string' || p.pwd.length < 22 || !isIceChars(p.pwd, 256)) {
     // The password itself is never echoed into an error message.
     throw new CandidateLineError('BAD_CREDENTIAL', 'pwd', `ice-pwd (${typeof p.pwd === 'string' ? p.pwd.length : typeof p.pwd} characters) is not 22 to 256 ice-chars`);
   }

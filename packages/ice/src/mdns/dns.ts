@@ -13,6 +13,12 @@ const CLASS_IN = 1;
 /** RFC 6762 section 5.4: the top bit of QCLASS asks for a unicast answer. */
 const QU = 0x8000;
 
+/** `name` in the form mDNS resolves (lower case, no trailing dot), or undefined if it is not under .local (RFC 6762). */
+export function mdnsName(name: string): string | undefined {
+  const lower = name.toLowerCase().replace(/\.$/, '');
+  return lower.endsWith('.local') ? lower : undefined;
+}
+
 /** Encodes a name as DNS labels; undefined if a label is empty or longer than 63 bytes. */
 function encodeName(name: string): Buffer | undefined {
   const labels = (name.endsWith('.') ? name.slice(0, -1) : name).split('.');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Clock, type DatagramInfo, type DatagramSocket, type Family, NatkitError, type Network, type TransportAddress, nodeNetwork, realClock } from '@natkit/stun';
-import { DNS_TYPE_A, DNS_TYPE_AAAA, decodeAnswer, encodeQuery } from './dns.js';
+import { DNS_TYPE_A, DNS_TYPE_AAAA, decodeAnswer, encodeQuery, mdnsName } from './dns.js';
 
 export type MdnsErrorCode = 'BAD_NAME' | 'TIMEOUT' | 'UNREACHABLE' | 'CLOSED';
 
@@ -60,10 +60,10 @@ export class MdnsResolver {
   /** The addresses `name` has (IPv4 and IPv6, as answered). Rejects with MdnsError. */
   resolve(name: string): Promise<Array<{ family: Family; address: string }>> {
     if (this.closed) return Promise.reject(new MdnsError('CLOSED', 'the mDNS resolver is closed'));
-    const lower = name.toLowerCase().replace(/\.$/, '');
+    const lower = mdnsName(name);
     let query: Buffer;
     try {
-      if (!lower.endsWith('.local')) throw new RangeError('not under .local');
+      if (lower === undefined) throw new RangeError('not under .local');
       query = encodeQuery(randomBytes(2).readUInt16BE(0), lower, [DNS_TYPE_A, DNS_TYPE_AAAA]);
     } catch (e) {
       return Promise.reject(new MdnsError('BAD_NAME', `${JSON.stringify(name)} is not an mDNS name (RFC 6762: a name under .local)`, { cause: e }));
