@@ -36,6 +36,27 @@ async function settle(): Promise<void> {
   await new Promise<void>((r) => setImmediate(r));
 }
 
+
+/**
+ * A relay-only Gatherer on an in-memory network with natkit's relay and a peer socket at
+ * 198.51.100.9:7000; every send() of the client's sockets is recorded as it is made.
+ */
+async function recordedRelayBase() {
+  const seg = new MemorySegment();
+  const client = seg.host('198.51.100.2');
+  const serverHost = seg.host('203.0.113.1');
+  const peerHost = seg.host('198.51.100.9');
+  track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
+  const { network, sent } = recording(client);
+  const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
+  const report = await g.gather();
+  const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
+  const peer = inbox(peerSocket);
+  const base = g.base(report.candidates[0]!.baseId)!;
+  const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+  return { base, peer, peerSocket, to, sent };
+}
+
 describe('gathering on an in-memory network with a manual clock', () => {
   it('host candidates for both families, srflx and relay from servers on the same network, a dead server timed out on the manual clock', async () => {
     const seg = new MemorySegment();
@@ -109,19 +130,7 @@ describe('gathering on an in-memory network with a manual clock', () => {
   });
 
   it('a relay base hands each datagram to the socket at once once a channel is bound: ChannelData, no promise per datagram', async () => {
-    const seg = new MemorySegment();
-    const client = seg.host('198.51.100.2');
-    const serverHost = seg.host('203.0.113.1');
-    const peerHost = seg.host('198.51.100.9');
-    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
-    // The client's sockets, with each send() call recorded as it is made.
-    const { network, sent } = recording(client);
-    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
-    const report = await g.gather();
-    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
-    const peer = inbox(peerSocket);
-    const base = g.base(report.candidates[0]!.baseId)!;
-    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    const { base, peer, peerSocket, to, sent } = await recordedRelayBase();
     await base.bindChannel!(to);
     const before = sent.length;
     for (let i = 0; i < 5; i++) base.send(Buffer.from(`d${i}`), to);
@@ -132,18 +141,7 @@ describe('gathering on an in-memory network with a manual clock', () => {
   });
 
   it('a relay base hands each datagram to the socket at once before a channel too: Send indications, no promise per datagram', async () => {
-    const seg = new MemorySegment();
-    const client = seg.host('198.51.100.2');
-    const serverHost = seg.host('203.0.113.1');
-    const peerHost = seg.host('198.51.100.9');
-    track(await TurnServer.start({ network: serverHost, listen: ['203.0.113.1'], port: 3478, tcp: false, users: parseUsers('alice:wonderland\n') }));
-    const { network, sent } = recording(client);
-    const g = track(new Gatherer({ network, clock: new ManualClock(), policy: 'relay', iceServers: [{ urls: 'turn:203.0.113.1', username: 'alice', credential: 'wonderland' }] }));
-    const report = await g.gather();
-    const peerSocket = await peerHost.createUdpSocket({ family: 'IPv4', address: '198.51.100.9', port: 7000 });
-    const peer = inbox(peerSocket);
-    const base = g.base(report.candidates[0]!.baseId)!;
-    const to: TransportAddress = { family: 'IPv4', address: '198.51.100.9', port: 7000 };
+    const { base, peer, peerSocket, to, sent } = await recordedRelayBase();
     // The first datagram waits for the permission (RFC 8656 section 9).
     base.send(Buffer.from('first'), to);
     expect((await peer.next())[0].toString()).toBe('first');
